@@ -1,0 +1,23 @@
+// Bundles src/main.ts into dist/relayq.js: one file, every dependency inside,
+// runnable with `node dist/relayq.js` from any folder.
+import { build } from 'esbuild'
+import { readFileSync, statSync } from 'node:fs'
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+
+await build({
+  entryPoints: ['src/main.ts'],
+  outfile: 'dist/relayq.js',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  sourcemap: 'linked',
+  legalComments: 'linked',
+  banner: { js: '#!/usr/bin/env node' },
+  define: { RELAYQ_VERSION: JSON.stringify(pkg.version) },
+  logLevel: 'warning',
+})
+const bytes = statSync('dist/relayq.js').size
+console.log(`dist/relayq.js ${(bytes / 1024).toFixed(0)} KiB`)

@@ -1,0 +1,47 @@
+// `npm test`: type-check, build the bundle (the process tests run it), then
+// every test file under test/, one file at a time (they share one broker and
+// two cores). `npm test -- unit` (or integration, process, fault, security,
+// deploy, soak) runs one group.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { requireBroker } from './broker-check.mjs'
+
+const GROUPS = ['unit', 'integration', 'process', 'fault', 'security', 'deploy']
+const wanted = process.argv.slice(2)
+const groups = wanted.length > 0 ? wanted : GROUPS
+
+function files (dir) {
+  let out = []
+  let entries
+  try { entries = readdirSync(dir) } catch { return out }
+  for (const e of entries) {
+    const p = join(dir, e)
+    if (statSync(p).isDirectory()) out = out.concat(files(p))
+    else if (e.endsWith('.test.ts')) out.push(p)
+  }
+  return out.sort()
+}
+
+const selected = groups.flatMap((g) => files(join('test', g)))
+if (selected.length === 0) {
+  console.error(`no test files for: ${groups.join(', ')}`)
+  process.exit(1)
+}
+if (groups.some((g) => g !== 'unit')) await requireBroker()
+
+const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx'
+console.log('> tsc --noEmit')
+execFileSync(npx, ['tsc', '--noEmit'], { stdio: 'inherit' })
+console.log('> build')
+execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
+
+console.log(`> node --test (${selected.length} files)`)
+const result = spawnSync(process.execPath, [
+  '--import', 'tsx',
+  '--test',
+  '--test-concurrency=1',
+  '--test-timeout=300000',
+  ...selected,
+], { stdio: 'inherit', env: { ...process.env, RELAYQ_TEST: '1' } })
+process.exit(result.status ?? 1)

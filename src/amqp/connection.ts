@@ -1,0 +1,236 @@
+// One logical broker connection that keeps itself up: it connects to each
+// configured broker in turn, reconnects with capped exponential backoff and
+// full jitter, and re-runs the owner's setup (channels, consumers, topology)
+// on every new connection. A broker restart, a channel error or a network
+// stall never crashes the process; only a setup error the owner marks fatal
+// (a queue declared with other arguments) stops it.
+import { EventEmitter } from 'node:events'
+import * as amqp from 'amqplib'
+import type { ChannelModel } from 'amqplib'
+import type { Logger } from 'pino'
+import type { BrokerConfig } from '../config/types'
+import { coalesceWrites } from './coalesce'
+
+export type ConnectionName = 'enqueuer' | 'consume' | 'publish' | 'dlq'
+
+/** Thrown by a setup function when retrying cannot help (e.g. inequivalent queue arguments). */
+export class FatalSetupError extends Error {
+  override readonly name = 'FatalSetupError'
+}
+
+export interface ConnectionEvents {
+  /** A connection is up and setup has completed. */
+  up: [ChannelModel]
+  /** The connection went away (or setup failed); a reconnect is scheduled. */
+  down: [Error]
+  blocked: [string]
+  unblocked: []
+  /** Setup failed in a way retrying cannot fix; the connection gives up. */
+  fatal: [Error]
+}
+
+export interface BrokerConnectionOptions {
+  readonly name: ConnectionName
+  readonly broker: BrokerConfig
+  readonly logger: Logger
+  readonly setup: (conn: ChannelModel) => Promise<void>
+  readonly onReconnect?: () => void
+}
+
+export class BrokerConnection extends EventEmitter<ConnectionEvents> {
+  private conn: ChannelModel | null = null
+  private isUp = false
+  private isBlocked = false
+  private stopped = false
+  private attempt = 0
+  private urlIndex = 0
+  private timer: NodeJS.Timeout | null = null
+  private hasConnectedOnce = false
+
+  constructor (private readonly opts: BrokerConnectionOptions) {
+    super()
+  }
+
+  get up (): boolean {
+    return this.isUp
+  }
+
+  get blocked (): boolean {
+    return this.isBlocked
+  }
+
+  get model (): ChannelModel | null {
+    return this.isUp ? this.conn : null
+  }
+
+  start (): void {
+    void this.connect()
+  }
+
+  /** Resolves once the connection is up, or rejects on a fatal setup error. */
+  waitUntilUp (): Promise<void> {
+    if (this.isUp) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const onUp = (): void => { this.off('fatal', onFatal); resolve() }
+      const onFatal = (err: Error): void => { this.off('up', onUp); reject(err) }
+      this.once('up', onUp)
+      this.once('fatal', onFatal)
+    })
+  }
+
+  /** Drops the current connection and reconnects (used after a channel the owner cannot recreate in place is lost). */
+  recycle (reason: string): void {
+    const conn = this.conn
+    if (conn === null || this.stopped) return
+    this.opts.logger.warn({ connection: this.opts.name, reason }, 'recycling broker connection')
+    conn.close().catch(() => {})
+  }
+
+  async close (): Promise<void> {
+    this.stopped = true
+    if (this.timer !== null) clearTimeout(this.timer)
+    const conn = this.conn
+    this.conn = null
+    if (conn !== null) {
+      try {
+        await conn.close()
+      } catch {
+        // already closed
+      }
+    }
+    this.markDown(new Error('closed'), false)
+  }
+
+  private async connect (): Promise<void> {
+    if (this.stopped) return
+    const { broker, logger, name } = this.opts
+    const url = broker.urls[this.urlIndex % broker.urls.length] as string
+    let conn: ChannelModel
+    try {
+      conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
+    } catch (err) {
+      this.retry(err as Error, url)
+      return
+    }
+    if (this.stopped) {
+      conn.close().catch(() => {})
+      return
+    }
+    coalesceWrites(conn)
+    this.conn = conn
+    conn.on('error', (err: Error) => logger.warn({ connection: name, err: err.message }, 'broker connection error'))
+    conn.on('close', (err?: Error) => this.onClose(conn, err))
+    conn.on('blocked', (reason: string) => {
+      this.isBlocked = true
+      logger.warn({ connection: name, reason }, 'broker blocked the connection')
+      this.emit('blocked', reason)
+    })
+    conn.on('unblocked', () => {
+      this.isBlocked = false
+      logger.info({ connection: name }, 'broker unblocked the connection')
+      this.emit('unblocked')
+    })
+    try {
+      await this.opts.setup(conn)
+    } catch (err) {
+      if (err instanceof FatalSetupError) {
+        this.stopped = true
+        conn.close().catch(() => {})
+        this.emit('fatal', err)
+        return
+      }
+      logger.warn({ connection: name, err: (err as Error).message }, 'broker setup failed; reconnecting')
+      conn.close().catch(() => {})
+      return
+    }
+    if (this.conn !== conn) return
+    this.attempt = 0
+    this.isUp = true
+    if (this.hasConnectedOnce) this.opts.onReconnect?.()
+    this.hasConnectedOnce = true
+    logger.info({ connection: name, broker: redactUrl(url) }, 'connected to broker')
+    this.emit('up', conn)
+  }
+
+  private onClose (conn: ChannelModel, err?: Error): void {
+    if (this.conn !== conn) return
+    this.conn = null
+    this.isBlocked = false
+    const reason = err ?? new Error('connection closed by the broker')
+    this.markDown(reason, true)
+    if (!this.stopped) this.retry(reason, null)
+  }
+
+  private markDown (err: Error, log: boolean): void {
+    if (!this.isUp) return
+    this.isUp = false
+    if (log) this.opts.logger.warn({ connection: this.opts.name, err: err.message }, 'disconnected from broker')
+    this.emit('down', err)
+  }
+
+  private retry (err: Error, failedUrl: string | null): void {
+    if (this.stopped) return
+    const { broker, logger, name } = this.opts
+    if (failedUrl !== null) {
+      // The next attempt goes to the next broker of a cluster list.
+      this.urlIndex++
+      if (this.attempt === 0 || this.attempt % 10 === 0) {
+        logger.warn({ connection: name, broker: redactUrl(failedUrl), err: err.message }, 'cannot connect to broker')
+      }
+    }
+    const cap = Math.min(broker.reconnectMaxMs, broker.reconnectInitialMs * 2 ** Math.min(this.attempt, 20))
+    this.attempt++
+    // Full jitter: replicas that lost the broker together do not come back in lockstep.
+    const delay = Math.round(Math.random() * cap)
+    this.timer = setTimeout(() => {
+      this.timer = null
+      void this.connect()
+    }, delay)
+  }
+}
+
+function connectionOptions (raw: string, broker: BrokerConfig): amqp.Options.Connect {
+  const url = new URL(raw)
+  const path = url.pathname
+  return {
+    protocol: url.protocol.replace(':', ''),
+    hostname: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port === '' ? (url.protocol === 'amqps:' ? 5671 : 5672) : Number(url.port),
+    username: decodeURIComponent(url.username === '' ? 'guest' : url.username),
+    password: decodeURIComponent(url.password === '' ? 'guest' : url.password),
+    vhost: path === '' || path === '/' ? '/' : decodeURIComponent(path.slice(1)),
+    heartbeat: broker.heartbeatSeconds,
+    frameMax: 131072,
+  }
+}
+
+function socketOptions (raw: string, broker: BrokerConfig, name: ConnectionName): Record<string, unknown> {
+  const url = new URL(raw)
+  const opts: Record<string, unknown> = {
+    // amqplib leaves Nagle on; small frames then wait ~40 ms each hop.
+    noDelay: true,
+    timeout: broker.connectTimeoutMs,
+    keepAlive: true,
+    clientProperties: { connection_name: `relayq-${name}` },
+  }
+  if (url.protocol === 'amqps:') {
+    const { tls } = broker
+    if (tls.ca !== undefined) opts.ca = [tls.ca]
+    if (tls.cert !== undefined) opts.cert = tls.cert
+    if (tls.key !== undefined) opts.key = tls.key
+    if (tls.passphrase !== undefined) opts.passphrase = tls.passphrase
+    if (tls.servername !== undefined) opts.servername = tls.servername
+    if (tls.insecure) opts.rejectUnauthorized = false
+  }
+  return opts
+}
+
+/** scheme://host:port/vhost: what a log line may say about a broker URL. */
+export function redactUrl (raw: string): string {
+  try {
+    const url = new URL(raw)
+    return `${url.protocol}//${url.host}${url.pathname}`
+  } catch {
+    return '(invalid url)'
+  }
+}

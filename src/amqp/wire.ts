@@ -1,0 +1,352 @@
+// The wire format: HTTP requests and responses as AMQP messages, compatible
+// with ProxyMQ (headers `x-http-method`, `x-status-code`; the body is the raw
+// HTTP body). This module is the only place that builds or reads message
+// headers; the dequeuer's retry, dead-letter and requeue copies come from
+// here too.
+import type { ConsumeMessage, Options } from 'amqplib'
+import { isHopByHop, isReservedHeader, type HeaderTable } from '../http/headers'
+import { isSafeRelativePath } from '../http/target'
+import type { ErrorCode } from '../errors'
+
+export const H = {
+  method: 'x-http-method',
+  path: 'x-http-path',
+  status: 'x-status-code',
+  deadline: 'x-relayq-deadline',
+  attempts: 'x-relayq-attempts',
+  firstAttemptAt: 'x-relayq-first-attempt-at',
+  lastError: 'x-relayq-last-error',
+  lastErrorCode: 'x-relayq-last-error-code',
+  error: 'x-relayq-error',
+  deadLetterReason: 'x-relayq-dead-letter-reason',
+  deadLetteredAt: 'x-relayq-dead-lettered-at',
+  originalQueue: 'x-relayq-original-queue',
+  job: 'x-relayq-job',
+  deliveryCount: 'x-delivery-count',
+  death: 'x-death',
+} as const
+
+export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to'
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+// What Node's http module accepts in a header value (latin1, no controls but tab).
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+export const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+export interface Publishable {
+  readonly content: Buffer
+  readonly options: Options.Publish
+}
+
+// ---------------------------------------------------------------- requests
+
+export interface OutgoingRequest {
+  readonly method: string
+  /** `/{rest}?query`; null leaves it out (ProxyMQ format). */
+  readonly path: string | null
+  readonly headers: HeaderTable
+  readonly body: Buffer
+  readonly correlationId: string
+  readonly replyTo: string | null
+  /** Absolute deadline, epoch milliseconds. */
+  readonly deadline: number
+  readonly persistent: boolean
+  readonly contentType: string | undefined
+  /** Set on async jobs so the result consumer can tell its messages apart. */
+  readonly jobId?: string
+}
+
+export function encodeRequest (req: OutgoingRequest): Publishable {
+  const now = Date.now()
+  const headers: Record<string, unknown> = req.headers
+  headers[H.method] = req.method
+  if (req.path !== null) headers[H.path] = req.path
+  headers[H.deadline] = req.deadline
+  if (req.jobId !== undefined) headers[H.job] = req.jobId
+  const options: Options.Publish = {
+    correlationId: req.correlationId,
+    messageId: req.correlationId,
+    timestamp: Math.floor(now / 1000),
+    // The broker drops (or dead-letters) requests whose caller has given up.
+    expiration: String(Math.max(1, req.deadline - now)),
+    headers,
+    persistent: req.persistent,
+    mandatory: true,
+  }
+  if (req.replyTo !== null) options.replyTo = req.replyTo
+  if (req.contentType !== undefined) options.contentType = req.contentType
+  return { content: req.body, options }
+}
+
+export class MalformedMessageError extends Error {
+  override readonly name = 'MalformedMessageError'
+}
+
+export interface IncomingRequest {
+  readonly method: string
+  /** null for ProxyMQ messages, which carry no path: forward to DOWNSTREAM_URL as is. */
+  readonly path: string | null
+  readonly headers: HeaderTable
+  readonly body: Buffer
+  readonly correlationId: string | undefined
+  readonly replyTo: string | undefined
+  /** Epoch ms, or null when the publisher set none. */
+  readonly deadline: number | null
+  readonly jobId: string | undefined
+}
+
+export function decodeRequest (msg: ConsumeMessage): IncomingRequest {
+  const props = msg.properties
+  const raw = (props.headers ?? {}) as Record<string, unknown>
+  const methodValue = raw[H.method]
+  const method = methodValue === undefined ? 'POST' : headerString(methodValue, H.method).toUpperCase()
+  if (!METHODS.has(method)) throw new MalformedMessageError(`unsupported method "${method.slice(0, 20)}"`)
+  const pathValue = raw[H.path]
+  const path = pathValue === undefined ? null : headerString(pathValue, H.path)
+  if (path !== null && !isSafeRelativePath(path)) throw new MalformedMessageError('x-http-path is not a safe relative path')
+  const deadlineValue = raw[H.deadline]
+  let deadline: number | null = null
+  if (deadlineValue !== undefined) {
+    deadline = Number(deadlineValue)
+    if (!Number.isFinite(deadline)) throw new MalformedMessageError('x-relayq-deadline is not a number')
+  }
+  const jobValue = raw[H.job]
+  return {
+    method,
+    path,
+    headers: forwardableHeaders(raw),
+    body: msg.content,
+    correlationId: optionalString(props.correlationId),
+    replyTo: optionalString(props.replyTo),
+    deadline,
+    jobId: jobValue === undefined ? undefined : headerString(jobValue, H.job),
+  }
+}
+
+/** The message headers that go to the service: everything but control, broker and hop-by-hop headers. */
+function forwardableHeaders (raw: Record<string, unknown>): HeaderTable {
+  const out: HeaderTable = {}
+  for (const key in raw) {
+    const name = key.toLowerCase()
+    if (isReservedHeader(name) || isHopByHop(name)) continue
+    if (!TOKEN.test(name)) throw new MalformedMessageError(`invalid header name "${name.slice(0, 40)}"`)
+    const value = raw[key]
+    out[name] = Array.isArray(value) ? value.map((v) => headerString(v, name)) : headerString(value, name)
+  }
+  return out
+}
+
+function headerString (value: unknown, name: string): string {
+  let s: string
+  if (typeof value === 'string') s = value
+  else if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') s = String(value)
+  else if (Buffer.isBuffer(value)) s = value.toString('latin1')
+  else throw new MalformedMessageError(`header ${name.slice(0, 40)} has an unsupported type`)
+  // Header values travel as latin1 strings (as Node and undici read them); CR, LF and NUL would split the request.
+  if (/[\r\n\0]/.test(s)) throw new MalformedMessageError(`header ${name.slice(0, 40)} contains a line break`)
+  return s
+}
+
+function optionalString (value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined
+}
+
+// ---------------------------------------------------------------- responses
+
+export interface OutgoingResponse {
+  readonly status: number
+  readonly headers: HeaderTable
+  readonly body: Buffer
+  readonly correlationId: string | undefined
+  readonly contentType: string | undefined
+  /** Set when relayq made this answer itself. */
+  readonly errorCode?: ErrorCode
+  /** Persistent replies are for durable result queues (async jobs). */
+  readonly persistent?: boolean
+  readonly jobId?: string | undefined
+}
+
+export function encodeResponse (res: OutgoingResponse): Publishable {
+  const headers: Record<string, unknown> = res.headers
+  headers[H.status] = String(res.status)
+  if (res.errorCode !== undefined) headers[H.error] = res.errorCode
+  if (res.jobId !== undefined) headers[H.job] = res.jobId
+  const options: Options.Publish = { headers }
+  if (res.correlationId !== undefined) options.correlationId = res.correlationId
+  if (res.contentType !== undefined) options.contentType = res.contentType
+  if (res.persistent === true) options.persistent = true
+  return { content: res.body, options }
+}
+
+export interface IncomingResponse {
+  readonly status: number
+  /** Flat [name, value, ...] list, ready for `res.writeHead`. */
+  readonly headers: string[]
+  readonly body: Buffer
+  readonly correlationId: string | undefined
+  readonly errorCode: string | undefined
+  readonly contentLength: string | undefined
+  readonly jobId: string | undefined
+}
+
+export function decodeResponse (msg: ConsumeMessage): IncomingResponse {
+  const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
+  const headers: string[] = []
+  let status = 200
+  let errorCode: string | undefined
+  let contentLength: string | undefined
+  let jobId: string | undefined
+  for (const key in raw) {
+    const name = key.toLowerCase()
+    const value = raw[key]
+    if (name === H.status) {
+      status = parseStatus(value)
+      continue
+    }
+    if (name === H.error) errorCode = safeString(value)
+    else if (name === H.job) {
+      jobId = safeString(value)
+      continue
+    } else if (name === 'content-length') {
+      contentLength = safeString(value)
+      continue
+    } else if (isHopByHop(name) || (isReservedHeader(name) && name !== H.error)) continue
+    appendHeader(headers, name, value)
+  }
+  return { status, headers, body: msg.content, correlationId: optionalString(msg.properties.correlationId), errorCode, contentLength, jobId }
+}
+
+function parseStatus (value: unknown): number {
+  const n = typeof value === 'number' ? value : Number(safeString(value))
+  // A reply that names no valid status is not the service's answer: surface it as a gateway error.
+  return Number.isInteger(n) && n >= 100 && n <= 599 ? n : 502
+}
+
+function appendHeader (out: string[], name: string, value: unknown): void {
+  if (Array.isArray(value)) {
+    for (const v of value) appendHeader(out, name, v)
+    return
+  }
+  const s = safeString(value)
+  // A header Node would refuse to write is dropped rather than failing the whole response.
+  if (s !== undefined && TOKEN.test(name) && FIELD_VALUE.test(s)) out.push(name, s)
+}
+
+function safeString (value: unknown): string | undefined {
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  if (Buffer.isBuffer(value)) return value.toString('latin1')
+  return undefined
+}
+
+// ---------------------------------------------------------------- dequeuer copies
+
+/** Counted attempts before this delivery, from relayq's own header (and the broker's count on quorum queues). */
+export function priorAttempts (msg: ConsumeMessage, quorum: boolean): number {
+  const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
+  const own = nonNegativeInt(headers[H.attempts])
+  return quorum ? own + nonNegativeInt(headers[H.deliveryCount]) : own
+}
+
+export function firstAttemptAt (msg: ConsumeMessage): number | null {
+  const v = Number((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
+  return Number.isFinite(v) && v > 0 ? v : null
+}
+
+function nonNegativeInt (value: unknown): number {
+  const n = typeof value === 'number' ? value : Number(safeString(value))
+  return Number.isInteger(n) && n > 0 ? n : 0
+}
+
+export interface CopyInfo {
+  /** Counted attempts so far, written as `x-relayq-attempts`. */
+  readonly attempts: number
+  readonly firstAttemptAt: number
+  readonly errorCode?: ErrorCode | undefined
+  readonly errorMessage?: string | undefined
+}
+
+/**
+ * A copy of a delivered message to publish again (retry, requeue without
+ * counting, or a counted crash on a classic queue): same body, same
+ * properties, relayq's attempt headers updated. The broker's own death and
+ * delivery-count headers are dropped, so counting starts afresh on the copy.
+ */
+export function republishCopy (msg: ConsumeMessage, info: CopyInfo, now = Date.now()): Publishable {
+  const headers = copyHeaders(msg, info)
+  const options = copyProperties(msg, headers)
+  const deadline = Number(headers[H.deadline])
+  if (Number.isFinite(deadline)) options.expiration = String(Math.max(1, deadline - now))
+  return { content: msg.content, options }
+}
+
+export interface DeadLetterInfo extends CopyInfo {
+  readonly reason: DeadLetterReason
+  readonly originalQueue: string
+}
+
+export type DeadLetterReason = 'max_attempts' | 'malformed' | 'expired' | 'too_large' | 'redelivery_limit'
+
+/** A copy for the dead-letter queue: no expiration (it must wait for an operator), reason headers added. */
+export function deadLetterCopy (msg: ConsumeMessage, info: DeadLetterInfo, now = Date.now()): Publishable {
+  const headers = copyHeaders(msg, info)
+  headers[H.deadLetterReason] = info.reason
+  headers[H.originalQueue] = info.originalQueue
+  headers[H.deadLetteredAt] = now
+  const options = copyProperties(msg, headers)
+  options.persistent = true
+  return { content: msg.content, options }
+}
+
+/**
+ * The copy `dlq replay` publishes back to the request queue: attempts reset,
+ * reason and death headers gone, and no deadline or expiration (the original
+ * caller's deadline has passed; the replay is served whenever it is reached).
+ */
+export function replayCopy (msg: ConsumeMessage, now = Date.now()): Publishable {
+  const headers: Record<string, unknown> = {}
+  const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
+  for (const key in raw) {
+    const name = key.toLowerCase()
+    if (name.startsWith('x-relayq-') && name !== H.job) continue
+    if (name === H.death || name === H.deliveryCount || name === 'x-acquired-count' ||
+      name.startsWith('x-first-death-') || name.startsWith('x-last-death-')) continue
+    headers[key] = raw[key]
+  }
+  const options = copyProperties(msg, headers)
+  options.timestamp = Math.floor(now / 1000)
+  options.persistent = true
+  return { content: msg.content, options }
+}
+
+function copyHeaders (msg: ConsumeMessage, info: CopyInfo): Record<string, unknown> {
+  const headers: Record<string, unknown> = {}
+  const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
+  for (const key in raw) {
+    const name = key.toLowerCase()
+    if (name === H.death || name === H.deliveryCount || name === 'x-acquired-count' ||
+      name.startsWith('x-first-death-') || name.startsWith('x-last-death-')) continue
+    headers[key] = raw[key]
+  }
+  headers[H.attempts] = info.attempts
+  headers[H.firstAttemptAt] = info.firstAttemptAt
+  if (info.errorCode !== undefined) headers[H.lastErrorCode] = info.errorCode
+  if (info.errorMessage !== undefined) headers[H.lastError] = info.errorMessage.slice(0, 500)
+  return headers
+}
+
+function copyProperties (msg: ConsumeMessage, headers: Record<string, unknown>): Options.Publish {
+  const p = msg.properties
+  const options: Options.Publish = { headers }
+  if (p.correlationId !== undefined) options.correlationId = p.correlationId
+  if (p.replyTo !== undefined) options.replyTo = p.replyTo
+  if (p.messageId !== undefined) options.messageId = p.messageId
+  if (p.timestamp !== undefined) options.timestamp = p.timestamp
+  if (p.contentType !== undefined) options.contentType = p.contentType
+  if (p.contentEncoding !== undefined) options.contentEncoding = p.contentEncoding
+  if (p.type !== undefined) options.type = p.type
+  if (p.appId !== undefined) options.appId = p.appId
+  if (p.deliveryMode === 2) options.persistent = true
+  return options
+}

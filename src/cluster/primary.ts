@@ -1,0 +1,108 @@
+// ENQUEUER_WORKERS > 1: the primary forks that many enqueuer workers sharing
+// the port (each with its own broker connection), restarts a worker that dies
+// (with backoff), forwards SIGTERM so each drains, and serves the sum of all
+// workers' metrics on every scrape.
+import cluster, { type Worker } from 'node:cluster'
+import { AggregatorRegistry, type Registry } from 'prom-client'
+import type { Logger } from 'pino'
+import type { Config } from '../config/types'
+import { createAdminServer } from '../http/admin'
+import { listen } from '../http/server'
+
+interface MetricsRequest { readonly relayq: 'metrics', readonly id: number }
+interface MetricsResponse { readonly relayq: 'metrics-result', readonly id: number, readonly body?: string, readonly error?: string }
+
+const RESTART_BACKOFF_MAX_MS = 30000
+
+export async function runPrimary (config: Config, logger: Logger): Promise<void> {
+  const cfg = config.enqueuer!
+  const aggregator = new AggregatorRegistry()
+  const aggregate = async (): Promise<string> => aggregator.clusterMetrics()
+  let stopping = false
+  const restarts = new Map<number, number>()
+
+  const fork = (slot: number): void => {
+    const worker = cluster.fork({ RELAYQ_WORKER_SLOT: String(slot) })
+    worker.on('message', (msg: MetricsRequest) => {
+      if (msg?.relayq !== 'metrics') return
+      aggregate().then(
+        (body) => worker.send({ relayq: 'metrics-result', id: msg.id, body } satisfies MetricsResponse),
+        (err: Error) => worker.send({ relayq: 'metrics-result', id: msg.id, error: err.message } satisfies MetricsResponse),
+      )
+    })
+    worker.on('exit', (code, signal) => {
+      if (stopping) return
+      const n = (restarts.get(slot) ?? 0) + 1
+      restarts.set(slot, n)
+      const delay = Math.min(RESTART_BACKOFF_MAX_MS, 100 * 2 ** Math.min(n, 10))
+      logger.error({ slot, code, signal, restartInMs: delay }, 'enqueuer worker died; restarting')
+      setTimeout(() => fork(slot), delay)
+    })
+    worker.on('listening', () => restarts.set(slot, 0))
+  }
+  for (let i = 0; i < cfg.workers; i++) fork(i)
+
+  const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+  const drainAll = async (): Promise<void> => {
+    stopping = true
+    await Promise.all(workers().map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) return resolve()
+      w.once('exit', () => resolve())
+      w.process.kill('SIGTERM')
+    })))
+  }
+
+  if (cfg.admin !== null) {
+    const admin = createAdminServer({
+      metrics: async () => ({ contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE, body: await aggregate() }),
+      notReadyReason: () => (stopping ? 'draining' : workers().length === 0 ? 'no worker running' : null),
+      drain: drainAll,
+    })
+    await listen(admin, cfg.admin.port, cfg.admin.host)
+  }
+
+  let signals = 0
+  const stop = (): void => {
+    if (++signals > 1) process.exit(1)
+    logger.info('shutting down workers')
+    drainAll().then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+/** In a worker: the AggregatorRegistry must exist here too, or the primary's scrape waits 5 s for an answer. */
+export function setupWorkerMetrics (_registry: Registry): void {
+  // prom-client collects from the global registry in each worker; ours is passed in explicitly.
+  AggregatorRegistry.setRegistries([_registry])
+  void new AggregatorRegistry()
+}
+
+let nextId = 0
+const waiting = new Map<number, (r: MetricsResponse) => void>()
+
+/** In a worker: /metrics on the shared port answers with every worker's metrics summed by the primary. */
+export function workerMetricsText (): Promise<{ contentType: string, body: string }> {
+  if (waiting.size === 0) process.on('message', onPrimaryMessage)
+  const id = ++nextId
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      waiting.delete(id)
+      reject(new Error('the cluster primary did not answer'))
+    }, 10000)
+    waiting.set(id, (r) => {
+      clearTimeout(timer)
+      if (r.body !== undefined) resolve({ contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE, body: r.body })
+      else reject(new Error(r.error ?? 'metrics unavailable'))
+    })
+    process.send?.({ relayq: 'metrics', id } satisfies MetricsRequest)
+  })
+}
+
+function onPrimaryMessage (msg: MetricsResponse): void {
+  if (msg?.relayq !== 'metrics-result') return
+  const done = waiting.get(msg.id)
+  waiting.delete(msg.id)
+  done?.(msg)
+  if (waiting.size === 0) process.off('message', onPrimaryMessage)
+}

@@ -1,0 +1,136 @@
+// Every environment variable relayq reads, in one table: name, parser,
+// default, unit and meaning. The loader, the README's configuration table and
+// the deploy manifests' checks all come from this list.
+import * as p from './parsers'
+
+export type Scope = 'all' | 'enqueuer' | 'dequeuer' | 'dlq'
+
+export interface VarSpec<T = unknown> {
+  readonly name: string
+  readonly parse: p.Parser<T>
+  /** Raw default, parsed like user input. Undefined means "unset". */
+  readonly default?: string
+  readonly scope: Scope
+  readonly doc: string
+  /** Secrets are redacted in the config dump and may come from NAME_FILE. */
+  readonly secret?: boolean
+  /** Variables that may also be given as NAME_FILE (the container convention). */
+  readonly file?: boolean
+  readonly group: string
+}
+
+function v<T> (spec: VarSpec<T>): VarSpec<T> {
+  return spec
+}
+
+const MiB = 1024 * 1024
+
+export const SPEC = {
+  // ---- process ----
+  RELAYQ_MODE: v({ name: 'RELAYQ_MODE', parse: p.oneOf('enqueuer', 'dequeuer'), scope: 'all', group: 'process', doc: 'Which side to run: `enqueuer` (HTTP edge) or `dequeuer` (sidecar). Required.' }),
+  LOG_LEVEL: v({ name: 'LOG_LEVEL', parse: p.oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), default: 'info', scope: 'all', group: 'process', doc: 'Log level of the JSON lines written to stdout.' }),
+  METRICS_ENABLED: v({ name: 'METRICS_ENABLED', parse: p.bool, default: 'true', scope: 'all', group: 'process', doc: 'Record Prometheus metrics. `false` turns every metric into a no-op (used by the overhead benchmark).' }),
+  SHUTDOWN_TIMEOUT_SECONDS: v({ name: 'SHUTDOWN_TIMEOUT_SECONDS', parse: p.num(0, 3600), default: '30', scope: 'all', group: 'process', doc: 'Seconds a drain (SIGTERM, SIGINT, `POST /drain`) waits for in-flight work before giving up on it.' }),
+
+  // ---- broker ----
+  RABBITMQ_URL: v({ name: 'RABBITMQ_URL', parse: p.str, scope: 'all', group: 'broker', secret: true, file: true, doc: 'amqp:// or amqps:// URL with user, password and vhost. Several, comma-separated, for a cluster: relayq connects to the next on failure. Wins over the RABBITMQ_HOST family.' }),
+  RABBITMQ_HOST: v({ name: 'RABBITMQ_HOST', parse: p.hostname, default: 'localhost', scope: 'all', group: 'broker', doc: 'Broker host, used when RABBITMQ_URL is unset.' }),
+  RABBITMQ_PORT: v({ name: 'RABBITMQ_PORT', parse: p.int(1, 65535), default: '5672', scope: 'all', group: 'broker', doc: 'Broker port.' }),
+  RABBITMQ_USER: v({ name: 'RABBITMQ_USER', parse: p.str, default: 'guest', scope: 'all', group: 'broker', doc: 'Broker user.' }),
+  RABBITMQ_PASSWORD: v({ name: 'RABBITMQ_PASSWORD', parse: p.str, default: 'guest', scope: 'all', group: 'broker', secret: true, file: true, doc: 'Broker password (or RABBITMQ_PASSWORD_FILE).' }),
+  RABBITMQ_VHOST: v({ name: 'RABBITMQ_VHOST', parse: p.str, default: '/', scope: 'all', group: 'broker', doc: 'Broker virtual host.' }),
+  RABBITMQ_TLS: v({ name: 'RABBITMQ_TLS', parse: p.bool, default: 'false', scope: 'all', group: 'broker', doc: 'Use amqps with the RABBITMQ_HOST family (RABBITMQ_URL says it with its scheme).' }),
+  RABBITMQ_HEARTBEAT_SECONDS: v({ name: 'RABBITMQ_HEARTBEAT_SECONDS', parse: p.int(0, 600), default: '10', scope: 'all', group: 'broker', doc: 'AMQP heartbeat; a silent peer is declared dead after two missed intervals. 0 disables heartbeats (not advised).' }),
+  RABBITMQ_CONNECT_TIMEOUT_MS: v({ name: 'RABBITMQ_CONNECT_TIMEOUT_MS', parse: p.int(100, 600000), default: '5000', scope: 'all', group: 'broker', doc: 'TCP + TLS + AMQP handshake timeout per connection attempt.' }),
+  RABBITMQ_RECONNECT_INITIAL_MS: v({ name: 'RABBITMQ_RECONNECT_INITIAL_MS', parse: p.int(1, 600000), default: '100', scope: 'all', group: 'broker', doc: 'First reconnect delay; doubles per failed attempt, with full jitter.' }),
+  RABBITMQ_RECONNECT_MAX_MS: v({ name: 'RABBITMQ_RECONNECT_MAX_MS', parse: p.int(1, 600000), default: '5000', scope: 'all', group: 'broker', doc: 'Cap of the reconnect delay.' }),
+  RABBITMQ_CA_FILE: v({ name: 'RABBITMQ_CA_FILE', parse: p.str, scope: 'all', group: 'broker', doc: 'PEM file of CA certificates trusted for amqps (default: the system CAs).' }),
+  RABBITMQ_CERT_FILE: v({ name: 'RABBITMQ_CERT_FILE', parse: p.str, scope: 'all', group: 'broker', doc: 'PEM client certificate for mutual TLS.' }),
+  RABBITMQ_KEY_FILE: v({ name: 'RABBITMQ_KEY_FILE', parse: p.str, scope: 'all', group: 'broker', doc: 'PEM client key for mutual TLS.' }),
+  RABBITMQ_KEY_PASSPHRASE: v({ name: 'RABBITMQ_KEY_PASSPHRASE', parse: p.str, scope: 'all', group: 'broker', secret: true, file: true, doc: 'Passphrase of RABBITMQ_KEY_FILE.' }),
+  RABBITMQ_TLS_SERVERNAME: v({ name: 'RABBITMQ_TLS_SERVERNAME', parse: p.hostname, scope: 'all', group: 'broker', doc: 'Name checked against the broker certificate (default: the URL host).' }),
+  RABBITMQ_TLS_INSECURE: v({ name: 'RABBITMQ_TLS_INSECURE', parse: p.bool, default: 'false', scope: 'all', group: 'broker', doc: 'Skip broker certificate verification. For experiments only; logged as a warning at start-up.' }),
+
+  // ---- enqueuer: HTTP edge ----
+  ENQUEUER_PORT: v({ name: 'ENQUEUER_PORT', parse: p.port, default: '8000', scope: 'enqueuer', group: 'enqueuer', doc: 'HTTP port of the enqueuer.' }),
+  ENQUEUER_HOST: v({ name: 'ENQUEUER_HOST', parse: p.hostname, default: '0.0.0.0', scope: 'enqueuer', group: 'enqueuer', doc: 'Address the enqueuer listens on.' }),
+  ENQUEUER_REPLY_TIMEOUT: v({ name: 'ENQUEUER_REPLY_TIMEOUT', parse: p.num(0.001, 86400), default: '120', scope: 'enqueuer', group: 'enqueuer', doc: 'Seconds to wait for a reply (504 after). Also the maximum a caller may ask with `x-relayq-timeout-ms`, and the message expiration.' }),
+  ENQUEUER_MAX_BODY_BYTES: v({ name: 'ENQUEUER_MAX_BODY_BYTES', parse: p.int(0, 512 * MiB), default: String(10 * MiB), scope: 'enqueuer', group: 'enqueuer', doc: 'Largest request body; larger gets 413 before anything is published.' }),
+  ENQUEUER_SERVICES: v({ name: 'ENQUEUER_SERVICES', parse: p.list(p.serviceName), scope: 'enqueuer', group: 'enqueuer', doc: 'Comma-separated allow-list of service names. Unset: any valid name whose queue exists. Others get 404 and nothing is published.' }),
+  ENQUEUER_POOL_SIZE: v({ name: 'ENQUEUER_POOL_SIZE', parse: p.int(1, 64), default: '2', scope: 'enqueuer', group: 'enqueuer', doc: 'ProxyMQ name. Publishing channels per process, each with its own direct reply-to consumer and pending-reply table (spreads large bodies so small requests do not wait behind them).' }),
+  ENQUEUER_PUBLISH_TIMEOUT_MS: v({ name: 'ENQUEUER_PUBLISH_TIMEOUT_MS', parse: p.int(1, 600000), default: '5000', scope: 'enqueuer', group: 'enqueuer', doc: 'Time for the broker to confirm a publish; 503 after.' }),
+  ENQUEUER_PERSISTENT: v({ name: 'ENQUEUER_PERSISTENT', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'enqueuer', doc: 'Publish request/reply messages as persistent (delivery mode 2). Async jobs are always persistent.' }),
+  ENQUEUER_MAX_INFLIGHT: v({ name: 'ENQUEUER_MAX_INFLIGHT', parse: p.int(1, 1000000), default: '10000', scope: 'enqueuer', group: 'enqueuer', doc: 'Concurrent requests per process; beyond it 503 with Retry-After, so a flood cannot exhaust memory.' }),
+  ENQUEUER_HEADERS_TIMEOUT_MS: v({ name: 'ENQUEUER_HEADERS_TIMEOUT_MS', parse: p.int(100, 600000), default: '10000', scope: 'enqueuer', group: 'enqueuer', doc: 'Time a client has to send the request headers (408 after).' }),
+  ENQUEUER_BODY_TIMEOUT_MS: v({ name: 'ENQUEUER_BODY_TIMEOUT_MS', parse: p.int(100, 3600000), default: '30000', scope: 'enqueuer', group: 'enqueuer', doc: 'Time a client has to send the whole request, headers and body (408 after).' }),
+  ENQUEUER_KEEPALIVE_TIMEOUT_MS: v({ name: 'ENQUEUER_KEEPALIVE_TIMEOUT_MS', parse: p.int(0, 600000), default: '5000', scope: 'enqueuer', group: 'enqueuer', doc: 'Idle time before a keep-alive connection is closed. 0 closes after each response.' }),
+  ENQUEUER_MAX_HEADER_BYTES: v({ name: 'ENQUEUER_MAX_HEADER_BYTES', parse: p.int(1024, 1024 * 1024), default: '16384', scope: 'enqueuer', group: 'enqueuer', doc: 'Total size of the request line and headers (431 beyond).' }),
+  ENQUEUER_MAX_HEADERS: v({ name: 'ENQUEUER_MAX_HEADERS', parse: p.int(1, 10000), default: '100', scope: 'enqueuer', group: 'enqueuer', doc: 'Number of request headers (431 beyond).' }),
+  ENQUEUER_MAX_URL_BYTES: v({ name: 'ENQUEUER_MAX_URL_BYTES', parse: p.int(16, 1024 * 1024), default: '8192', scope: 'enqueuer', group: 'enqueuer', doc: 'Length of the request target (414 beyond).' }),
+  ENQUEUER_QUEUE_CHECK_TTL_MS: v({ name: 'ENQUEUER_QUEUE_CHECK_TTL_MS', parse: p.int(0, 600000), default: '2000', scope: 'enqueuer', group: 'enqueuer', doc: 'How long a queue\'s existence and consumer count are cached; refreshed in the background while traffic flows, so no request waits on it but the first.' }),
+  ENQUEUER_BREAKER_ENABLED: v({ name: 'ENQUEUER_BREAKER_ENABLED', parse: p.bool, default: 'true', scope: 'enqueuer', group: 'enqueuer', doc: 'Per-service breaker: after repeated reply timeouts or no consumers, fail fast with 503 for a cool-down.' }),
+  ENQUEUER_BREAKER_THRESHOLD: v({ name: 'ENQUEUER_BREAKER_THRESHOLD', parse: p.int(1, 100000), default: '5', scope: 'enqueuer', group: 'enqueuer', doc: 'Consecutive reply timeouts (or no-consumer answers) that open a service\'s breaker.' }),
+  ENQUEUER_BREAKER_COOLDOWN_MS: v({ name: 'ENQUEUER_BREAKER_COOLDOWN_MS', parse: p.int(1, 3600000), default: '5000', scope: 'enqueuer', group: 'enqueuer', doc: 'How long an open service breaker fails fast before letting a probe through.' }),
+  ENQUEUER_AUTH_TOKENS_FILE: v({ name: 'ENQUEUER_AUTH_TOKENS_FILE', parse: p.str, scope: 'enqueuer', group: 'enqueuer', doc: 'File of accepted bearer tokens, one per line. When set, requests without `Authorization: Bearer <token>` get 401.' }),
+  ENQUEUER_WORKERS: v({ name: 'ENQUEUER_WORKERS', parse: p.int(1, 64), default: '1', scope: 'enqueuer', group: 'enqueuer', doc: 'Enqueuer worker processes (node:cluster) sharing the port. Node 20 ignores container CPU limits, so this is never sized automatically.' }),
+  ADMIN_PORT: v({ name: 'ADMIN_PORT', parse: p.port, scope: 'enqueuer', group: 'enqueuer', doc: 'Serve /metrics, /healthz, /readyz and /drain on this port instead of ENQUEUER_PORT. Unset: on ENQUEUER_PORT (without /drain).' }),
+  ADMIN_HOST: v({ name: 'ADMIN_HOST', parse: p.hostname, default: '0.0.0.0', scope: 'enqueuer', group: 'enqueuer', doc: 'Address of the admin port.' }),
+
+  // ---- enqueuer: async jobs ----
+  ASYNC_MODE: v({ name: 'ASYNC_MODE', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'async', doc: 'Every request becomes a job answered 202 (per request: `Prefer: respond-async`).' }),
+  ASYNC_JOB_TTL: v({ name: 'ASYNC_JOB_TTL', parse: p.int(1, 30 * 86400), default: '3600', scope: 'enqueuer', group: 'async', doc: 'Seconds a job and its result are kept.' }),
+  ASYNC_AUTH_HEADER: v({ name: 'ASYNC_AUTH_HEADER', parse: p.str, default: 'Authorization', scope: 'enqueuer', group: 'async', doc: 'Header whose value guards a job: it must be sent again to read the job.' }),
+  ASYNC_REQUIRE_AUTH: v({ name: 'ASYNC_REQUIRE_AUTH', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'async', doc: 'Refuse (401) jobs created without ASYNC_AUTH_HEADER.' }),
+  ASYNC_RESULTS_QUEUE: v({ name: 'ASYNC_RESULTS_QUEUE', parse: p.serviceName, default: 'relayq_results', scope: 'enqueuer', group: 'async', doc: 'Durable queue that job replies go to; consumed by every enqueuer replica and worker.' }),
+  ASYNC_MAX_JOBS: v({ name: 'ASYNC_MAX_JOBS', parse: p.int(1, 10000000), default: '100000', scope: 'enqueuer', group: 'async', doc: 'Bound of the in-memory job store (oldest evicted first). Not used with Redis.' }),
+  ASYNC_CALLBACK_ALLOWED_HOSTS: v({ name: 'ASYNC_CALLBACK_ALLOWED_HOSTS', parse: p.list(p.hostname), scope: 'enqueuer', group: 'async', doc: 'Hosts (host or host:port) that `x-relayq-callback-url` may name. Unset: callbacks are refused (400).' }),
+  REDIS_URL: v({ name: 'REDIS_URL', parse: p.str, scope: 'enqueuer', group: 'async', secret: true, file: true, doc: 'redis:// URL of the job store. Unset (and no REDIS_HOST): an in-memory store.' }),
+  REDIS_HOST: v({ name: 'REDIS_HOST', parse: p.hostname, scope: 'enqueuer', group: 'async', doc: 'ProxyMQ name: Redis host, used when REDIS_URL is unset.' }),
+  REDIS_PORT: v({ name: 'REDIS_PORT', parse: p.int(1, 65535), default: '6379', scope: 'enqueuer', group: 'async', doc: 'ProxyMQ name: Redis port.' }),
+  REDIS_PASSWORD: v({ name: 'REDIS_PASSWORD', parse: p.str, scope: 'enqueuer', group: 'async', secret: true, file: true, doc: 'ProxyMQ name: Redis password.' }),
+  REDIS_DB: v({ name: 'REDIS_DB', parse: p.int(0, 1000), default: '0', scope: 'enqueuer', group: 'async', doc: 'ProxyMQ name: Redis database number.' }),
+
+  // ---- dequeuer ----
+  SERVICE_NAME: v({ name: 'SERVICE_NAME', parse: p.serviceName, scope: 'dequeuer', group: 'dequeuer', doc: 'Service whose queue `{SERVICE_NAME}_requests` this sidecar consumes. Required for the dequeuer and the dlq tool.' }),
+  DOWNSTREAM_URL: v({ name: 'DOWNSTREAM_URL', parse: p.httpUrl, scope: 'dequeuer', group: 'dequeuer', doc: 'Base URL of the service; the request\'s `{rest}` and query are appended to its path. Required for the dequeuer.' }),
+  DOWNSTREAM_TIMEOUT: v({ name: 'DOWNSTREAM_TIMEOUT', parse: p.num(0.001, 86400), default: '60', scope: 'dequeuer', group: 'dequeuer', doc: 'Seconds the service has to answer (504 after), shortened to the caller\'s remaining deadline. Keep it well below the broker\'s consumer_timeout (30 min).' }),
+  DEQUEUER_CONCURRENCY: v({ name: 'DEQUEUER_CONCURRENCY', parse: p.int(1, 65535), default: '100', scope: 'dequeuer', group: 'dequeuer', doc: 'Prefetch: messages in flight at once.' }),
+  DEQUEUER_POOL_SIZE: v({ name: 'DEQUEUER_POOL_SIZE', parse: p.int(1, 65535), scope: 'dequeuer', group: 'dequeuer', doc: 'ProxyMQ name. Keep-alive connections to the service (default: DEQUEUER_CONCURRENCY, so no message waits for a socket).' }),
+  METRICS_PORT: v({ name: 'METRICS_PORT', parse: p.port, default: '8001', scope: 'dequeuer', group: 'dequeuer', doc: 'Admin port of the dequeuer: /metrics, /livez, /healthz, /readyz, /startupz, POST /drain.' }),
+  METRICS_HOST: v({ name: 'METRICS_HOST', parse: p.hostname, default: '0.0.0.0', scope: 'dequeuer', group: 'dequeuer', doc: 'Address of the admin port.' }),
+  DEQUEUER_QUEUE_TYPE: v({ name: 'DEQUEUER_QUEUE_TYPE', parse: p.oneOf('classic', 'quorum'), default: 'classic', scope: 'dequeuer', group: 'dead letters', doc: 'Type of the queues relayq declares. `classic` matches ProxyMQ; `quorum` is RabbitMQ\'s choice for data safety.' }),
+  DEQUEUER_DECLARE_QUEUES: v({ name: 'DEQUEUER_DECLARE_QUEUES', parse: p.bool, default: 'true', scope: 'dequeuer', group: 'dead letters', doc: '`false`: do not put arguments on the request queue (declare it bare if missing) so a policy can manage dead-lettering and TTL.' }),
+  DEQUEUER_MAX_ATTEMPTS: v({ name: 'DEQUEUER_MAX_ATTEMPTS', parse: p.int(1, 100), default: '3', scope: 'dequeuer', group: 'dead letters', doc: 'Deliveries of a message in all (crashes included) before it is dead-lettered.' }),
+  DEQUEUER_RETRY_DELAY_MS: v({ name: 'DEQUEUER_RETRY_DELAY_MS', parse: p.int(1, 86400000), default: '1000', scope: 'dequeuer', group: 'dead letters', doc: 'Delay before the first retry; doubles per attempt, with up to 20% jitter.' }),
+  DEQUEUER_RETRY_MAX_DELAY_MS: v({ name: 'DEQUEUER_RETRY_MAX_DELAY_MS', parse: p.int(1, 86400000), default: '30000', scope: 'dequeuer', group: 'dead letters', doc: 'Cap of the retry delay.' }),
+  DEQUEUER_RETRY_STATUSES: v({ name: 'DEQUEUER_RETRY_STATUSES', parse: p.list(p.status), default: '', scope: 'dequeuer', group: 'dead letters', doc: 'Service statuses treated as failures and retried (e.g. `503` for a service warming up). Empty: every answer is replied as is.' }),
+  DEQUEUER_EXPIRED: v({ name: 'DEQUEUER_EXPIRED', parse: p.oneOf('dead-letter', 'drop'), default: 'dead-letter', scope: 'dequeuer', group: 'dead letters', doc: 'What to do with a message whose caller\'s deadline has passed: dead-letter it (reason `expired`) or drop it. Counted either way.' }),
+  DEQUEUER_DELIVERY_LIMIT: v({ name: 'DEQUEUER_DELIVERY_LIMIT', parse: p.int(1, 1000000), default: '20', scope: 'dequeuer', group: 'dead letters', doc: 'Quorum queues: the broker\'s `x-delivery-limit`, a backstop behind relayq\'s own count (RabbitMQ 4.x default). Must exceed DEQUEUER_MAX_ATTEMPTS.' }),
+  DEQUEUER_MAX_REPLY_BYTES: v({ name: 'DEQUEUER_MAX_REPLY_BYTES', parse: p.int(0, 512 * MiB), default: String(15 * MiB), scope: 'dequeuer', group: 'dead letters', doc: 'Largest service response relayq publishes; larger gets the client a 502 RQ_ERR_RESPONSE_TOO_LARGE. Below the broker\'s max message size (128 MiB on 3.x, 16 MiB on 4.x).' }),
+  DEQUEUER_MAX_MESSAGE_BYTES: v({ name: 'DEQUEUER_MAX_MESSAGE_BYTES', parse: p.int(0, 512 * MiB), default: String(16 * MiB), scope: 'dequeuer', group: 'dead letters', doc: 'Largest request message forwarded; larger is dead-lettered as `too_large`.' }),
+  MESSAGE_TTL_MS: v({ name: 'MESSAGE_TTL_MS', parse: p.int(0, 2 ** 31 - 1), default: '0', scope: 'dequeuer', group: 'dead letters', doc: 'Queue TTL (`x-message-ttl`) of the request queue relayq declares. 0: none (each message still carries its caller\'s deadline).' }),
+  DLQ_POLL_INTERVAL_MS: v({ name: 'DLQ_POLL_INTERVAL_MS', parse: p.int(0, 3600000), default: '10000', scope: 'dequeuer', group: 'dead letters', doc: 'How often the dead-letter queue depth gauge is refreshed. 0 disables it.' }),
+
+  // ---- dequeuer: breaker and health ----
+  CIRCUIT_BREAKER_ENABLED: v({ name: 'CIRCUIT_BREAKER_ENABLED', parse: p.bool, default: 'true', scope: 'dequeuer', group: 'breaker', doc: 'Stop consuming while the service keeps failing.' }),
+  CIRCUIT_BREAKER_ERROR_PERCENT: v({ name: 'CIRCUIT_BREAKER_ERROR_PERCENT', parse: p.num(1, 100), default: '50', scope: 'dequeuer', group: 'breaker', doc: 'Failure percentage in the rolling window that opens the breaker.' }),
+  CIRCUIT_BREAKER_VOLUME: v({ name: 'CIRCUIT_BREAKER_VOLUME', parse: p.int(1, 1000000), default: '10', scope: 'dequeuer', group: 'breaker', doc: 'Calls in the window before the breaker may open.' }),
+  CIRCUIT_BREAKER_WINDOW_MS: v({ name: 'CIRCUIT_BREAKER_WINDOW_MS', parse: p.int(100, 3600000), default: '10000', scope: 'dequeuer', group: 'breaker', doc: 'Rolling window of the failure statistics.' }),
+  CIRCUIT_BREAKER_RESET_MS: v({ name: 'CIRCUIT_BREAKER_RESET_MS', parse: p.int(10, 3600000), default: '5000', scope: 'dequeuer', group: 'breaker', doc: 'Time open before a half-open probe.' }),
+  CIRCUIT_BREAKER_FAILURE_STATUSES: v({ name: 'CIRCUIT_BREAKER_FAILURE_STATUSES', parse: p.list(p.status), default: '502,503,504', scope: 'dequeuer', group: 'breaker', doc: 'Service statuses the breaker counts as failures (connection errors and timeouts always count).' }),
+  HEALTH_CHECK_URL: v({ name: 'HEALTH_CHECK_URL', parse: p.httpUrl, scope: 'dequeuer', group: 'health', doc: 'ProxyMQ name. Service health URL: relayq consumes only while it answers 2xx. Unset: no gating.' }),
+  HEALTH_CHECK_INTERVAL: v({ name: 'HEALTH_CHECK_INTERVAL', parse: p.num(0.05, 3600), default: '5', scope: 'dequeuer', group: 'health', doc: 'ProxyMQ name. Seconds between health checks.' }),
+  HEALTH_CHECK_TIMEOUT: v({ name: 'HEALTH_CHECK_TIMEOUT', parse: p.num(0.01, 600), default: '10', scope: 'dequeuer', group: 'health', doc: 'ProxyMQ name. Seconds a health check may take.' }),
+  HEALTH_CHECK_MAX_RETRIES: v({ name: 'HEALTH_CHECK_MAX_RETRIES', parse: p.int(0, 1000000), default: '0', scope: 'dequeuer', group: 'health', doc: 'ProxyMQ name. Failed checks at start-up before giving up (exit 1). 0: wait for ever.' }),
+
+  // ---- dequeuer: batch mode ----
+  BATCH_MODE: v({ name: 'BATCH_MODE', parse: p.bool, default: 'false', scope: 'dequeuer', group: 'batch', doc: 'ProxyMQ name. Send queued requests to the service in batches.' }),
+  BATCH_DOWNSTREAM_URL: v({ name: 'BATCH_DOWNSTREAM_URL', parse: p.httpUrl, scope: 'dequeuer', group: 'batch', doc: 'ProxyMQ name. URL that takes a batch (POST) and tells its size (GET `{"batch_size": N}`).' }),
+  BATCH_SIZE: v({ name: 'BATCH_SIZE', parse: p.int(1, 10000), scope: 'dequeuer', group: 'batch', doc: 'Messages per batch. Unset: asked from BATCH_DOWNSTREAM_URL at start-up (ProxyMQ behaviour), 1 if that fails.' }),
+  BATCH_WINDOW_MS: v({ name: 'BATCH_WINDOW_MS', parse: p.int(0, 60000), default: '20', scope: 'dequeuer', group: 'batch', doc: 'How long to wait to fill a batch.' }),
+  BATCH_TIMEOUT_MS: v({ name: 'BATCH_TIMEOUT_MS', parse: p.int(1, 86400000), default: '30000', scope: 'dequeuer', group: 'batch', doc: 'Time the service has to answer a batch call.' }),
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each entry keeps its own parser type
+} as const satisfies Record<string, VarSpec<any>>
+
+export type SpecName = keyof typeof SPEC
+export type SpecValue<K extends SpecName> = ReturnType<(typeof SPEC)[K]['parse']>

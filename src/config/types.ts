@@ -1,0 +1,129 @@
+export type Mode = 'enqueuer' | 'dequeuer'
+export type QueueType = 'classic' | 'quorum'
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface TlsConfig {
+  readonly ca?: string
+  readonly cert?: string
+  readonly key?: string
+  readonly passphrase?: string
+  readonly servername?: string
+  readonly insecure: boolean
+}
+
+export interface BrokerConfig {
+  /** amqp(s):// URLs with credentials; tried in turn. */
+  readonly urls: readonly string[]
+  readonly heartbeatSeconds: number
+  readonly connectTimeoutMs: number
+  readonly reconnectInitialMs: number
+  readonly reconnectMaxMs: number
+  readonly tls: TlsConfig
+}
+
+export interface EnqueuerBreakerConfig {
+  readonly enabled: boolean
+  readonly threshold: number
+  readonly cooldownMs: number
+}
+
+export interface AsyncConfig {
+  readonly always: boolean
+  readonly jobTtlSeconds: number
+  readonly authHeader: string
+  readonly requireAuth: boolean
+  readonly resultsQueue: string
+  readonly maxJobs: number
+  readonly callbackAllowedHosts: readonly string[]
+  /** Redis URL of the job store; null: in memory. */
+  readonly redisUrl: string | null
+}
+
+export interface EnqueuerConfig {
+  readonly port: number
+  readonly host: string
+  readonly replyTimeoutMs: number
+  readonly maxBodyBytes: number
+  readonly services: ReadonlySet<string> | null
+  readonly channels: number
+  readonly publishTimeoutMs: number
+  readonly persistent: boolean
+  readonly maxInflight: number
+  readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+  readonly maxHeaderBytes: number
+  readonly maxHeaders: number
+  readonly maxUrlBytes: number
+  readonly queueCheckTtlMs: number
+  readonly breaker: EnqueuerBreakerConfig
+  readonly authTokensFile: string | null
+  readonly workers: number
+  readonly admin: { readonly port: number, readonly host: string } | null
+  readonly async: AsyncConfig
+}
+
+export interface BreakerConfig {
+  readonly enabled: boolean
+  readonly errorPercent: number
+  readonly volume: number
+  readonly windowMs: number
+  readonly resetMs: number
+  readonly failureStatuses: ReadonlySet<number>
+}
+
+export interface HealthConfig {
+  readonly url: URL | null
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly maxRetries: number
+}
+
+export interface BatchConfig {
+  readonly enabled: boolean
+  readonly url: URL | null
+  readonly size: number | null
+  readonly windowMs: number
+  readonly timeoutMs: number
+}
+
+export interface DequeuerConfig {
+  readonly service: string
+  readonly downstreamUrl: URL
+  readonly downstreamTimeoutMs: number
+  readonly concurrency: number
+  readonly connections: number
+  readonly admin: { readonly port: number, readonly host: string }
+  readonly queueType: QueueType
+  readonly declareQueues: boolean
+  readonly maxAttempts: number
+  readonly retryDelayMs: number
+  readonly retryMaxDelayMs: number
+  readonly retryStatuses: ReadonlySet<number>
+  readonly expired: 'dead-letter' | 'drop'
+  readonly deliveryLimit: number
+  readonly maxReplyBytes: number
+  readonly maxMessageBytes: number
+  readonly messageTtlMs: number
+  readonly dlqPollIntervalMs: number
+  readonly breaker: BreakerConfig
+  readonly health: HealthConfig
+  readonly batch: BatchConfig
+}
+
+export interface Config {
+  readonly mode: Mode
+  readonly logLevel: LogLevel
+  readonly metricsEnabled: boolean
+  readonly shutdownTimeoutMs: number
+  readonly broker: BrokerConfig
+  readonly enqueuer: EnqueuerConfig | null
+  readonly dequeuer: DequeuerConfig | null
+}
+
+/** What the dlq tool needs: the broker and the service's topology settings. */
+export interface DlqToolConfig {
+  readonly logLevel: LogLevel
+  readonly broker: BrokerConfig
+  readonly queueType: QueueType
+}

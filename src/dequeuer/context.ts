@@ -1,0 +1,23 @@
+// What the dequeuer's message path shares.
+import type { Logger } from 'pino'
+import type { DequeuerConfig } from '../config/types'
+import type { DequeuerMetrics } from '../metrics/dequeuer'
+import type { Breaker } from './breaker'
+import type { Forwarder } from './forward'
+import type { Gate } from './gate'
+import type { Publisher } from './publisher'
+
+export interface DequeuerContext {
+  readonly cfg: DequeuerConfig
+  readonly logger: Logger
+  readonly metrics: DequeuerMetrics
+  readonly publisher: Publisher
+  readonly forwarder: Forwarder
+  readonly breaker: Breaker
+  readonly gate: Gate
+  /** `{service}_requests` */
+  readonly queue: string
+  /** Deliveries being processed (drain waits for zero). */
+  inflight: number
+  onIdle: (() => void) | null
+}

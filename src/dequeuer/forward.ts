@@ -1,0 +1,148 @@
+// The HTTP call to the service: one undici Pool with keep-alive, driven
+// through its dispatch API (no streams or promises per request; the body is
+// gathered from the raw chunks). Redirects are not followed: a 3xx goes back
+// to the client as it is. Every call gets the time its caller has left.
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { HeaderTable } from '../http/headers'
+
+export interface ForwardRequest {
+  readonly method: string
+  /** Path and query on the service's origin. */
+  readonly path: string
+  readonly headers: HeaderTable
+  readonly body: Buffer
+  /** Absolute deadline, epoch ms. */
+  readonly deadline: number
+}
+
+export type ForwardResult =
+  | { readonly kind: 'response', readonly status: number, readonly rawHeaders: Buffer[], readonly body: Buffer }
+  | { readonly kind: 'error', readonly code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE' | 'RQ_ERR_DOWNSTREAM_TIMEOUT' | 'RQ_ERR_RESPONSE_TOO_LARGE', readonly message: string }
+
+export interface ForwarderOptions {
+  readonly origin: string
+  readonly connections: number
+  readonly maxResponseBytes: number
+  readonly connectTimeoutMs: number
+}
+
+export class Forwarder {
+  private readonly pool: Pool
+
+  constructor (private readonly opts: ForwarderOptions) {
+    this.pool = new Pool(opts.origin, {
+      connections: opts.connections,
+      pipelining: 1,
+      keepAliveTimeout: 4000,
+      connect: { timeout: opts.connectTimeoutMs },
+    })
+  }
+
+  forward (req: ForwardRequest): Promise<ForwardResult> {
+    return new Promise((resolve) => {
+      const left = req.deadline - Date.now()
+      if (left <= 0) {
+        resolve({ kind: 'error', code: 'RQ_ERR_DOWNSTREAM_TIMEOUT', message: 'no time left before the deadline' })
+        return
+      }
+      const call = new DownstreamCall(this.opts.maxResponseBytes, req.deadline, resolve)
+      try {
+        this.pool.dispatch({
+          path: req.path,
+          method: req.method,
+          headers: req.headers,
+          body: req.method === 'GET' || req.method === 'HEAD' ? (req.body.length > 0 ? req.body : null) : req.body,
+          headersTimeout: left,
+          bodyTimeout: left,
+        }, call)
+      } catch (err) {
+        call.onError(err as Error)
+      }
+    })
+  }
+
+  async close (): Promise<void> {
+    await this.pool.close()
+  }
+}
+
+class TooLarge extends Error {
+  override readonly name = 'TooLarge'
+}
+
+class DeadlinePassed extends Error {
+  override readonly name = 'DeadlinePassed'
+}
+
+/** undici's (legacy, allocation-light) handler interface for one call. */
+class DownstreamCall implements Dispatcher.DispatchHandler {
+  private status = 0
+  private rawHeaders: Buffer[] = []
+  private readonly chunks: Buffer[] = []
+  private size = 0
+  private abort: ((err?: Error) => void) | null = null
+  private settled = false
+
+  constructor (
+    private readonly maxBytes: number,
+    private readonly deadline: number,
+    private readonly resolve: (r: ForwardResult) => void,
+  ) {}
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abort = abort
+  }
+
+  onHeaders (status: number, rawHeaders: Buffer[]): boolean {
+    if (status < 200) return true
+    this.status = status
+    this.rawHeaders = rawHeaders
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i] as Buffer
+      if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length' &&
+        Number((rawHeaders[i + 1] as Buffer).toString('latin1')) > this.maxBytes) {
+        this.abort?.(new TooLarge())
+        return true
+      }
+    }
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    this.size += chunk.length
+    if (this.size > this.maxBytes) {
+      this.abort?.(new TooLarge())
+      return false
+    }
+    // undici's bodyTimeout is an idle timeout; this bounds the whole body by the deadline.
+    if (Date.now() > this.deadline) {
+      this.abort?.(new DeadlinePassed())
+      return false
+    }
+    this.chunks.push(chunk)
+    return true
+  }
+
+  onComplete (): void {
+    if (this.settled) return
+    this.settled = true
+    const body = this.chunks.length === 1 ? this.chunks[0] as Buffer : Buffer.concat(this.chunks, this.size)
+    this.resolve({ kind: 'response', status: this.status, rawHeaders: this.rawHeaders, body })
+  }
+
+  onError (err: Error): void {
+    if (this.settled) return
+    this.settled = true
+    this.resolve(classify(err))
+  }
+}
+
+function classify (err: Error): ForwardResult {
+  if (err instanceof TooLarge) return { kind: 'error', code: 'RQ_ERR_RESPONSE_TOO_LARGE', message: 'the service response exceeds DEQUEUER_MAX_REPLY_BYTES' }
+  const code = (err as NodeJS.ErrnoException).code
+  if (err instanceof DeadlinePassed || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return { kind: 'error', code: 'RQ_ERR_DOWNSTREAM_TIMEOUT', message: 'the service did not answer in time' }
+  }
+  return { kind: 'error', code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', message: `cannot reach the service: ${code ?? err.message}` }
+}

@@ -1,0 +1,235 @@
+// The dequeuer: a sidecar that consumes its service's queue, forwards each
+// message to the service over HTTP, publishes the answer back and acks.
+// startDequeuer() returns a handle, so tests run it in-process and main.ts
+// runs it for real.
+import type { Server } from 'node:http'
+import type { Logger } from 'pino'
+import { BrokerConnection } from '../amqp/connection'
+import { declareServiceTopology, deadLetterQueue, requestQueue, type TopologySettings } from '../amqp/topology'
+import type { Config, DequeuerConfig } from '../config/types'
+import { createAdminServer } from '../http/admin'
+import { listen } from '../http/server'
+import { createDequeuerMetrics } from '../metrics/dequeuer'
+import type { Registry } from '../metrics/registry'
+import { Breaker, type BreakerState } from './breaker'
+import { Consumer } from './consumer'
+import type { DequeuerContext } from './context'
+import { Forwarder } from './forward'
+import { Gate } from './gate'
+import { HealthMonitor } from './health'
+import { retryDelays } from './outcome'
+import { processDelivery } from './process'
+import { Publisher } from './publisher'
+
+export interface DequeuerDeps {
+  readonly logger: Logger
+  readonly registry: Registry | null
+  /** Listen on this port instead of METRICS_PORT (tests pass 0). */
+  readonly adminPort?: number
+  /** Called when the dequeuer cannot go on (a fatal topology error, health start-up given up). */
+  readonly onFatal?: (err: Error) => void
+}
+
+export interface RunningDequeuer {
+  readonly adminPort: number
+  /** Resolves once the dequeuer first consumes; rejects on a fatal error. */
+  readonly consuming: Promise<void>
+  readonly context: DequeuerContext
+  readonly gate: Gate
+  drain: () => Promise<void>
+  close: () => Promise<void>
+}
+
+export async function startDequeuer (config: Config, deps: DequeuerDeps): Promise<RunningDequeuer> {
+  const cfg = config.dequeuer
+  if (cfg === null) throw new Error('startDequeuer needs the dequeuer configuration')
+  const { logger } = deps
+  const queue = requestQueue(cfg.service)
+  const log = logger.child({ service: cfg.service })
+  let consumer: Consumer | null = null
+  const gate = new Gate(() => { void consumer?.reconcile() })
+  gate.pause('broker')
+  gate.pause('publisher')
+  const publisher = new Publisher(log)
+  const forwarder = new Forwarder({
+    origin: cfg.downstreamUrl.origin,
+    connections: cfg.connections,
+    maxResponseBytes: cfg.maxReplyBytes,
+    connectTimeoutMs: Math.min(5000, cfg.downstreamTimeoutMs),
+  })
+  const consumeConn = new BrokerConnection({ name: 'consume', broker: config.broker, logger: log, setup: (conn) => setupConsume(conn), onReconnect: () => metrics.reconnected('consume') })
+  const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: (conn) => publisher.attach(conn), onReconnect: () => metrics.reconnected('publish') })
+  const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
+    inflight: () => ctx.inflight,
+    consuming: () => consumer?.consuming === true,
+    consumeUp: () => consumeConn.up,
+    publishUp: () => publishConn.up,
+  })
+  const breaker = new Breaker(cfg.breaker, (state) => onBreakerState(state))
+  const ctx: DequeuerContext = { cfg, logger: log, metrics, publisher, forwarder, breaker, gate, queue, inflight: 0, onIdle: null }
+  consumer = new Consumer({
+    queue,
+    prefetch: cfg.concurrency,
+    gate,
+    logger: log,
+    onDelivery: (d) => processDelivery(ctx, d),
+    onCancelled: () => {
+      log.warn({ queue }, 'the broker cancelled the consumer (queue deleted?); declaring again')
+      gate.pause('queue_missing')
+      setTimeout(() => consumeConn.recycle('consumer cancelled by the broker'), 1000).unref()
+    },
+  })
+  const topology: TopologySettings = cfg
+  const delays = retryDelays(cfg)
+
+  async function setupConsume (conn: import('amqplib').ChannelModel): Promise<void> {
+    await declareServiceTopology(() => conn.createChannel(), topology, delays)
+    await consumer!.attach(conn)
+    gate.resume('starting')
+    gate.resume('queue_missing')
+    gate.resume('broker')
+    await consumer!.reconcile()
+  }
+  consumeConn.on('down', () => {
+    consumer?.detach()
+    gate.pause('broker')
+  })
+  publishConn.on('up', () => gate.resume('publisher'))
+  publishConn.on('down', () => {
+    publisher.detach()
+    gate.pause('publisher')
+  })
+
+  let fatal: ((err: Error) => void) | null = null
+  const consuming = new Promise<void>((resolve, reject) => {
+    fatal = (err) => {
+      reject(err)
+      deps.onFatal?.(err)
+    }
+    const poll = setInterval(() => {
+      if (consumer?.consuming === true) {
+        clearInterval(poll)
+        metrics.ready(Date.now() / 1000)
+        resolve()
+      }
+    }, 10)
+    poll.unref()
+  })
+  consuming.catch(() => {})
+  consumeConn.on('fatal', (err) => fatal?.(err))
+  publishConn.on('fatal', (err) => fatal?.(err))
+
+  const health = cfg.health.url === null
+    ? null
+    : new HealthMonitor({ ...cfg.health, url: cfg.health.url }, log, metrics, {
+      onHealthy: () => gate.resume('unhealthy'),
+      onUnhealthy: () => gate.pause('unhealthy'),
+      onGiveUp: (why) => fatal?.(new Error(`the service never became healthy: ${why}`)),
+    })
+  if (health !== null) gate.pause('unhealthy')
+
+  function onBreakerState (state: BreakerState): void {
+    metrics.breaker(state)
+    log.warn({ state }, 'circuit breaker changed state')
+    if (state === 'open') {
+      gate.pause('breaker')
+      return
+    }
+    if (state === 'closed') {
+      void consumer?.setPrefetch(cfg!.concurrency)
+      gate.resume('breaker')
+      return
+    }
+    // Half-open: one probe. With a health URL, the probe is a health check;
+    // otherwise one real message, with prefetch 1 so no other is held meanwhile.
+    if (health !== null) {
+      void breaker.run(async () => {
+        const { ok, why } = await health.check()
+        return ok ? { kind: 'response', status: 200, rawHeaders: [], body: Buffer.alloc(0) } : { kind: 'error', code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', message: why }
+      })
+      return
+    }
+    void consumer?.setPrefetch(1).then(() => gate.resume('breaker'))
+  }
+
+  const drain = once(() => drainDequeuer(ctx, consumer, config.shutdownTimeoutMs))
+  const admin: Server = createAdminServer({
+    metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
+    notReadyReason: () => (consumer?.consuming === true && gate.open ? null : `not consuming: ${gate.describe() || 'starting'}`),
+    started: () => true,
+    drain,
+  })
+  const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
+  const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, (n) => metrics.dlqDepth(n)) }, cfg.dlqPollIntervalMs) : null
+  dlqPoll?.unref()
+
+  publishConn.start()
+  consumeConn.start()
+  health?.start()
+
+  return {
+    adminPort,
+    consuming,
+    context: ctx,
+    gate,
+    drain,
+    close: once(async () => {
+      await drain()
+      if (dlqPoll !== null) clearInterval(dlqPoll)
+      health?.stop()
+      breaker.shutdown()
+      await consumeConn.close()
+      await publisher.close()
+      await publishConn.close()
+      await forwarder.close()
+      admin.closeAllConnections()
+      await new Promise<void>((resolve) => admin.close(() => resolve()))
+    }),
+  }
+}
+
+/**
+ * Drain, in order: (1) stop consuming (readiness goes 503); (2) let in-flight
+ * messages finish, publish their replies and ack, while deliveries that were
+ * already on their way are given back uncounted; (3) give up after the
+ * shutdown timeout: whatever is still unacked returns to the queue when the
+ * channel closes.
+ */
+async function drainDequeuer (ctx: DequeuerContext, consumer: Consumer, timeoutMs: number): Promise<void> {
+  ctx.gate.pause('draining')
+  await consumer.reconcile()
+  ctx.logger.info({ inflight: ctx.inflight }, 'draining')
+  if (ctx.inflight > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs)
+      ctx.onIdle = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    ctx.onIdle = null
+  }
+  if (ctx.inflight > 0) ctx.logger.warn({ inflight: ctx.inflight }, 'drain timeout: unfinished messages go back to the queue')
+  ctx.logger.info('drained')
+}
+
+async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig, report: (n: number) => void): Promise<void> {
+  const model = conn.model
+  if (model === null) return
+  try {
+    const ch = await model.createChannel()
+    ch.on('error', () => {})
+    try {
+      report((await ch.checkQueue(deadLetterQueue(cfg.service))).messageCount)
+    } finally {
+      await ch.close().catch(() => {})
+    }
+  } catch {
+    // The next poll tries again.
+  }
+}
+
+function once (fn: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | null = null
+  return () => (p ??= fn())
+}

@@ -1,0 +1,75 @@
+// How each message ends: one exhaustive decision, pure, from what happened
+// and how many attempts the message has had. The consumer then carries the
+// outcome out (publish, then settle) without deciding anything itself.
+import type { DeadLetterReason } from '../amqp/wire'
+import type { ErrorCode } from '../errors'
+import type { ForwardResult } from './forward'
+
+export type Outcome =
+  /** The service answered: reply with its answer, ack. */
+  | { readonly kind: 'reply', readonly result: Extract<ForwardResult, { kind: 'response' }> }
+  /** relayq answers for the service (e.g. its response is too large to publish): reply, ack. */
+  | { readonly kind: 'error_reply', readonly code: ErrorCode, readonly detail: string }
+  /** No answer this time: republish to the delay queue with one more attempt counted, ack. */
+  | { readonly kind: 'retry', readonly code: ErrorCode, readonly detail: string, readonly delayMs: number }
+  /** Give up: copy to the dead-letter queue with the reason, tell a waiting client, ack. */
+  | { readonly kind: 'dead_letter', readonly reason: DeadLetterReason, readonly code: ErrorCode, readonly detail: string }
+  /** Not this dequeuer's to try now (breaker open, draining): back to the queue, no attempt counted. */
+  | { readonly kind: 'requeue', readonly reason: 'breaker_open' | 'draining' | 'paused' }
+  /** An expired request with DEQUEUER_EXPIRED=drop: ack and count. */
+  | { readonly kind: 'drop', readonly reason: 'expired' }
+  /**
+   * Classic queues only: an earlier delivery ended without an ack (a crash, a
+   * lost channel). Count it by republishing with one more attempt, ack this one.
+   */
+  | { readonly kind: 'recount' }
+
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly retryDelayMs: number
+  readonly retryMaxDelayMs: number
+  readonly retryStatuses: ReadonlySet<number>
+}
+
+/** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result. */
+export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy): Outcome {
+  if (result.kind === 'response') {
+    if (!policy.retryStatuses.has(result.status)) return { kind: 'reply', result }
+    return failed('RQ_ERR_DOWNSTREAM_STATUS', `the service answered ${result.status} on attempt ${attempt}`, attempt, policy)
+  }
+  switch (result.code) {
+    case 'RQ_ERR_RESPONSE_TOO_LARGE':
+      // Retrying would produce the same response; the client hears why at once.
+      return { kind: 'error_reply', code: result.code, detail: result.message }
+    case 'RQ_ERR_DOWNSTREAM_UNAVAILABLE':
+    case 'RQ_ERR_DOWNSTREAM_TIMEOUT':
+      return failed(result.code, `${result.message} (attempt ${attempt})`, attempt, policy)
+  }
+}
+
+function failed (code: ErrorCode, detail: string, attempt: number, policy: RetryPolicy): Outcome {
+  if (attempt >= policy.maxAttempts) return { kind: 'dead_letter', reason: 'max_attempts', code, detail }
+  return { kind: 'retry', code, detail, delayMs: retryDelay(attempt, policy) }
+}
+
+/** Delay after the `attempt`-th failure: base, doubled each time, capped. */
+export function retryDelay (attempt: number, policy: Pick<RetryPolicy, 'retryDelayMs' | 'retryMaxDelayMs'>): number {
+  return Math.min(policy.retryMaxDelayMs, policy.retryDelayMs * 2 ** Math.max(0, attempt - 1))
+}
+
+/** Every delay a retry can use, for declaring one delay queue per delay at start-up. */
+export function retryDelays (policy: RetryPolicy): number[] {
+  const out = new Set<number>()
+  for (let attempt = 1; attempt < policy.maxAttempts; attempt++) out.add(retryDelay(attempt, policy))
+  return [...out]
+}
+
+/**
+ * The per-message TTL inside a delay queue: up to 20% shorter than the queue's
+ * TTL, so retries of messages that failed together spread out. Messages only
+ * expire at the head of a queue, so the jitter can delay one by at most 20%
+ * of the queue's delay, never more.
+ */
+export function jitteredTtl (delayMs: number, random = Math.random): number {
+  return Math.max(1, Math.round(delayMs * (1 - 0.2 * random())))
+}

@@ -1,0 +1,156 @@
+// One published request waiting for its outcome. Exactly one of these ends
+// it: the reply, a broker nack or return, the confirm or reply timeout, the
+// loss of its channel, or the client going away. Every ending goes through
+// finish(), which frees the request's slot, its timer and its table entry.
+import type { ServerResponse } from 'node:http'
+import type { ConsumeMessage } from 'amqplib'
+import { decodeResponse, type Publishable } from '../amqp/wire'
+import { statusOf, type ErrorCode } from '../errors'
+import { sendError } from '../http/respond'
+import { requestDone, type EnqueuerContext } from './context'
+import type { RpcChannel, Waiter } from './rpc-channel'
+
+export interface CallInit {
+  readonly correlationId: string
+  readonly service: string
+  readonly queue: string
+  readonly res: ServerResponse
+  readonly isHead: boolean
+  readonly startedAt: number
+  /** Absolute reply deadline, epoch ms. */
+  readonly deadline: number
+  readonly timeoutMs: number
+  /** This request is the breaker's half-open probe for its service. */
+  readonly probe: boolean
+  /** Set for async jobs: answer 202 once the broker confirms, do not wait for a reply. */
+  readonly onConfirmed?: (call: Call) => void
+}
+
+export class Call implements Waiter {
+  readonly correlationId: string
+  private confirmed = false
+  private done = false
+  private timer: NodeJS.Timeout | null = null
+  private channel: RpcChannel | null = null
+
+  constructor (private readonly ctx: EnqueuerContext, readonly init: CallInit) {
+    this.correlationId = init.correlationId
+  }
+
+  get finished (): boolean {
+    return this.done
+  }
+
+  start (channel: RpcChannel, message: Publishable): void {
+    this.channel = channel
+    const wait = Math.min(this.ctx.config.publishTimeoutMs, this.init.deadline - Date.now())
+    this.timer = setTimeout(onTimer, Math.max(1, wait), this)
+    channel.publish(this.init.queue, message, this)
+  }
+
+  onConfirm (err: Error | null): void {
+    if (this.done) return
+    if (err !== null) {
+      this.fail('RQ_ERR_PUBLISH_NACKED', 'the broker refused the message', 1)
+      return
+    }
+    this.confirmed = true
+    this.ctx.metrics.published(this.init.service, this.elapsedSeconds())
+    if (this.init.onConfirmed !== undefined) {
+      this.channel?.forget(this.correlationId)
+      this.init.onConfirmed(this)
+    }
+  }
+
+  onReply (msg: ConsumeMessage): void {
+    if (this.done) {
+      this.ctx.metrics.lateReply()
+      return
+    }
+    const reply = decodeResponse(msg)
+    const headers = reply.headers
+    headers.push('x-correlation-id', this.correlationId)
+    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any.
+    if (!this.init.isHead) headers.push('content-length', String(reply.body.length))
+    else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
+    this.ctx.breakers.success(this.init.service)
+    this.end()
+    this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
+    const { res } = this.init
+    if (res.destroyed) return
+    res.writeHead(reply.status, headers)
+    res.end(reply.body)
+  }
+
+  onReturned (): void {
+    if (this.done) return
+    this.ctx.checker.markMissing(this.init.queue)
+    this.fail('RQ_ERR_QUEUE_NOT_FOUND', `queue ${this.init.queue} does not exist`)
+  }
+
+  onChannelLost (): void {
+    if (this.done) return
+    if (this.confirmed) this.fail('RQ_ERR_CONNECTION_LOST', 'the broker connection was lost before the reply arrived; the request may have been processed')
+    else this.fail('RQ_ERR_BROKER_UNAVAILABLE', 'the broker connection was lost while publishing', 1)
+  }
+
+  onShutdown (): void {
+    this.fail('RQ_ERR_DRAINING', 'the enqueuer shut down before the reply arrived', 1)
+  }
+
+  /** The client hung up: nobody is left to answer. */
+  abandon (): void {
+    if (this.done) return
+    this.end()
+    this.ctx.metrics.answered(this.init.service, 499, this.elapsedSeconds())
+  }
+
+  onTimerFired (): void {
+    this.timer = null
+    if (this.done) return
+    if (!this.confirmed) {
+      this.fail('RQ_ERR_PUBLISH_TIMEOUT', `the broker did not confirm the message within ${this.ctx.config.publishTimeoutMs} ms`, 1)
+      return
+    }
+    const left = this.init.deadline - Date.now()
+    if (left > 0) {
+      this.timer = setTimeout(onTimer, left, this)
+      return
+    }
+    this.ctx.breakers.failure(this.init.service)
+    this.fail('RQ_ERR_REPLY_TIMEOUT', `no reply within ${this.init.timeoutMs} ms`)
+  }
+
+  /** Ends the request with relayq's own error answer. */
+  fail (code: ErrorCode, detail: string, retryAfter?: number): void {
+    if (this.done) return
+    this.end()
+    this.ctx.metrics.failed(this.init.service, code)
+    this.ctx.metrics.answered(this.init.service, statusOf(code), this.elapsedSeconds())
+    const { res } = this.init
+    if (res.destroyed) return
+    sendError(res, code, detail, retryAfter === undefined
+      ? { correlationId: this.correlationId }
+      : { correlationId: this.correlationId, retryAfter })
+  }
+
+  /** Frees what the call holds: its timer, its table entry, its admission slot and a breaker probe. */
+  end (): void {
+    this.done = true
+    if (this.timer !== null) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+    this.channel?.forget(this.correlationId)
+    if (this.init.probe) this.ctx.breakers.release(this.init.service)
+    requestDone(this.ctx)
+  }
+
+  private elapsedSeconds (): number {
+    return (performance.now() - this.init.startedAt) / 1000
+  }
+}
+
+function onTimer (call: Call): void {
+  call.onTimerFired()
+}

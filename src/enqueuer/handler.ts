@@ -1,0 +1,168 @@
+// The enqueuer's request path: admit, route, check, read the body, publish,
+// and hand the waiting to a Call. Every refusal happens before anything is
+// published, and each is one sendError with its code.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { requestQueue } from '../amqp/topology'
+import { DIRECT_REPLY_TO, METHODS, encodeRequest } from '../amqp/wire'
+import type { ErrorCode } from '../errors'
+import { declaredTooLarge, readBody, type BodyResult } from '../http/body'
+import { scanRequestHeaders, type ScannedRequestHeaders } from '../http/headers'
+import { sendError } from '../http/respond'
+import { parseTarget, type Target } from '../http/target'
+import { Call } from './call'
+import { requestDone, type EnqueuerContext } from './context'
+import type { QueueState } from './queue-check'
+
+const kCall = Symbol('relayq.call')
+type TrackedSocket = Socket & { [kCall]?: Call | undefined }
+
+/** Handles `/{service}/...`; the caller has already routed reserved paths (/metrics, /jobs, ...). */
+export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
+  const startedAt = performance.now()
+  const refuse = (code: ErrorCode, detail: string, service = '_invalid', retryAfter?: number, close?: boolean): void => {
+    ctx.metrics.failed(service, code)
+    const opts = { ...(retryAfter === undefined ? {} : { retryAfter }), ...(close === true ? { close } : {}) }
+    sendError(res, code, detail, opts)
+    ctx.metrics.answered(service, res.statusCode, (performance.now() - startedAt) / 1000)
+  }
+  const { config } = ctx
+  if (ctx.draining) return refuse('RQ_ERR_DRAINING', 'this enqueuer is shutting down', '_invalid', 1, true)
+  if (ctx.inflight >= config.maxInflight) return refuse('RQ_ERR_OVERLOADED', 'too many requests in flight', '_invalid', 1)
+  const url = req.url ?? '/'
+  if (url.length > config.maxUrlBytes) return refuse('RQ_ERR_URI_TOO_LONG', `request target longer than ${config.maxUrlBytes} bytes`)
+  if (req.rawHeaders.length > config.maxHeaders * 2) return refuse('RQ_ERR_HEADERS_TOO_LARGE', `more than ${config.maxHeaders} headers`, '_invalid', undefined, true)
+  const target = parseTarget(url)
+  if (typeof target === 'string') return refuse(target, target === 'RQ_ERR_INVALID_SERVICE' ? 'invalid service name' : 'invalid request path')
+  const method = req.method ?? 'GET'
+  if (!METHODS.has(method)) return refuse('RQ_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`)
+  const headers = scanRequestHeaders(req.rawHeaders, config.async.authHeader, ctx.tokens !== null)
+  if (ctx.tokens !== null && !ctx.tokens.accepts(headers.authorization)) return refuse('RQ_ERR_UNAUTHORIZED', 'a valid bearer token is required')
+  if (config.services !== null && !config.services.has(target.service)) {
+    return refuse('RQ_ERR_SERVICE_NOT_ALLOWED', `service ${target.service} is not served here`, '_unknown')
+  }
+  const timeoutMs = requestTimeout(headers.timeoutMs, config.replyTimeoutMs)
+  if (timeoutMs === null) return refuse('RQ_ERR_INVALID_TIMEOUT', `x-relayq-timeout-ms must be an integer from 1 to ${config.replyTimeoutMs}`)
+  if (declaredTooLarge(headers.contentLength, config.maxBodyBytes)) {
+    return refuse('RQ_ERR_BODY_TOO_LARGE', `body larger than ${config.maxBodyBytes} bytes`, '_invalid', undefined, true)
+  }
+  const brokerProblem = brokerRefusal(ctx)
+  if (brokerProblem !== null) return refuse(brokerProblem, 'the broker cannot take requests now', '_unknown', 1)
+
+  const queue = requestQueue(target.service)
+  const state = ctx.checker.state(queue)
+  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, refuse }
+  ctx.inflight++
+  if (state instanceof Promise) {
+    state.then((s) => afterCheck(request, s), () => {
+      requestDone(ctx)
+      refuse('RQ_ERR_BROKER_UNAVAILABLE', 'cannot check the service queue now', '_unknown', 1)
+    })
+  } else {
+    afterCheck(request, state)
+  }
+}
+
+interface Pending {
+  readonly ctx: EnqueuerContext
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly target: Target
+  readonly method: string
+  readonly headers: ScannedRequestHeaders
+  readonly timeoutMs: number
+  readonly startedAt: number
+  readonly queue: string
+  readonly refuse: (code: ErrorCode, detail: string, service?: string, retryAfter?: number, close?: boolean) => void
+}
+
+function afterCheck (p: Pending, state: QueueState): void {
+  const { ctx, target, refuse } = p
+  const service = target.service
+  if (!state.exists) {
+    requestDone(ctx)
+    return refuse('RQ_ERR_QUEUE_NOT_FOUND', `no queue for service ${service}`, ctx.config.services === null ? '_unknown' : service)
+  }
+  ctx.metrics.received(service, p.method)
+  if (state.consumers === 0) {
+    ctx.breakers.failure(service)
+    requestDone(ctx)
+    return refuse('RQ_ERR_NO_CONSUMERS', `service ${service} has no consumer`, service, 1)
+  }
+  const admission = ctx.breakers.admit(service)
+  if (typeof admission === 'number') {
+    requestDone(ctx)
+    return refuse('RQ_ERR_CIRCUIT_OPEN', `service ${service} keeps failing; retry later`, service, admission)
+  }
+  const expectBody = p.headers.contentLength !== undefined || p.headers.transferEncoding !== undefined
+  readBody(p.req, ctx.config.maxBodyBytes, expectBody, (body) => afterBody(p, body, admission === 'probe'))
+}
+
+function afterBody (p: Pending, body: BodyResult, probe: boolean): void {
+  const { ctx, target, refuse } = p
+  const service = target.service
+  if (body === 'too_large' || body === 'aborted') {
+    requestDone(ctx)
+    if (probe) ctx.breakers.release(service)
+    if (body === 'aborted') return
+    return refuse('RQ_ERR_BODY_TOO_LARGE', `body larger than ${ctx.config.maxBodyBytes} bytes`, service, undefined, true)
+  }
+  const channel = ctx.pool.pick()
+  const brokerProblem = channel === null ? (ctx.connection.up ? 'RQ_ERR_OVERLOADED' : 'RQ_ERR_BROKER_UNAVAILABLE') : brokerRefusal(ctx)
+  if (brokerProblem !== null || channel === null) {
+    requestDone(ctx)
+    if (probe) ctx.breakers.release(service)
+    return refuse(brokerProblem ?? 'RQ_ERR_BROKER_UNAVAILABLE', 'the broker cannot take requests now', service, 1)
+  }
+  const correlationId = randomUUID()
+  const deadline = Date.now() + p.timeoutMs
+  const call = new Call(ctx, {
+    correlationId,
+    service,
+    queue: p.queue,
+    res: p.res,
+    isHead: p.method === 'HEAD',
+    startedAt: p.startedAt,
+    deadline,
+    timeoutMs: p.timeoutMs,
+    probe,
+  })
+  trackOnSocket(p.req.socket, call)
+  call.start(channel, encodeRequest({
+    method: p.method,
+    path: target.path,
+    headers: p.headers.table,
+    body,
+    correlationId,
+    replyTo: DIRECT_REPLY_TO,
+    deadline,
+    persistent: ctx.config.persistent,
+    contentType: p.headers.contentType,
+  }))
+}
+
+/** Node runs one request per connection at a time; one close listener per socket covers them all. */
+function trackOnSocket (socket: TrackedSocket, call: Call): void {
+  if (!(kCall in socket)) {
+    socket.once('close', () => {
+      const current = socket[kCall]
+      if (current !== undefined && !current.finished) current.abandon()
+    })
+  }
+  socket[kCall] = call
+}
+
+function brokerRefusal (ctx: EnqueuerContext): ErrorCode | null {
+  if (!ctx.connection.up || !ctx.pool.ready) return 'RQ_ERR_BROKER_UNAVAILABLE'
+  if (ctx.connection.blocked) return 'RQ_ERR_BROKER_BLOCKED'
+  return null
+}
+
+/** The reply wait: the configured maximum, or less when the caller asks with x-relayq-timeout-ms. */
+export function requestTimeout (header: string | undefined, maxMs: number): number | null {
+  if (header === undefined) return maxMs
+  if (!/^\d{1,10}$/.test(header)) return null
+  const ms = Number(header)
+  return ms >= 1 && ms <= maxMs ? ms : null
+}

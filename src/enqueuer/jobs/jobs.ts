@@ -1,0 +1,4 @@
+// Async jobs: placeholder until the jobs module lands.
+export interface Jobs {
+  readonly enabled: boolean
+}

@@ -1,0 +1,122 @@
+// One publishing channel of the enqueuer: a confirm channel that also
+// consumes RabbitMQ's direct reply-to pseudo-queue, and the table of requests
+// waiting on it. Direct reply-to replies only reach the channel that
+// published the request, so the table lives and dies with the channel: when
+// it closes, every waiting request is told at once (502), not left to time out.
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib'
+import type { Logger } from 'pino'
+import { DIRECT_REPLY_TO, type Publishable } from '../amqp/wire'
+
+/** What the channel needs from a waiting request. */
+export interface Waiter {
+  readonly correlationId: string
+  onConfirm: (err: Error | null) => void
+  onReply: (msg: ConsumeMessage) => void
+  onReturned: () => void
+  onChannelLost: () => void
+  /** The drain deadline passed while this request was still waiting. */
+  onShutdown: () => void
+}
+
+export class RpcChannel {
+  private ch: ConfirmChannel | null = null
+  private readonly pending = new Map<string, Waiter>()
+  private saturated = false
+
+  constructor (
+    private readonly logger: Logger,
+    private readonly onLateReply: () => void,
+    private readonly onClosed: (channel: RpcChannel) => void,
+  ) {}
+
+  get ready (): boolean {
+    return this.ch !== null
+  }
+
+  /** False while the channel's write buffer is full: new requests go elsewhere or get 503. */
+  get writable (): boolean {
+    return this.ch !== null && !this.saturated
+  }
+
+  get size (): number {
+    return this.pending.size
+  }
+
+  async open (conn: ChannelModel): Promise<void> {
+    const ch = await conn.createConfirmChannel()
+    ch.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'publishing channel error'))
+    ch.on('close', () => this.onClose(ch))
+    ch.on('return', (msg: ConsumeMessage) => this.onReturn(msg))
+    ch.on('drain', () => { this.saturated = false })
+    // The reply consumer must exist before the first publish that names
+    // amq.rabbitmq.reply-to, or the broker closes the channel.
+    await ch.consume(DIRECT_REPLY_TO, (msg) => this.onReply(msg), { noAck: true })
+    this.saturated = false
+    this.ch = ch
+  }
+
+  /** Publishes a request; the waiter hears about its confirm, its reply or the channel's loss. */
+  publish (queue: string, message: Publishable, waiter: Waiter): void {
+    const ch = this.ch
+    if (ch === null) {
+      waiter.onChannelLost()
+      return
+    }
+    this.pending.set(waiter.correlationId, waiter)
+    const accepted = ch.publish('', queue, message.content, message.options, (err: unknown) => {
+      waiter.onConfirm(err === null || err === undefined ? null : err as Error)
+    })
+    if (!accepted) this.saturated = true
+  }
+
+  /** Forgets a waiter that was answered some other way (timeout, confirm failure, client gone). */
+  forget (correlationId: string): void {
+    this.pending.delete(correlationId)
+  }
+
+  private onReply (msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled the reply consumer: replies can no longer arrive here.
+      this.logger.warn('direct reply-to consumer cancelled by the broker')
+      this.ch?.close().catch(() => {})
+      return
+    }
+    const id = msg.properties.correlationId as string | undefined
+    const waiter = id === undefined ? undefined : this.pending.get(id)
+    if (waiter === undefined) {
+      this.onLateReply()
+      return
+    }
+    this.pending.delete(id as string)
+    waiter.onReply(msg)
+  }
+
+  private onReturn (msg: ConsumeMessage): void {
+    const id = msg.properties.correlationId as string | undefined
+    const waiter = id === undefined ? undefined : this.pending.get(id)
+    if (waiter === undefined) return
+    this.pending.delete(id as string)
+    waiter.onReturned()
+  }
+
+  private onClose (ch: ConfirmChannel): void {
+    if (this.ch !== ch) return
+    this.ch = null
+    const waiting = [...this.pending.values()]
+    this.pending.clear()
+    for (const waiter of waiting) waiter.onChannelLost()
+    this.onClosed(this)
+  }
+
+  /** Ends every waiting request (drain deadline). */
+  shutdown (): void {
+    const waiting = [...this.pending.values()]
+    this.pending.clear()
+    for (const waiter of waiting) waiter.onShutdown()
+  }
+
+  async close (): Promise<void> {
+    const ch = this.ch
+    if (ch !== null) await ch.close().catch(() => {})
+  }
+}

@@ -1,0 +1,57 @@
+// The only module that writes relayq's own answers. Each carries the JSON
+// body {error, detail, code} and an `x-relayq-error` header, so clients and
+// dashboards can tell relayq's failures from the service's own answers.
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { errorBody, phraseOf, statusOf, type ErrorCode } from '../errors'
+
+export interface ErrorOptions {
+  /** Seconds for a Retry-After header (on 503s the client may retry). */
+  readonly retryAfter?: number
+  readonly correlationId?: string
+  /** Close the connection after this answer (draining, or an unread body). */
+  readonly close?: boolean
+}
+
+export function sendError (res: ServerResponse, code: ErrorCode, detail: string, options: ErrorOptions = {}): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  const body = errorBody(code, detail)
+  const headers: string[] = [
+    'content-type', 'application/json',
+    'content-length', String(body.length),
+    'x-relayq-error', code,
+  ]
+  if (options.retryAfter !== undefined) headers.push('retry-after', String(options.retryAfter))
+  if (options.correlationId !== undefined) headers.push('x-correlation-id', options.correlationId)
+  if (options.close === true) {
+    headers.push('connection', 'close')
+    res.shouldKeepAlive = false
+  }
+  res.writeHead(statusOf(code), headers)
+  res.end(body)
+}
+
+export function sendJson (res: ServerResponse, status: number, value: unknown, extraHeaders: string[] = []): void {
+  const body = Buffer.from(JSON.stringify(value))
+  res.writeHead(status, ['content-type', 'application/json', 'content-length', String(body.length), ...extraHeaders])
+  res.end(body)
+}
+
+/** An error answer written straight to a socket, for requests Node's parser refused before any handler ran. */
+export function writeRawError (socket: Socket, code: ErrorCode, detail: string): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const body = errorBody(code, detail)
+  socket.end(
+    `HTTP/1.1 ${statusOf(code)} ${phraseOf(code)}\r\n` +
+    'content-type: application/json\r\n' +
+    `content-length: ${body.length}\r\n` +
+    `x-relayq-error: ${code}\r\n` +
+    'connection: close\r\n\r\n' + body.toString(),
+  )
+}

@@ -1,0 +1,71 @@
+// The enqueuer's HTTP server: Node's strict parser, limits and timeouts that
+// a slow or hostile client cannot outwait, and JSON answers even for requests
+// the parser refuses before any handler runs.
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { writeRawError } from './respond'
+
+export interface HttpServerOptions {
+  readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+  readonly maxHeaderBytes: number
+  /** Header count limit; one more is let through so the handler can see the overflow and answer 431. */
+  readonly maxHeaders: number
+}
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+export function createHttpServer (opts: HttpServerOptions, handler: Handler): Server {
+  const server = http.createServer({
+    headersTimeout: opts.headersTimeoutMs,
+    requestTimeout: opts.requestTimeoutMs,
+    keepAliveTimeout: opts.keepAliveTimeoutMs,
+    maxHeaderSize: opts.maxHeaderBytes,
+    // Node checks the two timeouts above only this often (30 s by default), so
+    // a slowloris socket would outlive headersTimeout by up to half a minute.
+    connectionsCheckingInterval: Math.min(500, Math.max(50, Math.floor(opts.headersTimeoutMs / 4))),
+    noDelay: true,
+    joinDuplicateHeaders: false,
+    insecureHTTPParser: false,
+  }, handler)
+  server.maxHeadersCount = opts.maxHeaders + 1
+  server.on('clientError', onClientError)
+  // Upgrade requests (websockets, h2c) cannot be carried over a queue.
+  server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+    writeRawError(socket, 'RQ_ERR_UPGRADE_NOT_SUPPORTED', 'protocol upgrades cannot be carried over a queue')
+  })
+  return server
+}
+
+function onClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      writeRawError(socket, 'RQ_ERR_HEADERS_TOO_LARGE', 'request line and headers exceed the size limit')
+      return
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      writeRawError(socket, 'RQ_ERR_REQUEST_TIMEOUT', 'the request was not received in time')
+      return
+    case 'HPE_URI_TOO_LONG':
+      writeRawError(socket, 'RQ_ERR_URI_TOO_LONG', 'request target too long')
+      return
+    default:
+      writeRawError(socket, 'RQ_ERR_BAD_REQUEST', 'malformed HTTP request')
+  }
+}
+
+/** Resolves with the bound port. */
+export function listen (server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address !== null ? address.port : port)
+    })
+  })
+}

@@ -1,0 +1,85 @@
+// The entry point: read the configuration once, make the logger, start one
+// mode (or the cluster primary, or the dlq tool), and own the process: only
+// this file exits, and only after a drain.
+import cluster from 'node:cluster'
+import { ConfigError, describeConfig, loadConfig } from './config/load'
+import type { Config } from './config/types'
+import { startDequeuer } from './dequeuer'
+import { startEnqueuer } from './enqueuer'
+import { createLogger, type Logger } from './log'
+import { createRegistry } from './metrics/registry'
+import { VERSION } from './version'
+import { runPrimary, workerMetricsText, setupWorkerMetrics } from './cluster/primary'
+import { runDlqTool } from './dlq/cli'
+
+const EX_CONFIG = 78
+
+async function main (): Promise<void> {
+  if (process.argv[2] === 'dlq') {
+    process.exitCode = await runDlqTool(process.argv.slice(3), process.env)
+    return
+  }
+  let config: Config
+  try {
+    config = loadConfig(process.env)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    const logger = createLogger('error')
+    logger.error({ problems: err.problems }, 'invalid configuration')
+    process.stderr.write(`relayq: ${err.message}\n`)
+    process.exit(EX_CONFIG)
+  }
+  const logger = createLogger(config.logLevel, { mode: config.mode })
+  if (config.mode === 'enqueuer' && config.enqueuer !== null && config.enqueuer.workers > 1 && cluster.isPrimary) {
+    logger.info({ version: VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq cluster primary')
+    await runPrimary(config, logger)
+    return
+  }
+  if (cluster.isPrimary) logger.info({ version: VERSION, node: process.version, config: describeConfig(process.env, config.mode) }, 'starting relayq')
+  if (config.broker.tls.insecure) logger.warn('RABBITMQ_TLS_INSECURE=true: the broker certificate is NOT verified')
+  await runMode(config, logger)
+}
+
+async function runMode (config: Config, logger: Logger): Promise<void> {
+  const registry = config.metricsEnabled ? createRegistry(config.mode) : null
+  const isWorker = cluster.isWorker
+  if (isWorker && registry !== null) setupWorkerMetrics(registry)
+  const fatal = (err: Error): void => {
+    logger.fatal({ err: err.message }, 'cannot continue')
+    process.exit(1)
+  }
+  const started = Date.now()
+  const running = config.mode === 'enqueuer'
+    ? await startEnqueuer(config, { logger, registry, ...(isWorker ? { metricsText: workerMetricsText } : {}) })
+    : await startDequeuer(config, { logger, registry, onFatal: fatal })
+  const ready = config.mode === 'enqueuer' ? (running as Awaited<ReturnType<typeof startEnqueuer>>).connected : (running as Awaited<ReturnType<typeof startDequeuer>>).consuming
+  ready.then(() => logger.info({ ms: Date.now() - started }, 'ready'), fatal)
+  onSignals(logger, running.close)
+}
+
+/** SIGTERM or SIGINT: drain and exit 0. A second signal exits at once. */
+function onSignals (logger: Logger, close: () => Promise<void>): void {
+  let stopping = false
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    logger.info({ signal }, 'shutting down')
+    close().then(() => {
+      logger.info('stopped')
+      process.exit(0)
+    }, (err: Error) => {
+      logger.error({ err: err.message }, 'error while shutting down')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`relayq: ${err.stack ?? err.message}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,83 @@
+// Enqueuer metrics. ProxyMQ's names are kept so existing dashboards keep
+// working; the rest follow Prometheus naming. `service` is always a bounded
+// value: a configured or existing service, `_unknown` or `_invalid`.
+import client from 'prom-client'
+import { children1, children2, latencyBuckets, noop, type Registry } from './registry'
+
+export interface EnqueuerGauges {
+  inflight: () => number
+  pendingReplies: () => number
+  brokerUp: () => boolean
+  brokerBlocked: () => boolean
+}
+
+export type EnqueuerMetrics = ReturnType<typeof realEnqueuerMetrics>
+
+export function createEnqueuerMetrics (registry: Registry | null, replyTimeoutSeconds: number, gauges: EnqueuerGauges): EnqueuerMetrics {
+  if (registry === null) return noop(realEnqueuerMetrics(new client.Registry(), replyTimeoutSeconds, gauges))
+  return realEnqueuerMetrics(registry, replyTimeoutSeconds, gauges)
+}
+
+function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, gauges: EnqueuerGauges) {
+  const registers = [registry]
+  const buckets = latencyBuckets(replyTimeoutSeconds)
+  const counter = (name: string, help: string, labelNames: string[]) => new client.Counter({ name, help, labelNames, registers })
+  const histogram = (name: string, help: string) => new client.Histogram({ name, help, labelNames: ['service'], buckets, registers })
+  const gauge = (name: string, help: string, collect: () => number, aggregator: client.Aggregator = 'sum') =>
+    new client.Gauge({ name, help, registers, aggregator, collect () { this.set(collect()) } })
+
+  const requests = children2(counter('enqueuer_requests_total', 'HTTP requests received, by service and method.', ['service', 'method']))
+  const published = children1(counter('enqueuer_requests_published_total', 'Requests published to the broker (and confirmed).', ['service']))
+  const failed = children2(counter('enqueuer_requests_failed_total', 'Requests answered by relayq with an error, by reason.', ['service', 'reason']))
+  const codes = children2(counter('enqueuer_response_codes_total', 'HTTP status codes sent to clients.', ['service', 'status_code']))
+  const noConsumers = children1(counter('enqueuer_no_consumers_total', 'Requests refused because the service queue had no consumer.', ['service']))
+  const queueNotFound = children1(counter('enqueuer_queue_not_found_total', 'Requests refused because the service queue does not exist.', ['service']))
+  const replyTimeouts = children1(counter('enqueuer_reply_timeouts_total', 'Requests that got no reply in time (504).', ['service']))
+  const latency = children1(histogram('enqueuer_request_latency_seconds', 'Time from request received to response sent.'))
+  const publishLatency = children1(histogram('enqueuer_publish_latency_seconds', 'Time from request received to publish confirmed by the broker.'))
+  const lateReplies = counter('enqueuer_late_replies_total', 'Replies that arrived after their request was answered, or for no known request.', [])
+  const breakerState = children1(new client.Gauge({ name: 'enqueuer_circuit_breaker_state', help: 'Per-service breaker: 0 closed, 1 half-open, 2 open.', labelNames: ['service'], registers, aggregator: 'max' }))
+  const breakerTransitions = children2(counter('enqueuer_circuit_breaker_transitions_total', 'Per-service breaker transitions, by the state entered.', ['service', 'state']))
+  const reconnects = counter('relayq_broker_reconnects_total', 'Broker connections re-established after a loss.', ['connection']).labels('enqueuer')
+  const jobsCreated = children1(counter('enqueuer_async_jobs_created_total', 'Async jobs accepted (202).', ['service']))
+  const jobsCompleted = children2(counter('enqueuer_async_jobs_completed_total', 'Async jobs finished, by status.', ['service', 'status']))
+  const jobsRetrieved = children1(counter('enqueuer_async_jobs_retrieved_total', 'Job status reads.', ['service']))
+  gauge('enqueuer_inflight_requests', 'Requests being handled now.', gauges.inflight)
+  gauge('enqueuer_pending_replies', 'Published requests waiting for their reply.', gauges.pendingReplies)
+  const connectionGauge = (name: string, help: string, collect: () => boolean, aggregator: client.Aggregator) =>
+    new client.Gauge({ name, help, labelNames: ['connection'], registers, aggregator, collect () { this.set({ connection: 'enqueuer' }, collect() ? 1 : 0) } })
+  connectionGauge('relayq_broker_connected', 'Broker connection state: 1 connected, 0 not.', gauges.brokerUp, 'min')
+  connectionGauge('relayq_broker_blocked', 'Broker blocked the connection (memory or disk alarm): 1 yes.', gauges.brokerBlocked, 'max')
+
+  return {
+    received (service: string, method: string): void { requests(service, method).inc() },
+    published (service: string, seconds: number): void {
+      published(service).inc()
+      publishLatency(service).observe(seconds)
+    },
+    answered (service: string, status: number, seconds: number): void {
+      codes(service, String(status)).inc()
+      latency(service).observe(seconds)
+    },
+    failed (service: string, code: string): void {
+      failed(service, reasonOf(code)).inc()
+      if (code === 'RQ_ERR_NO_CONSUMERS') noConsumers(service).inc()
+      else if (code === 'RQ_ERR_QUEUE_NOT_FOUND') queueNotFound(service).inc()
+      else if (code === 'RQ_ERR_REPLY_TIMEOUT') replyTimeouts(service).inc()
+    },
+    lateReply (): void { lateReplies.inc() },
+    breaker (service: string, state: 'closed' | 'half_open' | 'open'): void {
+      breakerState(service).set(state === 'closed' ? 0 : state === 'half_open' ? 1 : 2)
+      breakerTransitions(service, state).inc()
+    },
+    reconnected (): void { reconnects.inc() },
+    jobCreated (service: string): void { jobsCreated(service).inc() },
+    jobCompleted (service: string, status: string): void { jobsCompleted(service, status).inc() },
+    jobRetrieved (service: string): void { jobsRetrieved(service).inc() },
+  }
+}
+
+/** RQ_ERR_REPLY_TIMEOUT -> reply_timeout: the error code as a short label value. */
+export function reasonOf (code: string): string {
+  return code.replace(/^RQ_ERR_/, '').toLowerCase()
+}

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { ConfigError, describeConfig, loadConfig, loadDlqToolConfig } from '../../src/config/load'
+import { SPEC } from '../../src/config/spec'
+
+const base = { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'orders', DOWNSTREAM_URL: 'http://127.0.0.1:8080/api' }
+
+function problems (env: Record<string, string>, readFile?: (p: string) => string): Array<{ variable: string, message: string }> {
+  try {
+    loadConfig(env, readFile)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError)
+    return [...err.problems]
+  }
+  assert.fail('expected a ConfigError')
+}
+
+describe('config', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig(base)
+    assert.equal(c.mode, 'dequeuer')
+    assert.equal(c.dequeuer?.downstreamTimeoutMs, 60000)
+    assert.equal(c.dequeuer?.maxAttempts, 3)
+    assert.equal(c.dequeuer?.queueType, 'classic')
+    assert.equal(c.dequeuer?.admin.port, 8001)
+    assert.equal(c.broker.heartbeatSeconds, 10)
+    assert.deepEqual(c.broker.urls, ['amqp://guest:guest@localhost:5672/%2F'])
+    assert.equal(c.enqueuer, null)
+    const e = loadConfig({ RELAYQ_MODE: 'enqueuer' })
+    assert.equal(e.enqueuer?.port, 8000)
+    assert.equal(e.enqueuer?.replyTimeoutMs, 120000)
+    assert.equal(e.enqueuer?.maxBodyBytes, 10 * 1024 * 1024)
+    assert.equal(e.enqueuer?.services, null)
+  })
+
+  it('builds the broker URL from the RABBITMQ_HOST family, encoding credentials and vhost', () => {
+    const c = loadConfig({ ...base, RABBITMQ_HOST: 'mq', RABBITMQ_PORT: '5673', RABBITMQ_USER: 'u@x', RABBITMQ_PASSWORD: 'p:w/d', RABBITMQ_VHOST: 'prod' })
+    assert.deepEqual(c.broker.urls, ['amqp://u%40x:p%3Aw%2Fd@mq:5673/prod'])
+  })
+
+  it('takes several broker URLs', () => {
+    const c = loadConfig({ ...base, RABBITMQ_URL: 'amqp://a:b@h1:5672, amqps://a:b@h2:5671/v' })
+    assert.deepEqual(c.broker.urls, ['amqp://a:b@h1:5672', 'amqps://a:b@h2:5671/v'])
+  })
+
+  it('reports every problem at once, each naming its variable', () => {
+    const got = problems({ RELAYQ_MODE: 'dequeuer', DEQUEUER_CONCURRENCY: 'many', DOWNSTREAM_TIMEOUT: '-1', LOG_LEVEL: 'loud' })
+    const vars = got.map((p) => p.variable).sort()
+    assert.deepEqual(vars, ['DEQUEUER_CONCURRENCY', 'DOWNSTREAM_TIMEOUT', 'DOWNSTREAM_URL', 'LOG_LEVEL', 'SERVICE_NAME'])
+  })
+
+  const invalid: Array<[string, string, RegExp]> = [
+    ['RELAYQ_MODE', 'both', /one of enqueuer, dequeuer/],
+    ['SERVICE_NAME', 'amq.bad', /not a valid service name/],
+    ['DOWNSTREAM_URL', 'ftp://x', /http/],
+    ['DOWNSTREAM_URL', 'not a url', /absolute/],
+    ['DEQUEUER_CONCURRENCY', '0', /from 1/],
+    ['DEQUEUER_QUEUE_TYPE', 'stream', /classic, quorum/],
+    ['DEQUEUER_DECLARE_QUEUES', 'maybe', /true or false/],
+    ['DEQUEUER_RETRY_STATUSES', '503,abc', /integer/],
+    ['DEQUEUER_DELIVERY_LIMIT', '2', /must exceed DEQUEUER_MAX_ATTEMPTS/],
+    ['DEQUEUER_EXPIRED', 'keep', /dead-letter, drop/],
+    ['RABBITMQ_HEARTBEAT_SECONDS', '1.5', /integer/],
+    ['RABBITMQ_URL', 'http://mq', /amqp/],
+    ['RABBITMQ_RECONNECT_MAX_MS', '10', /at least RABBITMQ_RECONNECT_INITIAL_MS/],
+    ['METRICS_PORT', '70000', /65535/],
+    ['HEALTH_CHECK_URL', 'mq:5672', /http/],
+    ['CIRCUIT_BREAKER_ERROR_PERCENT', '150', /100/],
+    ['BATCH_MODE', 'true', /BATCH_DOWNSTREAM_URL|required/],
+  ]
+  for (const [name, value, message] of invalid) {
+    it(`refuses ${name}=${value} with a message naming it`, () => {
+      const got = problems({ ...base, [name]: value })
+      const mine = got.filter((p) => p.variable === name || (name === 'BATCH_MODE' && p.variable === 'BATCH_DOWNSTREAM_URL'))
+      assert.ok(mine.length > 0, `no problem named ${name}: ${JSON.stringify(got)}`)
+      assert.match(mine.map((p) => p.message).join(' '), message)
+    })
+  }
+
+  it('enqueuer variables are checked in enqueuer mode only', () => {
+    assert.doesNotThrow(() => loadConfig({ ...base, ENQUEUER_PORT: 'x' }))
+    const got = problems({ RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: 'x', ENQUEUER_SERVICES: 'ok,amq.no', ENQUEUER_MAX_BODY_BYTES: '-1' })
+    assert.deepEqual(got.map((p) => p.variable).sort(), ['ENQUEUER_MAX_BODY_BYTES', 'ENQUEUER_PORT', 'ENQUEUER_SERVICES'])
+  })
+
+  it('reads secrets from _FILE variants, and refuses both at once', () => {
+    const files: Record<string, string> = { '/run/secrets/pw': 's3cr3t\n' }
+    const read = (p: string): string => {
+      const v = files[p]
+      if (v === undefined) throw Object.assign(new Error('nope'), { code: 'ENOENT' })
+      return v
+    }
+    const c = loadConfig({ ...base, RABBITMQ_PASSWORD_FILE: '/run/secrets/pw' }, read)
+    assert.equal(c.broker.urls[0], 'amqp://guest:s3cr3t@localhost:5672/%2F')
+    const both = problems({ ...base, RABBITMQ_PASSWORD: 'a', RABBITMQ_PASSWORD_FILE: '/run/secrets/pw' }, read)
+    assert.match(both[0]!.message, /both RABBITMQ_PASSWORD and RABBITMQ_PASSWORD_FILE/)
+    const missing = problems({ ...base, RABBITMQ_PASSWORD_FILE: '/nope' }, read)
+    assert.equal(missing[0]!.variable, 'RABBITMQ_PASSWORD_FILE')
+  })
+
+  it('never echoes a secret in an error', () => {
+    const got = problems({ ...base, RABBITMQ_URL: 'http://user:s3cr3t-canary@mq' })
+    assert.doesNotMatch(JSON.stringify(got), /s3cr3t-canary/)
+  })
+
+  it('redacts secrets in the start-up dump', () => {
+    const dump = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:s3cr3t@h', RABBITMQ_PASSWORD: 'pw-canary' }, 'dequeuer')
+    assert.equal(dump.RABBITMQ_URL, '[redacted]')
+    assert.equal(dump.RABBITMQ_PASSWORD, '[redacted]')
+    assert.equal(dump.SERVICE_NAME, 'orders')
+    assert.equal(dump.ENQUEUER_PORT, undefined)
+  })
+
+  it('returns a frozen object', () => {
+    const c = loadConfig(base)
+    assert.throws(() => { (c as { mode: string }).mode = 'enqueuer' })
+  })
+
+  it('the dlq tool needs no mode', () => {
+    assert.equal(loadDlqToolConfig({ DEQUEUER_QUEUE_TYPE: 'quorum' }).queueType, 'quorum')
+  })
+
+  it('every variable has a doc line and parses its own default', () => {
+    for (const spec of Object.values(SPEC)) {
+      assert.ok(spec.doc.length > 10, spec.name)
+      if (spec.default !== undefined) assert.doesNotThrow(() => (spec.parse as (r: string) => unknown)(spec.default!), spec.name)
+    }
+  })
+})
