@@ -189,6 +189,21 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
   }
 }
 
+/** A plain one-shot connection (the dlq tool): the first broker of the list that answers. */
+export async function connectOnce (broker: BrokerConfig, name: ConnectionName): Promise<ChannelModel> {
+  let last: Error | null = null
+  for (const url of broker.urls) {
+    try {
+      const conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
+      conn.on('error', () => {})
+      return conn
+    } catch (err) {
+      last = err as Error
+    }
+  }
+  throw new Error(`cannot connect to the broker: ${last?.message ?? 'no URL'}`)
+}
+
 function connectionOptions (raw: string, broker: BrokerConfig): amqp.Options.Connect {
   const url = new URL(raw)
   const path = url.pathname

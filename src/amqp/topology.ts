@@ -51,8 +51,15 @@ function quorumArgs (deliveryLimit: number): Args {
   }
 }
 
-export function deadLetterQueueArgs (s: TopologySettings): Args {
-  return s.queueType === 'quorum' ? { 'x-queue-type': 'quorum' } : {}
+/**
+ * Operators inspect the dead-letter queue by getting messages and giving
+ * them back; quorum queues count each give-back as a delivery and, from
+ * RabbitMQ 4.0, drop a message past 20 of them. The limit is set out of reach.
+ */
+export const DEAD_LETTER_QUEUE_DELIVERY_LIMIT = 1_000_000
+
+export function deadLetterQueueArgs (s: Pick<TopologySettings, 'queueType'>): Args {
+  return s.queueType === 'quorum' ? { 'x-queue-type': 'quorum', 'x-delivery-limit': DEAD_LETTER_QUEUE_DELIVERY_LIMIT } : {}
 }
 
 export function retryQueueArgs (s: TopologySettings, delayMs: number): Args {
@@ -135,14 +142,21 @@ async function withChannel<T> (open: () => Promise<Channel>, fn: (ch: Channel) =
   }
 }
 
-const INEQUIVALENT = /inequivalent arg '([^']+)' for queue '([^']+)' in vhost '[^']*': received (.+?) but current is (.+?)$/
+const INEQUIVALENT = /inequivalent arg '([^']+)' for queue '([^']+)' in vhost '[^']*': received (.+?) but current is ([^"]+)/
+
+/** The broker says "the value 'x' of type 'longstr'" or "none"; the operator wants 'x' or "not set". */
+function brokerValue (text: string): string {
+  const m = /^the value (.+) of type '[^']+'$/.exec(text.trim())
+  if (m !== null) return m[1] as string
+  return text.trim() === 'none' ? 'not set' : text.trim()
+}
 
 export function explainDeclareError (err: Error, queue: string, s: TopologySettings): Error {
   const m = INEQUIVALENT.exec(err.message)
   if (m === null) return err
-  const [, arg, , wanted, current] = m
+  const [, arg, , wanted, current] = m as unknown as [string, string, string, string, string]
   return new FatalSetupError(
-    `queue '${queue}' exists with ${arg} = ${current}, but relayq declares it with ${arg} = ${wanted}. ` +
+    `queue '${queue}' exists with ${arg} = ${brokerValue(current)}, but relayq declares it with ${arg} = ${brokerValue(wanted)}. ` +
     'Queue arguments cannot change in place. Either delete the queue once it is empty ' +
     `(rabbitmqctl delete_queue ${queue}) and let relayq declare it, ` +
     'or make relayq match it (DEQUEUER_QUEUE_TYPE, DEQUEUER_DELIVERY_LIMIT, MESSAGE_TTL_MS), ' +

@@ -3,7 +3,7 @@
 // HTTP body). This module is the only place that builds or reads message
 // headers; the dequeuer's retry, dead-letter and requeue copies come from
 // here too.
-import type { ConsumeMessage, Options } from 'amqplib'
+import type { Message, Options } from 'amqplib'
 import { isHopByHop, isReservedHeader, type HeaderTable } from '../http/headers'
 import { isSafeRelativePath } from '../http/target'
 import type { ErrorCode } from '../errors'
@@ -14,6 +14,7 @@ export const H = {
   status: 'x-status-code',
   deadline: 'x-relayq-deadline',
   attempts: 'x-relayq-attempts',
+  lostDeliveries: 'x-relayq-lost-deliveries',
   firstAttemptAt: 'x-relayq-first-attempt-at',
   lastError: 'x-relayq-last-error',
   lastErrorCode: 'x-relayq-last-error-code',
@@ -96,7 +97,7 @@ export interface IncomingRequest {
   readonly jobId: string | undefined
 }
 
-export function decodeRequest (msg: ConsumeMessage): IncomingRequest {
+export function decodeRequest (msg: Message): IncomingRequest {
   const props = msg.properties
   const raw = (props.headers ?? {}) as Record<string, unknown>
   const methodValue = raw[H.method]
@@ -190,7 +191,7 @@ export interface IncomingResponse {
   readonly jobId: string | undefined
 }
 
-export function decodeResponse (msg: ConsumeMessage): IncomingResponse {
+export function decodeResponse (msg: Message): IncomingResponse {
   const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
   const headers: string[] = []
   let status = 200
@@ -243,13 +244,24 @@ function safeString (value: unknown): string | undefined {
 // ---------------------------------------------------------------- dequeuer copies
 
 /** Counted attempts before this delivery, from relayq's own header (and the broker's count on quorum queues). */
-export function priorAttempts (msg: ConsumeMessage, quorum: boolean): number {
+export function priorAttempts (msg: Message, quorum: boolean): number {
   const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
   const own = nonNegativeInt(headers[H.attempts])
   return quorum ? own + nonNegativeInt(headers[H.deliveryCount]) : own
 }
 
-export function firstAttemptAt (msg: ConsumeMessage): number | null {
+/**
+ * Deliveries of this message that ended without an answer (the dequeuer
+ * crashed or lost its channel while holding it). A message with any is a
+ * suspect: it may be the one that crashed the dequeuer.
+ */
+export function lostDeliveries (msg: Message, quorum: boolean): number {
+  const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
+  const own = nonNegativeInt(headers[H.lostDeliveries])
+  return quorum ? own + nonNegativeInt(headers[H.deliveryCount]) : own
+}
+
+export function firstAttemptAt (msg: Message): number | null {
   const v = Number((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
   return Number.isFinite(v) && v > 0 ? v : null
 }
@@ -262,6 +274,8 @@ function nonNegativeInt (value: unknown): number {
 export interface CopyInfo {
   /** Counted attempts so far, written as `x-relayq-attempts`. */
   readonly attempts: number
+  /** Deliveries lost so far, written as `x-relayq-lost-deliveries`. */
+  readonly lostDeliveries: number
   readonly firstAttemptAt: number
   readonly errorCode?: ErrorCode | undefined
   readonly errorMessage?: string | undefined
@@ -273,7 +287,7 @@ export interface CopyInfo {
  * properties, relayq's attempt headers updated. The broker's own death and
  * delivery-count headers are dropped, so counting starts afresh on the copy.
  */
-export function republishCopy (msg: ConsumeMessage, info: CopyInfo, now = Date.now()): Publishable {
+export function republishCopy (msg: Message, info: CopyInfo, now = Date.now()): Publishable {
   const headers = copyHeaders(msg, info)
   const options = copyProperties(msg, headers)
   const deadline = Number(headers[H.deadline])
@@ -289,7 +303,7 @@ export interface DeadLetterInfo extends CopyInfo {
 export type DeadLetterReason = 'max_attempts' | 'malformed' | 'expired' | 'too_large' | 'redelivery_limit'
 
 /** A copy for the dead-letter queue: no expiration (it must wait for an operator), reason headers added. */
-export function deadLetterCopy (msg: ConsumeMessage, info: DeadLetterInfo, now = Date.now()): Publishable {
+export function deadLetterCopy (msg: Message, info: DeadLetterInfo, now = Date.now()): Publishable {
   const headers = copyHeaders(msg, info)
   headers[H.deadLetterReason] = info.reason
   headers[H.originalQueue] = info.originalQueue
@@ -304,7 +318,7 @@ export function deadLetterCopy (msg: ConsumeMessage, info: DeadLetterInfo, now =
  * reason and death headers gone, and no deadline or expiration (the original
  * caller's deadline has passed; the replay is served whenever it is reached).
  */
-export function replayCopy (msg: ConsumeMessage, now = Date.now()): Publishable {
+export function replayCopy (msg: Message, now = Date.now()): Publishable {
   const headers: Record<string, unknown> = {}
   const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
   for (const key in raw) {
@@ -320,7 +334,7 @@ export function replayCopy (msg: ConsumeMessage, now = Date.now()): Publishable 
   return { content: msg.content, options }
 }
 
-function copyHeaders (msg: ConsumeMessage, info: CopyInfo): Record<string, unknown> {
+function copyHeaders (msg: Message, info: CopyInfo): Record<string, unknown> {
   const headers: Record<string, unknown> = {}
   const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
   for (const key in raw) {
@@ -330,13 +344,15 @@ function copyHeaders (msg: ConsumeMessage, info: CopyInfo): Record<string, unkno
     headers[key] = raw[key]
   }
   headers[H.attempts] = info.attempts
+  if (info.lostDeliveries > 0) headers[H.lostDeliveries] = info.lostDeliveries
+  else Reflect.deleteProperty(headers, H.lostDeliveries)
   headers[H.firstAttemptAt] = info.firstAttemptAt
   if (info.errorCode !== undefined) headers[H.lastErrorCode] = info.errorCode
   if (info.errorMessage !== undefined) headers[H.lastError] = info.errorMessage.slice(0, 500)
   return headers
 }
 
-function copyProperties (msg: ConsumeMessage, headers: Record<string, unknown>): Options.Publish {
+function copyProperties (msg: Message, headers: Record<string, unknown>): Options.Publish {
   const p = msg.properties
   const options: Options.Publish = { headers }
   if (p.correlationId !== undefined) options.correlationId = p.correlationId

@@ -10,6 +10,7 @@ export type PauseReason =
   | 'breaker' // the circuit breaker is open
   | 'draining' // SIGTERM or POST /drain
   | 'queue_missing' // the broker cancelled the consumer (queue deleted)
+  | 'isolating' // a suspect message is being forwarded alone
 
 export class Gate {
   private readonly reasons = new Set<PauseReason>(['starting'])
@@ -22,6 +23,11 @@ export class Gate {
 
   has (reason: PauseReason): boolean {
     return this.reasons.has(reason)
+  }
+
+  /** True when nothing but `reason` holds. */
+  only (reason: PauseReason): boolean {
+    return this.reasons.size === 1 && this.reasons.has(reason)
   }
 
   /** Comma-separated reasons, for /readyz and logs. */

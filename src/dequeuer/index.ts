@@ -17,6 +17,7 @@ import type { DequeuerContext } from './context'
 import { Forwarder } from './forward'
 import { Gate } from './gate'
 import { HealthMonitor } from './health'
+import { Isolation } from './isolation'
 import { retryDelays } from './outcome'
 import { processDelivery } from './process'
 import { Publisher } from './publisher'
@@ -66,7 +67,17 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     publishUp: () => publishConn.up,
   })
   const breaker = new Breaker(cfg.breaker, (state) => onBreakerState(state))
-  const ctx: DequeuerContext = { cfg, logger: log, metrics, publisher, forwarder, breaker, gate, queue, inflight: 0, onIdle: null }
+  // Prefetch 1 while the breaker probes with one real message, or while careful after a crash.
+  let breakerProbing = false
+  const applyPrefetch = (): Promise<void> => consumer?.setPrefetch(breakerProbing || isolation.active ? 1 : cfg.concurrency) ?? Promise.resolve()
+  const isolation = new Isolation({
+    gate,
+    stopConsuming: () => consumer?.reconcile() ?? Promise.resolve(),
+    busy: () => ctx.inflight,
+    applyPrefetch,
+    onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed this dequeuer: processing one at a time' : 'back to full prefetch'),
+  }, cfg.concurrency)
+  const ctx: DequeuerContext = { cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, forwarder, breaker, gate, isolation, queue, inflight: 0, onIdle: null }
   consumer = new Consumer({
     queue,
     prefetch: cfg.concurrency,
@@ -132,11 +143,13 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     metrics.breaker(state)
     log.warn({ state }, 'circuit breaker changed state')
     if (state === 'open') {
+      breakerProbing = false
       gate.pause('breaker')
       return
     }
     if (state === 'closed') {
-      void consumer?.setPrefetch(cfg!.concurrency)
+      breakerProbing = false
+      void applyPrefetch()
       gate.resume('breaker')
       return
     }
@@ -149,13 +162,15 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
       })
       return
     }
-    void consumer?.setPrefetch(1).then(() => gate.resume('breaker'))
+    breakerProbing = true
+    void applyPrefetch().then(() => gate.resume('breaker'))
   }
 
   const drain = once(() => drainDequeuer(ctx, consumer, config.shutdownTimeoutMs))
   const admin: Server = createAdminServer({
     metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
-    notReadyReason: () => (consumer?.consuming === true && gate.open ? null : `not consuming: ${gate.describe() || 'starting'}`),
+    // A short pause to run a suspect alone is not a reason to leave the endpoints.
+    notReadyReason: () => ((consumer?.consuming === true && gate.open) || gate.only('isolating') ? null : `not consuming: ${gate.describe() || 'starting'}`),
     started: () => true,
     drain,
   })

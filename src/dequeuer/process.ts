@@ -6,17 +6,17 @@ import type { ConsumeMessage } from 'amqplib'
 import { DEAD_LETTER_EXCHANGE, requestQueue, retryQueue } from '../amqp/topology'
 import {
   DIRECT_REPLY_TO, MalformedMessageError, deadLetterCopy, decodeRequest, encodeResponse, firstAttemptAt,
-  priorAttempts, republishCopy, type DeadLetterReason, type IncomingRequest, type Publishable,
+  lostDeliveries, priorAttempts, republishCopy, type DeadLetterReason, type IncomingRequest, type Publishable,
 } from '../amqp/wire'
 import { errorBody, statusOf, type ErrorCode } from '../errors'
 import { responseHeaderTable } from '../http/headers'
 import { joinDownstreamPath } from '../http/target'
 import { OPEN } from './breaker'
-import { PublishError } from './publisher'
 import type { Delivery } from './consumer'
 import type { DequeuerContext } from './context'
 import type { ForwardRequest, ForwardResult } from './forward'
 import { decideAfterAttempt, jitteredTtl, type Outcome } from './outcome'
+import { PublishError } from './publisher'
 
 /** A delivery that passed the checks and is ready to be forwarded. */
 export interface Prepared {
@@ -24,6 +24,8 @@ export interface Prepared {
   readonly req: IncomingRequest
   /** This delivery's attempt number, 1-based. */
   readonly attempt: number
+  /** An earlier delivery of it was lost: it may be the message that crashed the dequeuer. */
+  readonly suspect: boolean
   readonly forward: ForwardRequest
 }
 
@@ -34,14 +36,30 @@ export function processDelivery (ctx: DequeuerContext, d: Delivery): void {
     void settle(ctx, d, checked, null)
     return
   }
+  // A suspect runs alone: if it crashes the dequeuer again, no other message is caught with it.
+  if (checked.suspect) void ctx.isolation.runSuspect(() => forwardAndSettle(ctx, checked))
+  else void forwardAndSettle(ctx, checked).then(() => ctx.isolation.cleanRun())
+}
+
+async function forwardAndSettle (ctx: DequeuerContext, p: Prepared): Promise<void> {
   const startedAt = performance.now()
-  ctx.breaker.run(() => ctx.forwarder.forward(checked.forward)).then((result) => {
+  let outcome: Outcome
+  try {
+    const result = await ctx.breaker.run(() => ctx.forwarder.forward(p.forward))
     ctx.metrics.downstream((performance.now() - startedAt) / 1000)
-    return settle(ctx, d, afterCall(ctx, checked, result), checked.req)
-  }, (err: Error) => {
-    ctx.logger.error({ err: err.stack, correlationId: d.msg.properties.correlationId }, 'unexpected error calling the service')
-    return settle(ctx, d, deadLetter('malformed', 'RQ_ERR_MALFORMED_MESSAGE', `relayq could not process the message: ${err.message}`), checked.req)
-  })
+    outcome = afterCall(ctx, p, result)
+  } catch (err) {
+    ctx.logger.error({ err: (err as Error).stack, correlationId: p.req.correlationId }, 'unexpected error calling the service')
+    outcome = deadLetter('malformed', 'RQ_ERR_MALFORMED_MESSAGE', `relayq could not process the message: ${(err as Error).message}`)
+  }
+  await settle(ctx, p.d, outcome, p.req)
+}
+
+/** The outcome of one call (single or batch item). */
+export function afterCall (ctx: DequeuerContext, p: Prepared, result: ForwardResult | typeof OPEN): Outcome {
+  if (result === OPEN) return { kind: 'requeue', reason: 'breaker_open' }
+  if (result.kind === 'error') ctx.metrics.failed(reasonOf(result.code))
+  return decideAfterAttempt(result, p.attempt, ctx.cfg)
 }
 
 /**
@@ -56,13 +74,6 @@ export function safePrepare (ctx: DequeuerContext, d: Delivery): Prepared | Outc
     ctx.logger.error({ err: (err as Error).stack, correlationId: d.msg.properties.correlationId }, 'unexpected error reading a message')
     return deadLetter('malformed', 'RQ_ERR_MALFORMED_MESSAGE', `relayq could not read the message: ${(err as Error).message}`)
   }
-}
-
-/** The outcome of one call (single or batch item). */
-export function afterCall (ctx: DequeuerContext, p: Prepared, result: ForwardResult | typeof OPEN): Outcome {
-  if (result === OPEN) return { kind: 'requeue', reason: 'breaker_open' }
-  if (result.kind === 'error') ctx.metrics.failed(result.code.replace(/^RQ_ERR_/, '').toLowerCase())
-  return decideAfterAttempt(result, p.attempt, ctx.cfg)
 }
 
 /** Checks before any call to the service; an Outcome when the message ends here. */
@@ -81,6 +92,7 @@ export function prepare (ctx: DequeuerContext, d: Delivery): Prepared | Outcome 
   }
   const quorum = cfg.queueType === 'quorum'
   const prior = priorAttempts(msg, quorum)
+  if (ctx.debug) ctx.logger.debug({ tag: msg.fields.deliveryTag, correlationId: req.correlationId, redelivered: msg.fields.redelivered, prior, lost: lostDeliveries(msg, quorum), paused: ctx.gate.describe() }, 'delivery')
   if (msg.fields.redelivered) ctx.metrics.redelivered()
   if (!quorum && msg.fields.redelivered) {
     // A classic queue counts nothing: the delivery that ended without an ack
@@ -100,6 +112,7 @@ export function prepare (ctx: DequeuerContext, d: Delivery): Prepared | Outcome 
     d,
     req,
     attempt: prior + 1,
+    suspect: lostDeliveries(msg, quorum) > 0,
     forward: {
       method: req.method,
       path: joinDownstreamPath(cfg.downstreamUrl, req.path),
@@ -127,7 +140,7 @@ export async function settle (ctx: DequeuerContext, d: Delivery, outcome: Outcom
   const tag = d.msg.fields.deliveryTag
   let committed = false
   try {
-    await carryOut(ctx, d, outcome, req, () => { committed = true })
+    await carryOut(ctx, d.msg, outcome, req, () => { committed = true })
     committed = true
   } catch (err) {
     const correlationId = d.msg.properties.correlationId
@@ -146,42 +159,34 @@ export async function settle (ctx: DequeuerContext, d: Delivery, outcome: Outcom
   if (ctx.inflight === 0 && ctx.onIdle !== null) ctx.onIdle()
 }
 
-async function carryOut (ctx: DequeuerContext, d: Delivery, outcome: Outcome, req: IncomingRequest | null, commit: () => void): Promise<void> {
-  const { cfg, metrics } = ctx
-  const msg = d.msg
-  const prior = priorAttempts(msg, cfg.queueType === 'quorum')
-  const first = firstAttemptAt(msg) ?? Date.now()
+async function carryOut (ctx: DequeuerContext, msg: ConsumeMessage, outcome: Outcome, req: IncomingRequest | null, commit: () => void): Promise<void> {
+  const { cfg, metrics, publisher } = ctx
+  const quorum = cfg.queueType === 'quorum'
+  const counts = { attempts: priorAttempts(msg, quorum), lostDeliveries: lostDeliveries(msg, quorum), firstAttemptAt: firstAttemptAt(msg) ?? Date.now() }
   switch (outcome.kind) {
-    case 'reply': {
-      const r = outcome.result
-      await reply(ctx, msg, serviceReply(ctx, msg, r, req))
+    case 'reply':
+      await reply(ctx, msg, serviceReply(msg, outcome.result, req))
       commit()
-      metrics.processed(r.status)
+      metrics.processed(outcome.result.status)
       return
-    }
     case 'error_reply':
       await reply(ctx, msg, errorReply(msg, outcome.code, outcome.detail, req))
       commit()
       metrics.failed(reasonOf(outcome.code))
       return
     case 'retry': {
-      const copy = republishCopy(msg, { attempts: prior + 1, firstAttemptAt: first, errorCode: outcome.code, errorMessage: outcome.detail })
+      const copy = republishCopy(msg, { ...counts, attempts: counts.attempts + 1, errorCode: outcome.code, errorMessage: outcome.detail })
+      // Each delay has its own queue; the jitter spreads retries that failed together.
       copy.options.expiration = String(jitteredTtl(outcome.delayMs))
-      await ctx.publisher.publish('', retryQueue(cfg.service, outcome.delayMs), copy, { confirm: true })
+      await publisher.publish('', retryQueue(cfg.service, outcome.delayMs), copy, { confirm: true })
       commit()
       metrics.retried(reasonOf(outcome.code))
       return
     }
     case 'dead_letter': {
-      const copy = deadLetterCopy(msg, {
-        attempts: outcome.reason === 'max_attempts' ? prior + 1 : prior,
-        firstAttemptAt: first,
-        errorCode: outcome.code,
-        errorMessage: outcome.detail,
-        reason: outcome.reason,
-        originalQueue: ctx.queue,
-      })
-      await ctx.publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
+      const attempts = outcome.reason === 'max_attempts' ? counts.attempts + 1 : counts.attempts
+      const copy = deadLetterCopy(msg, { ...counts, attempts, errorCode: outcome.code, errorMessage: outcome.detail, reason: outcome.reason, originalQueue: ctx.queue })
+      await publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
       commit()
       metrics.deadLettered(outcome.reason)
       ctx.logger.warn({ correlationId: msg.properties.correlationId, service: cfg.service, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
@@ -189,16 +194,14 @@ async function carryOut (ctx: DequeuerContext, d: Delivery, outcome: Outcome, re
       await reply(ctx, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return
     }
-    case 'requeue': {
-      const copy = republishCopy(msg, { attempts: prior, firstAttemptAt: first })
-      await ctx.publisher.publish('', ctx.queue, copy, { confirm: true })
+    case 'requeue':
+      await publisher.publish('', ctx.queue, republishCopy(msg, counts), { confirm: true })
       commit()
       metrics.requeued(outcome.reason)
       return
-    }
     case 'recount': {
-      const copy = republishCopy(msg, { attempts: prior + 1, firstAttemptAt: first, errorCode: 'RQ_ERR_REDELIVERY_LIMIT', errorMessage: 'an earlier delivery ended without an answer' })
-      await ctx.publisher.publish('', ctx.queue, copy, { confirm: true })
+      const copy = republishCopy(msg, { ...counts, attempts: counts.attempts + 1, lostDeliveries: counts.lostDeliveries + 1, errorCode: 'RQ_ERR_REDELIVERY_LIMIT', errorMessage: 'an earlier delivery ended without an answer' })
+      await publisher.publish('', ctx.queue, copy, { confirm: true })
       commit()
       metrics.requeued('redelivered')
       return
@@ -210,7 +213,7 @@ async function carryOut (ctx: DequeuerContext, d: Delivery, outcome: Outcome, re
   }
 }
 
-function serviceReply (ctx: DequeuerContext, msg: ConsumeMessage, r: Extract<ForwardResult, { kind: 'response' }>, req: IncomingRequest | null): Publishable {
+function serviceReply (msg: ConsumeMessage, r: Extract<ForwardResult, { kind: 'response' }>, req: IncomingRequest | null): Publishable {
   const { table, contentType } = responseHeaderTable(r.rawHeaders, req?.method === 'HEAD')
   return encodeResponse({
     status: r.status,
@@ -240,12 +243,13 @@ function errorReply (msg: ConsumeMessage, code: ErrorCode, detail: string, req: 
 async function reply (ctx: DequeuerContext, msg: ConsumeMessage, message: Publishable): Promise<void> {
   const replyTo = msg.properties.replyTo as string | undefined
   if (replyTo === undefined || replyTo === '') return
+  const confirm = isDurableReplyTo(replyTo)
   try {
-    await ctx.publisher.publish('', replyTo, message, { confirm: isDurableReplyTo(replyTo) })
+    await ctx.publisher.publish('', replyTo, message, { confirm })
   } catch (err) {
-    if (!/encode|RangeError|too large|exceeds/i.test((err as Error).message)) throw err
-    // The service's headers could not be encoded (e.g. over 64 KiB): tell the client why.
-    await ctx.publisher.publish('', replyTo, errorReply(msg, 'RQ_ERR_RESPONSE_TOO_LARGE', 'the service response headers cannot be carried', null), { confirm: isDurableReplyTo(replyTo) })
+    if (!(err instanceof PublishError) || !/RangeError|out of range|too (large|long)/i.test(err.message)) throw err
+    // The service's headers cannot be encoded (e.g. over 64 KiB): tell the client why.
+    await ctx.publisher.publish('', replyTo, errorReply(msg, 'RQ_ERR_RESPONSE_TOO_LARGE', 'the service response headers cannot be carried', null), { confirm })
   }
 }
 
@@ -256,4 +260,3 @@ function isDurableReplyTo (replyTo: string | undefined): boolean {
 function reasonOf (code: ErrorCode): string {
   return code.replace(/^RQ_ERR_/, '').toLowerCase()
 }
-

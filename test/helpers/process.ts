@@ -56,3 +56,30 @@ export async function freePort (): Promise<number> {
     })
   })
 }
+
+/** Keeps one relayq process running: restarts it (after `delayMs`) whenever it exits, until stopped. */
+export class Supervisor {
+  current: RelayProcess
+  restarts = 0
+  private stopped = false
+
+  constructor (private readonly start: () => RelayProcess, private readonly delayMs = 200) {
+    this.current = this.launch()
+  }
+
+  private launch (): RelayProcess {
+    const p = this.start()
+    void p.exited.then(() => {
+      if (this.stopped) return
+      this.restarts++
+      setTimeout(() => { if (!this.stopped) this.current = this.launch() }, this.delayMs)
+    })
+    return p
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    this.current.kill('SIGKILL')
+    await this.current.exited
+  }
+}

@@ -3,7 +3,7 @@ import type { ConsumeMessage, Options } from 'amqplib'
 import { describe, it } from 'node:test'
 import {
   H, MalformedMessageError, deadLetterCopy, decodeRequest, decodeResponse, encodeRequest, encodeResponse,
-  priorAttempts, replayCopy, republishCopy, type Publishable,
+  lostDeliveries, priorAttempts, replayCopy, republishCopy, type Publishable,
 } from '../../src/amqp/wire'
 
 /** What a consumer receives for a publish: amqplib's shapes, as the broker would hand them back. */
@@ -113,10 +113,12 @@ describe('wire format', () => {
     ;(msg.properties.headers as Record<string, unknown>)[H.death] = [{ reason: 'rejected' }]
     assert.equal(priorAttempts(msg, false), 0)
     assert.equal(priorAttempts(msg, true), 2)
-    const copy = republishCopy(msg, { attempts: 3, firstAttemptAt: 111, errorCode: 'RQ_ERR_DOWNSTREAM_TIMEOUT', errorMessage: 'slow' })
+    const copy = republishCopy(msg, { attempts: 3, lostDeliveries: 1, firstAttemptAt: 111, errorCode: 'RQ_ERR_DOWNSTREAM_TIMEOUT', errorMessage: 'slow' })
     const again = delivered(copy)
     assert.equal(priorAttempts(again, false), 3)
     assert.equal(priorAttempts(again, true), 3)
+    assert.equal(lostDeliveries(again, false), 1)
+    assert.equal(lostDeliveries(msg, true), 2)
     assert.equal((again.properties.headers as Record<string, unknown>)[H.death], undefined)
     assert.equal(copy.options.correlationId, 'c-1')
     assert.equal(copy.options.replyTo, 'amq.rabbitmq.reply-to')
@@ -125,7 +127,7 @@ describe('wire format', () => {
 
   it('dead-letter copies say why, keep the body, and never expire', () => {
     const msg = delivered(request())
-    const copy = deadLetterCopy(msg, { attempts: 3, firstAttemptAt: 1, errorCode: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', errorMessage: 'refused', reason: 'max_attempts', originalQueue: 'orders_requests' })
+    const copy = deadLetterCopy(msg, { attempts: 3, lostDeliveries: 0, firstAttemptAt: 1, errorCode: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', errorMessage: 'refused', reason: 'max_attempts', originalQueue: 'orders_requests' })
     const h = copy.options.headers as Record<string, unknown>
     assert.equal(h[H.deadLetterReason], 'max_attempts')
     assert.equal(h[H.attempts], 3)
@@ -137,10 +139,11 @@ describe('wire format', () => {
   })
 
   it('replay copies reset attempts and deadline but keep the request', () => {
-    const dl = delivered(deadLetterCopy(delivered(request()), { attempts: 3, firstAttemptAt: 1, reason: 'expired', originalQueue: 'q' }))
+    const dl = delivered(deadLetterCopy(delivered(request()), { attempts: 3, lostDeliveries: 2, firstAttemptAt: 1, reason: 'expired', originalQueue: 'q' }))
     const replay = delivered(replayCopy(dl))
     const h = replay.properties.headers as Record<string, unknown>
     assert.equal(h[H.attempts], undefined)
+    assert.equal(h[H.lostDeliveries], undefined)
     assert.equal(h[H.deadLetterReason], undefined)
     assert.equal(h[H.deadline], undefined)
     const req = decodeRequest(replay)
