@@ -58,6 +58,7 @@ export interface EnqueuerConfig {
   readonly queueCheckTtlMs: number
   readonly breaker: EnqueuerBreakerConfig
   readonly authTokensFile: string | null
+  readonly drainDelayMs: number
   readonly workers: number
   readonly admin: { readonly port: number, readonly host: string } | null
   readonly async: AsyncConfig

@@ -39,6 +39,10 @@ export class Consumer {
     return this.tag !== null
   }
 
+  get currentPrefetch (): number {
+    return this.prefetch
+  }
+
   get unsettled (): number {
     return this.acker?.unsettled ?? 0
   }
@@ -56,6 +60,14 @@ export class Consumer {
     this.ch = ch
     this.acker = new Acker(ch)
     this.tag = null
+  }
+
+  /** Sends acks still waiting for their batch, then closes the channel (close-ok means the broker has them). */
+  async close (): Promise<void> {
+    const ch = this.ch
+    this.acker?.flush()
+    this.detach()
+    if (ch !== null) await ch.close().catch(() => {})
   }
 
   detach (): void {

@@ -62,6 +62,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: (conn) => publisher.attach(conn), onReconnect: () => metrics.reconnected('publish') })
   const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
     inflight: () => ctx.inflight,
+    prefetch: () => consumer?.currentPrefetch ?? cfg.concurrency,
     consuming: () => consumer?.consuming === true,
     consumeUp: () => consumeConn.up,
     publishUp: () => publishConn.up,
@@ -193,6 +194,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
       if (dlqPoll !== null) clearInterval(dlqPoll)
       health?.stop()
       breaker.shutdown()
+      await consumer.close()
       await consumeConn.close()
       await publisher.close()
       await publishConn.close()

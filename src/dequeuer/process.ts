@@ -148,8 +148,11 @@ export async function settle (ctx: DequeuerContext, d: Delivery, outcome: Outcom
     else if (!committed) ctx.logger.warn({ err: err.message, correlationId, outcome: outcome.kind }, 'cannot complete message; returning it to the queue')
   }
   if (committed) {
+    ctx.metrics.outcome(outcome.kind)
     if (d.acker.ack(tag)) ctx.metrics.acked()
   } else {
+    ctx.metrics.outcome('returned')
+    ctx.metrics.requeued('publish_failed')
     // Held a moment first, so a broker that keeps refusing cannot turn this into a tight loop.
     await new Promise((resolve) => setTimeout(resolve, REQUEUE_AFTER_FAILURE_MS))
     d.acker.requeue(tag)

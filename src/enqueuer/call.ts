@@ -51,7 +51,10 @@ export class Call implements Waiter {
   onConfirm (err: Error | null): void {
     if (this.done) return
     if (err !== null) {
-      this.fail('RQ_ERR_PUBLISH_NACKED', 'the broker refused the message', 1)
+      // amqplib fails every unconfirmed publish with "channel closed" when the
+      // channel goes away; only "message nacked" is the broker refusing it.
+      if (/nack/i.test(err.message)) this.fail('RQ_ERR_PUBLISH_NACKED', 'the broker refused the message', 1)
+      else this.onChannelLost()
       return
     }
     this.confirmed = true
@@ -75,6 +78,8 @@ export class Call implements Waiter {
     else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
     this.ctx.breakers.success(this.init.service)
     this.end()
+    // An error the dequeuer made for the service (it could not reach it, ...) counts as a relayq failure.
+    if (reply.errorCode !== undefined) this.ctx.metrics.failed(this.init.service, reply.errorCode)
     this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
     const { res } = this.init
     if (res.destroyed) return

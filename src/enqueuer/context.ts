@@ -22,6 +22,9 @@ export interface EnqueuerContext {
   readonly jobs: Jobs | null
   /** Requests being handled (admission control and drain). */
   inflight: number
+  /** Readiness reports 503 (set first when a drain starts). */
+  notReady: boolean
+  /** New requests are refused with 503 and Connection: close. */
   draining: boolean
   /** Called when inflight drops to zero while draining. */
   onIdle: (() => void) | null

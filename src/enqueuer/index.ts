@@ -2,6 +2,7 @@
 // service's queue and answers with the reply. startEnqueuer() returns a
 // handle, so tests run it in-process and main.ts runs it for real.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import net from 'node:net'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
 import type { Config } from '../config/types'
@@ -75,6 +76,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
     jobs: null,
     inflight: 0,
+    notReady: false,
     draining: false,
     onIdle: null,
   }
@@ -86,7 +88,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   const hooks: AdminHooks = {
     metrics: deps.metricsText ?? (async () => ({ contentType: registry?.contentType ?? 'text/plain', body: registry === null ? '' : await registry.metrics() })),
     notReadyReason: () => {
-      if (ctx.draining) return 'draining'
+      if (ctx.notReady) return 'draining'
       if (!connection.up || !pool.ready) return 'not connected to the broker'
       return null
     },
@@ -103,7 +105,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   const port = await listen(server, deps.port ?? cfg.port, cfg.host)
   let adminServer: Server | null = null
   let adminPort: number | null = null
-  const drain = onceAsync(() => drainEnqueuer(ctx, server, config.shutdownTimeoutMs))
+  const drain = onceAsync(() => drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs))
   if (cfg.admin !== null) {
     adminServer = createAdminServer({ ...hooks, drain })
     adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
@@ -132,15 +134,21 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
 }
 
 /**
- * Drain, in order: (1) readiness goes 503 and new requests get 503 with
- * Connection: close; (2) stop accepting connections; (3) wait for in-flight
- * requests up to the shutdown timeout; (4) answer whatever still waits 503.
+ * Drain, in order: (1) readiness goes 503 and, for ENQUEUER_DRAIN_DELAY_SECONDS,
+ * requests are still served while load balancers take the endpoint out;
+ * (2) stop accepting connections, and answer any new request on an open one
+ * 503 with Connection: close; (3) wait for in-flight requests up to the
+ * shutdown timeout; (4) answer whatever still waits 503; (5) close every
+ * connection.
  */
-async function drainEnqueuer (ctx: EnqueuerContext, server: Server, timeoutMs: number): Promise<void> {
+async function drainEnqueuer (ctx: EnqueuerContext, server: Server, delayMs: number, timeoutMs: number): Promise<void> {
+  ctx.notReady = true
+  ctx.logger.info({ inflight: ctx.inflight, delayMs }, 'draining')
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
   ctx.draining = true
-  ctx.logger.info({ inflight: ctx.inflight }, 'draining')
-  server.close()
-  server.closeIdleConnections()
+  // net.Server's close stops listening only; http.Server's would also drop idle
+  // keep-alive connections, racing any request a client is sending on one.
+  net.Server.prototype.close.call(server)
   if (ctx.inflight > 0) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs)
@@ -155,6 +163,7 @@ async function drainEnqueuer (ctx: EnqueuerContext, server: Server, timeoutMs: n
     ctx.logger.warn({ inflight: ctx.inflight }, 'drain timeout: answering the remaining requests 503')
     ctx.pool.shutdown()
   }
+  server.closeAllConnections()
   ctx.logger.info('drained')
 }
 

@@ -19,6 +19,7 @@ interface Entry {
 /** Checks in flight at once; beyond it, first-time checks are refused rather than piled on the broker. */
 const MAX_CONCURRENT_CHECKS = 32
 const MAX_ENTRIES = 10000
+const NEGATIVE_TTL_MS = 500
 
 export class QueueChecker {
   private readonly cache = new Map<string, Entry>()
@@ -27,8 +28,10 @@ export class QueueChecker {
 
   constructor (private readonly ttlMs: number, private readonly logger: Logger) {}
 
+  /** A new connection: whatever was cached about the queues may have changed while disconnected. */
   attach (conn: ChannelModel): void {
     this.conn = conn
+    this.cache.clear()
   }
 
   detach (): void {
@@ -42,7 +45,9 @@ export class QueueChecker {
   state (queue: string): QueueState | Promise<QueueState> {
     const entry = this.cache.get(queue)
     if (entry === undefined || this.ttlMs === 0) return this.refresh(queue)
-    if (Date.now() - entry.checkedAt > this.ttlMs && !this.checking.has(queue)) {
+    // A bad answer (no queue, no consumer) is rechecked sooner, so recovery shows within half a second.
+    const ttl = entry.state.exists && entry.state.consumers > 0 ? this.ttlMs : Math.min(this.ttlMs, NEGATIVE_TTL_MS)
+    if (Date.now() - entry.checkedAt > ttl && !this.checking.has(queue)) {
       this.refresh(queue).catch(() => {})
     }
     return entry.state

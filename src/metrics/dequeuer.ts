@@ -6,6 +6,7 @@ import { children1, children2, latencyBuckets, noop, type Registry } from './reg
 
 export interface DequeuerGauges {
   inflight: () => number
+  prefetch: () => number
   consuming: () => boolean
   consumeUp: () => boolean
   publishUp: () => boolean
@@ -43,6 +44,7 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
   const retries = by(counter('dequeuer_retries_total', 'Messages scheduled for a delayed retry, by reason.', ['reason']))
   const deadLetters = by(counter('dequeuer_dead_letters_total', 'Messages dead-lettered, by reason.', ['reason']))
   const dropped = by(counter('dequeuer_dropped_total', 'Messages dropped (expired with DEQUEUER_EXPIRED=drop), by reason.', ['reason']))
+  const outcomes = by(counter('dequeuer_outcomes_total', 'How each message ended: reply, error_reply, retry, dead_letter, requeue, recount, drop, or returned (could not be completed).', ['outcome']))
   const lostAttempts = counter('dequeuer_redeliveries_total', 'Redelivered messages: an earlier delivery ended without an ack (crash, lost channel).', []).labels(service)
   const breakerState = new client.Gauge({ name: 'dequeuer_circuit_breaker_state', help: 'Breaker state: 0 closed, 1 half-open, 2 open.', labelNames: ['service'], registers, aggregator: 'max' })
   const breakerTransitions = by(counter('dequeuer_circuit_breaker_transitions_total', 'Breaker transitions, by the state entered.', ['state']))
@@ -55,6 +57,7 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
   const batchSize = new client.Histogram({ name: 'dequeuer_batch_size', help: 'Messages per batch call (batch mode).', labelNames: ['service'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers }).labels(service)
   breakerState.set({ service }, 0)
   gauge('dequeuer_inflight_messages', 'Messages being processed now.', gauges.inflight)
+  gauge('dequeuer_prefetch', 'The prefetch now in force (DEQUEUER_CONCURRENCY, or 1 while careful or probing).', gauges.prefetch, 'max')
   gauge('dequeuer_consuming', 'Whether the dequeuer is consuming: 1 yes, 0 paused (breaker, health, drain, broker).', () => (gauges.consuming() ? 1 : 0), 'min')
   new client.Gauge({
     name: 'relayq_broker_connected',
@@ -80,6 +83,7 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
     deadLettered (reason: string): void { deadLetters(reason).inc() },
     dropped (reason: string): void { dropped(reason).inc() },
     redelivered (): void { lostAttempts.inc() },
+    outcome (kind: string): void { outcomes(kind).inc() },
     breaker (state: BreakerGaugeState): void {
       breakerState.set({ service }, state === 'closed' ? 0 : state === 'half_open' ? 1 : 2)
       breakerTransitions(state).inc()
