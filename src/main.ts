@@ -50,7 +50,7 @@ async function runMode (config: Config, logger: Logger): Promise<void> {
   }
   const started = Date.now()
   const running = config.mode === 'enqueuer'
-    ? await startEnqueuer(config, { logger, registry, ...(isWorker ? { metricsText: workerMetricsText } : {}) })
+    ? await startEnqueuer(config, { logger, registry, ...(isWorker ? { metricsText: workerMetricsText, instanceId: process.env.RELAYQ_INSTANCE_ID ?? '' } : {}) })
     : await startDequeuer(config, { logger, registry, onFatal: fatal })
   const ready = config.mode === 'enqueuer' ? (running as Awaited<ReturnType<typeof startEnqueuer>>).connected : (running as Awaited<ReturnType<typeof startDequeuer>>).consuming
   ready.then(() => logger.info({ ms: Date.now() - started }, 'ready'), fatal)

@@ -3,11 +3,14 @@
 // (with backoff), forwards SIGTERM so each drains, and serves the sum of all
 // workers' metrics on every scrape.
 import cluster, { type Worker } from 'node:cluster'
+import { randomBytes } from 'node:crypto'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types'
 import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
+import { serveJobStore } from '../enqueuer/jobs/cluster-store'
+import { MemoryJobStore } from '../enqueuer/jobs/memory-store'
 
 interface MetricsRequest { readonly relayq: 'metrics', readonly id: number }
 interface MetricsResponse { readonly relayq: 'metrics-result', readonly id: number, readonly body?: string, readonly error?: string }
@@ -17,12 +20,17 @@ const RESTART_BACKOFF_MAX_MS = 30000
 export async function runPrimary (config: Config, logger: Logger): Promise<void> {
   const cfg = config.enqueuer!
   const aggregator = new AggregatorRegistry()
+  // The workers share one in-memory job store, so they share its results queue too.
+  const instanceId = randomBytes(6).toString('hex')
+  // Without Redis, the workers share one in-memory job store, kept here.
+  const jobStore = cfg.async.enabled && cfg.async.redisUrl === null ? new MemoryJobStore(cfg.async.maxJobs) : null
   const aggregate = async (): Promise<string> => aggregator.clusterMetrics()
   let stopping = false
   const restarts = new Map<number, number>()
 
   const fork = (slot: number): void => {
-    const worker = cluster.fork({ RELAYQ_WORKER_SLOT: String(slot) })
+    const worker = cluster.fork({ RELAYQ_WORKER_SLOT: String(slot), RELAYQ_INSTANCE_ID: instanceId })
+    if (jobStore !== null) serveJobStore(worker, jobStore)
     worker.on('message', (msg: MetricsRequest) => {
       if (msg?.relayq !== 'metrics') return
       aggregate().then(

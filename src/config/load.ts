@@ -224,8 +224,10 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
 function readAsync (r: Reader): EnqueuerConfig['async'] {
   const authHeader = (r.get('ASYNC_AUTH_HEADER') ?? 'Authorization').toLowerCase()
   if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(authHeader)) r.problem('ASYNC_AUTH_HEADER', 'is not a valid header name')
+  const always = r.get('ASYNC_MODE') ?? false
   return {
-    always: r.get('ASYNC_MODE') ?? false,
+    enabled: always || (r.get('ASYNC_JOBS') ?? true),
+    always,
     jobTtlSeconds: r.get('ASYNC_JOB_TTL') ?? 3600,
     authHeader,
     requireAuth: r.get('ASYNC_REQUIRE_AUTH') ?? false,

@@ -28,6 +28,8 @@ export interface EnqueuerBreakerConfig {
 }
 
 export interface AsyncConfig {
+  /** Jobs are possible at all (ASYNC_JOBS or ASYNC_MODE). */
+  readonly enabled: boolean
   readonly always: boolean
   readonly jobTtlSeconds: number
   readonly authHeader: string

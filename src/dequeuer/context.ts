@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { DequeuerConfig } from '../config/types'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
+import type { Batcher } from './batch'
 import type { Breaker } from './breaker'
 import type { Forwarder } from './forward'
 import type { Gate } from './gate'
@@ -19,6 +20,8 @@ export interface DequeuerContext {
   readonly breaker: Breaker
   readonly gate: Gate
   readonly isolation: Isolation
+  /** Set in batch mode: prepared messages go to the batch instead of one call each. */
+  batcher: Batcher | null
   /** `{service}_requests` */
   readonly queue: string
   /** Deliveries being processed (drain waits for zero). */

@@ -11,6 +11,7 @@ import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
 import { createDequeuerMetrics } from '../metrics/dequeuer'
 import type { Registry } from '../metrics/registry'
+import { Batcher, discoverBatchSize } from './batch'
 import { Breaker, type BreakerState } from './breaker'
 import { Consumer } from './consumer'
 import type { DequeuerContext } from './context'
@@ -78,7 +79,13 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     applyPrefetch,
     onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed this dequeuer: processing one at a time' : 'back to full prefetch'),
   }, cfg.concurrency)
-  const ctx: DequeuerContext = { cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, forwarder, breaker, gate, isolation, queue, inflight: 0, onIdle: null }
+  const ctx: DequeuerContext = { cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, forwarder, breaker, gate, isolation, batcher: null, queue, inflight: 0, onIdle: null }
+  if (cfg.batch.enabled && cfg.batch.url !== null) {
+    const batchCfg = { ...cfg.batch, url: cfg.batch.url }
+    const size = await discoverBatchSize(batchCfg, log)
+    ctx.batcher = new Batcher(ctx, batchCfg, size)
+    log.info({ size, windowMs: cfg.batch.windowMs }, 'batch mode')
+  }
   consumer = new Consumer({
     queue,
     prefetch: cfg.concurrency,
@@ -198,6 +205,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
       await consumeConn.close()
       await publisher.close()
       await publishConn.close()
+      await ctx.batcher?.close()
       await forwarder.close()
       admin.closeAllConnections()
       await new Promise<void>((resolve) => admin.close(() => resolve()))

@@ -36,8 +36,10 @@ export function processDelivery (ctx: DequeuerContext, d: Delivery): void {
     void settle(ctx, d, checked, null)
     return
   }
+  const batcher = ctx.batcher
   // A suspect runs alone: if it crashes the dequeuer again, no other message is caught with it.
-  if (checked.suspect) void ctx.isolation.runSuspect(() => forwardAndSettle(ctx, checked))
+  if (checked.suspect) void ctx.isolation.runSuspect(() => batcher === null ? forwardAndSettle(ctx, checked) : batcher.one(checked))
+  else if (batcher !== null) batcher.add(checked)
   else void forwardAndSettle(ctx, checked).then(() => ctx.isolation.cleanRun())
 }
 

@@ -24,6 +24,8 @@ export interface CallInit {
   readonly probe: boolean
   /** Set for async jobs: answer 202 once the broker confirms, do not wait for a reply. */
   readonly onConfirmed?: (call: Call) => void
+  /** Called when relayq answers the request with an error (the job never existed). */
+  readonly onFailed?: () => void
 }
 
 export class Call implements Waiter {
@@ -103,6 +105,14 @@ export class Call implements Waiter {
     this.fail('RQ_ERR_DRAINING', 'the enqueuer shut down before the reply arrived', 1)
   }
 
+  /** A job's message is confirmed: answer 202 and stop waiting. */
+  accepted (answer: () => void): void {
+    if (this.done) return
+    this.end()
+    this.ctx.metrics.answered(this.init.service, 202, this.elapsedSeconds())
+    if (!this.init.res.destroyed) answer()
+  }
+
   /** The client hung up: nobody is left to answer. */
   abandon (): void {
     if (this.done) return
@@ -130,6 +140,7 @@ export class Call implements Waiter {
   fail (code: ErrorCode, detail: string, retryAfter?: number): void {
     if (this.done) return
     this.end()
+    this.init.onFailed?.()
     this.ctx.metrics.failed(this.init.service, code)
     this.ctx.metrics.answered(this.init.service, statusOf(code), this.elapsedSeconds())
     const { res } = this.init

@@ -13,6 +13,8 @@ import { sendError } from '../http/respond'
 import { parseTarget, type Target } from '../http/target'
 import { Call } from './call'
 import { requestDone, type EnqueuerContext } from './context'
+import type { JobRecord } from './jobs/store'
+import type { NewJob } from './jobs/jobs'
 import type { QueueState } from './queue-check'
 
 const kCall = Symbol('relayq.call')
@@ -95,16 +97,44 @@ function afterCheck (p: Pending, state: QueueState): void {
     requestDone(ctx)
     return refuse('RQ_ERR_CIRCUIT_OPEN', `service ${service} keeps failing; retry later`, service, admission)
   }
+  const job: NewJob | null = ctx.jobs?.wanted(p.headers.prefer) === true
+    ? { service, token: p.headers.jobToken, callbackUrl: p.headers.callbackUrl }
+    : null
+  const jobRefusal = job === null ? null : ctx.jobs!.refusal(job)
+  if (jobRefusal !== null) {
+    requestDone(ctx)
+    if (admission === 'probe') ctx.breakers.release(service)
+    return refuse(jobRefusal.code, jobRefusal.detail, service)
+  }
   const expectBody = p.headers.contentLength !== undefined || p.headers.transferEncoding !== undefined
-  readBody(p.req, ctx.config.maxBodyBytes, expectBody, (body) => afterBody(p, body, admission === 'probe'))
+  readBody(p.req, ctx.config.maxBodyBytes, expectBody, (body) => {
+    if (job === null) afterBody(p, body, admission === 'probe', null)
+    else afterJobBody(p, body, admission === 'probe', job)
+  })
 }
 
-function afterBody (p: Pending, body: BodyResult, probe: boolean): void {
+/** A job: recorded as pending first, so the 202 (sent once the broker confirms) names a job that exists. */
+function afterJobBody (p: Pending, body: BodyResult, probe: boolean, job: NewJob): void {
+  if (typeof body === 'string') {
+    afterBody(p, body, probe, null)
+    return
+  }
+  const { ctx, refuse } = p
+  ctx.jobs!.create(job).then((record) => afterBody(p, body, probe, record), (err: Error) => {
+    ctx.logger.warn({ err: err.message }, 'job store unavailable')
+    requestDone(ctx)
+    if (probe) ctx.breakers.release(job.service)
+    refuse('RQ_ERR_JOB_STORE_UNAVAILABLE', 'the job store cannot be reached', job.service, 1)
+  })
+}
+
+function afterBody (p: Pending, body: BodyResult, probe: boolean, job: JobRecord | null): void {
   const { ctx, target, refuse } = p
   const service = target.service
   if (body === 'too_large' || body === 'aborted') {
     requestDone(ctx)
     if (probe) ctx.breakers.release(service)
+    if (job !== null) ctx.jobs?.abandon(job)
     if (body === 'aborted') return
     return refuse('RQ_ERR_BODY_TOO_LARGE', `body larger than ${ctx.config.maxBodyBytes} bytes`, service, undefined, true)
   }
@@ -113,10 +143,13 @@ function afterBody (p: Pending, body: BodyResult, probe: boolean): void {
   if (brokerProblem !== null || channel === null) {
     requestDone(ctx)
     if (probe) ctx.breakers.release(service)
+    if (job !== null) ctx.jobs?.abandon(job)
     return refuse(brokerProblem ?? 'RQ_ERR_BROKER_UNAVAILABLE', 'the broker cannot take requests now', service, 1)
   }
-  const correlationId = randomUUID()
-  const deadline = Date.now() + p.timeoutMs
+  const jobs = ctx.jobs
+  const correlationId = job?.job_id ?? randomUUID()
+  // A job waits in the queue as long as it may live; the client is not waiting on it.
+  const deadline = Date.now() + (job === null ? p.timeoutMs : ctx.config.async.jobTtlSeconds * 1000)
   const call = new Call(ctx, {
     correlationId,
     service,
@@ -127,6 +160,12 @@ function afterBody (p: Pending, body: BodyResult, probe: boolean): void {
     deadline,
     timeoutMs: p.timeoutMs,
     probe,
+    ...(job === null || jobs === null
+      ? {}
+      : {
+          onConfirmed: (c: Call) => c.accepted(() => jobs.accepted(p.res, job)),
+          onFailed: () => jobs.abandon(job),
+        }),
   })
   trackOnSocket(p.req.socket, call)
   call.start(channel, encodeRequest({
@@ -135,10 +174,12 @@ function afterBody (p: Pending, body: BodyResult, probe: boolean): void {
     headers: p.headers.table,
     body,
     correlationId,
-    replyTo: DIRECT_REPLY_TO,
+    replyTo: job === null || jobs === null ? DIRECT_REPLY_TO : jobs.resultsQueue,
     deadline,
-    persistent: ctx.config.persistent,
+    // A 202 promises the request survives a broker restart.
+    persistent: job !== null || ctx.config.persistent,
     contentType: p.headers.contentType,
+    ...(job === null ? {} : { jobId: job.job_id }),
   }))
 }
 

@@ -1,11 +1,13 @@
 // The enqueuer: an HTTP server at the edge that publishes each request to its
 // service's queue and answers with the reply. startEnqueuer() returns a
 // handle, so tests run it in-process and main.ts runs it for real.
+import cluster from 'node:cluster'
+import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import type { Config } from '../config/types'
+import type { AsyncConfig, Config } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
 import { createHttpServer, listen } from '../http/server'
@@ -14,6 +16,11 @@ import type { Registry } from '../metrics/registry'
 import { TokenSet } from './auth'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
+import { ClusterJobStore } from './jobs/cluster-store'
+import { Jobs } from './jobs/jobs'
+import { MemoryJobStore } from './jobs/memory-store'
+import { RedisJobStore } from './jobs/redis-store'
+import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
 import { RpcPool } from './rpc-pool'
 import { ServiceBreakers } from './service-breaker'
@@ -24,6 +31,10 @@ export interface EnqueuerDeps {
   readonly registry: Registry | null
   /** Overrides /metrics (cluster workers serve the primary's aggregate). */
   readonly metricsText?: () => Promise<{ contentType: string, body: string }>
+  /** The job store; default: Redis when configured, else memory (or the cluster primary's, in a worker). */
+  readonly jobStore?: JobStore
+  /** Names this enqueuer's own results queue (in-memory job store); the workers of one primary share it. */
+  readonly instanceId?: string
   /** Listen on this handle instead of ENQUEUER_PORT (tests pass 0). */
   readonly port?: number
   readonly adminPort?: number
@@ -52,6 +63,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     setup: async (conn) => {
       checker.attach(conn)
       await pool.attach(conn)
+      await jobs?.attach(conn)
     },
     onReconnect: () => metrics.reconnected(),
   })
@@ -65,6 +77,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
   })
+  const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
   const ctx: EnqueuerContext = {
     config: cfg,
     logger,
@@ -74,7 +87,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     checker,
     breakers,
     tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
-    jobs: null,
+    jobs,
     inflight: 0,
     notReady: false,
     draining: false,
@@ -83,6 +96,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   connection.on('down', () => {
     pool.detach()
     checker.detach()
+    jobs?.detach()
   })
 
   const hooks: AdminHooks = {
@@ -95,9 +109,15 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   }
   const adminOnMainPort = cfg.admin === null
   const server = createHttpServer(cfg, (req: IncomingMessage, res: ServerResponse) => {
-    if (adminOnMainPort && ADMIN_PATHS.has(pathOf(req.url)) && pathOf(req.url) !== '/drain' && handleAdmin(req, res, hooks)) return
-    if (!adminOnMainPort && ADMIN_PATHS.has(pathOf(req.url)) && pathOf(req.url) !== '/drain') {
-      sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
+    const path = pathOf(req.url)
+    if (ADMIN_PATHS.has(path) && path !== '/drain') {
+      if (adminOnMainPort) handleAdmin(req, res, hooks)
+      else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
+      return
+    }
+    if (path.startsWith('/jobs/') && jobs !== null) {
+      if (req.method === 'GET' || req.method === 'HEAD') jobs.handleGet(req, res, path.slice('/jobs/'.length))
+      else sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'jobs are read with GET')
       return
     }
     handleServiceRequest(ctx, req, res)
@@ -122,6 +142,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     drain,
     close: onceAsync(async () => {
       await drain()
+      await jobs?.close()
       await pool.close()
       await connection.close()
       server.closeAllConnections()
@@ -165,6 +186,11 @@ async function drainEnqueuer (ctx: EnqueuerContext, server: Server, delayMs: num
   }
   server.closeAllConnections()
   ctx.logger.info('drained')
+}
+
+function defaultJobStore (cfg: AsyncConfig): JobStore {
+  if (cfg.redisUrl !== null) return new RedisJobStore(cfg.redisUrl)
+  return cluster.isWorker ? new ClusterJobStore() : new MemoryJobStore(cfg.maxJobs)
 }
 
 function pathOf (url: string | undefined): string {

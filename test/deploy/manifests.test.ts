@@ -517,12 +517,14 @@ describe('RabbitMQ definitions and policy', () => {
     }
   })
 
-  it('gives the enqueuer write on amq.default only', () => {
+  it('gives the enqueuer write on amq.default, and its job results queues only', () => {
     const p = perms('relayq-enqueuer')
-    const names = [...own, ...others, DEAD_LETTER_EXCHANGE, 'amq.default']
-    assert.deepEqual(matches(p.configure, names), [])
+    // The shared results queue (Redis job store) and an instance's own (in-memory store).
+    const results = ['relayq_results', 'relayq_results.0123456789ab']
+    const names = [...new Set([...own, ...others, DEAD_LETTER_EXCHANGE, 'amq.default', ...results, 'relayq_results.x', 'orders_results'])]
+    assert.deepEqual(matches(p.configure, names), results)
     assert.deepEqual(matches(p.write, names), ['amq.default'])
-    assert.deepEqual(matches(p.read, names), [])
+    assert.deepEqual(matches(p.read, names), results)
   })
 
   it('gives the dequeuer its own queues and the dead-letter exchange, nothing of other services', () => {

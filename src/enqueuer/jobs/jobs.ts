@@ -1,4 +1,202 @@
-// Async jobs: placeholder until the jobs module lands.
-export interface Jobs {
-  readonly enabled: boolean
+// Async jobs. A request becomes a job (ASYNC_MODE=true, or `Prefer:
+// respond-async`): it is recorded as pending, published as a persistent
+// message whose reply goes to the durable results queue, and answered 202
+// only once the broker has confirmed it, so a 202 is a promise the request
+// will not be lost. Any enqueuer replica or worker consumes the results queue
+// and writes each outcome to the job store, acking only after the write.
+import { createHash, randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib'
+import type { Logger } from 'pino'
+import { decodeResponse } from '../../amqp/wire'
+import type { AsyncConfig } from '../../config/types'
+import type { ErrorCode } from '../../errors'
+import { sendError, sendJson } from '../../http/respond'
+import type { EnqueuerMetrics } from '../../metrics/enqueuer'
+import { secretsEqual } from '../auth'
+import { sendCallback } from './callback'
+import { encodeBody, toApi, type JobRecord, type JobStore } from './store'
+
+export interface NewJob {
+  readonly service: string
+  /** Value of ASYNC_AUTH_HEADER on the creating request. */
+  readonly token: string | undefined
+  readonly callbackUrl: string | undefined
+}
+
+export class Jobs {
+  private channel: Channel | null = null
+  /**
+   * Where job replies go. With Redis, one durable queue that every replica
+   * consumes (any of them can record any result). With the in-memory store,
+   * only this enqueuer knows its jobs, so it gets a queue of its own, removed
+   * by the broker once unused for the job TTL.
+   */
+  readonly resultsQueue: string
+  private readonly resultsQueueArgs: Record<string, number>
+
+  constructor (
+    readonly config: AsyncConfig,
+    readonly store: JobStore,
+    private readonly logger: Logger,
+    private readonly metrics: EnqueuerMetrics,
+    instanceId: string,
+  ) {
+    const shared = config.redisUrl !== null
+    this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
+    this.resultsQueueArgs = shared ? {} : { 'x-expires': config.jobTtlSeconds * 1000 }
+  }
+
+  /** Whether this request should become a job. */
+  wanted (prefer: string | undefined): boolean {
+    return this.config.always || (prefer !== undefined && /(^|[\s,;])respond-async(\s*[,;]|\s*$)/i.test(prefer))
+  }
+
+  /** The refusal a job request gets before its body is read, or null. */
+  refusal (job: NewJob): { code: ErrorCode, detail: string } | null {
+    if (this.config.requireAuth && job.token === undefined) return { code: 'RQ_ERR_UNAUTHORIZED', detail: `jobs need the ${this.config.authHeader} header` }
+    if (job.callbackUrl !== undefined && !this.callbackAllowed(job.callbackUrl)) {
+      return { code: 'RQ_ERR_CALLBACK_NOT_ALLOWED', detail: 'x-relayq-callback-url must be an http(s) URL on a host listed in ASYNC_CALLBACK_ALLOWED_HOSTS' }
+    }
+    return null
+  }
+
+  /** Records a new pending job; its id is the request's correlation id. */
+  async create (job: NewJob): Promise<JobRecord> {
+    const record: JobRecord = {
+      job_id: randomUUID(),
+      service: job.service,
+      status: 'pending',
+      created_at: Date.now() / 1000,
+      ...(job.token === undefined ? {} : { token_sha256: sha256(job.token) }),
+      ...(job.callbackUrl === undefined ? {} : { callback_url: job.callbackUrl }),
+    }
+    await this.store.create(record, this.config.jobTtlSeconds)
+    return record
+  }
+
+  accepted (res: ServerResponse, job: JobRecord): void {
+    this.metrics.jobCreated(job.service)
+    sendJson(res, 202, { job_id: job.job_id, status: 'pending', message: 'Job queued successfully' }, ['location', `/jobs/${job.job_id}`, 'x-correlation-id', job.job_id])
+  }
+
+  /** The message could not be published: the job never existed. */
+  abandon (job: JobRecord): void {
+    this.store.delete(job.job_id).catch(() => {})
+  }
+
+  /** GET /jobs/{id} */
+  handleGet (req: IncomingMessage, res: ServerResponse, jobId: string): void {
+    if (!/^[0-9a-f-]{36}$/.test(jobId)) {
+      sendError(res, 'RQ_ERR_JOB_NOT_FOUND', 'no such job')
+      return
+    }
+    const presented = req.headers[this.config.authHeader]
+    const token = Array.isArray(presented) ? presented[0] : presented
+    this.store.get(jobId).then((job) => {
+      if (job === null) return sendError(res, 'RQ_ERR_JOB_NOT_FOUND', 'no such job, or it has expired')
+      if (token === undefined && this.config.requireAuth) return sendError(res, 'RQ_ERR_UNAUTHORIZED', `reading a job needs the ${this.config.authHeader} header`)
+      if (job.token_sha256 !== undefined && (token === undefined || !secretsEqual(sha256(token), job.token_sha256))) {
+        return sendError(res, 'RQ_ERR_FORBIDDEN', 'this job belongs to another token')
+      }
+      this.metrics.jobRetrieved(job.service)
+      sendJson(res, 200, toApi(job))
+    }, (err: Error) => {
+      this.logger.warn({ err: err.message }, 'job store unavailable')
+      sendError(res, 'RQ_ERR_JOB_STORE_UNAVAILABLE', 'the job store cannot be reached', { retryAfter: 1 })
+    })
+  }
+
+  /** Declares the results queue and consumes it; part of the connection's setup. */
+  async attach (conn: ChannelModel): Promise<void> {
+    const ch = await conn.createChannel()
+    ch.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'results channel error'))
+    ch.on('close', () => { if (this.channel === ch) this.channel = null })
+    await ch.assertQueue(this.resultsQueue, { durable: true, arguments: this.resultsQueueArgs })
+    await ch.prefetch(50)
+    await ch.consume(this.resultsQueue, (msg) => { void this.onResult(ch, msg) }, { noAck: false })
+    this.channel = ch
+  }
+
+  detach (): void {
+    this.channel = null
+  }
+
+  async close (): Promise<void> {
+    const ch = this.channel
+    this.channel = null
+    if (ch !== null) await ch.close().catch(() => {})
+    await this.store.close()
+  }
+
+  private async onResult (ch: Channel, msg: ConsumeMessage | null): Promise<void> {
+    if (msg === null) {
+      this.logger.warn('the results queue consumer was cancelled by the broker')
+      ch.close().catch(() => {})
+      return
+    }
+    const reply = decodeResponse(msg)
+    const jobId = reply.jobId ?? reply.correlationId
+    if (jobId === undefined) {
+      ch.ack(msg)
+      return
+    }
+    const failed = reply.errorCode !== undefined
+    const done: Pick<JobRecord, 'status' | 'completed_at' | 'result' | 'error'> = failed
+      ? { status: 'failed', completed_at: Date.now() / 1000, error: errorText(reply.body, reply.errorCode) }
+      : { status: 'completed', completed_at: Date.now() / 1000, result: { status_code: reply.status, headers: headerObject(reply.headers), ...encodeBody(reply.body) } }
+    let job: JobRecord | null
+    try {
+      job = await this.store.complete(jobId, done, this.config.jobTtlSeconds)
+    } catch (err) {
+      // Not written: give the result back, so this or another enqueuer writes it later.
+      this.logger.warn({ err: (err as Error).message, jobId }, 'cannot record a job result; it stays queued')
+      setTimeout(() => { try { ch.nack(msg, false, true) } catch { /* channel gone: redelivered anyway */ } }, 1000)
+      return
+    }
+    try { ch.ack(msg) } catch { /* channel gone: the result comes again and is written again */ }
+    if (job === null) {
+      this.logger.debug({ jobId }, 'result for an unknown or expired job')
+      return
+    }
+    this.metrics.jobCompleted(job.service, job.status)
+    if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger)
+  }
+
+  private callbackAllowed (raw: string): boolean {
+    let url: URL
+    try {
+      url = new URL(raw)
+    } catch {
+      return false
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return false
+    if (url.username !== '' || url.password !== '') return false
+    const host = url.hostname.toLowerCase()
+    return this.config.callbackAllowedHosts.some((allowed) => allowed === host || allowed === url.host.toLowerCase())
+  }
+}
+
+function sha256 (s: string): string {
+  return createHash('sha256').update(s).digest('hex')
+}
+
+function headerObject (flat: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i] as string
+    const value = flat[i + 1] as string
+    const prev = out[name]
+    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]
+  }
+  return out
+}
+
+function errorText (body: Buffer, code: string): string {
+  try {
+    const parsed = JSON.parse(body.toString()) as { detail?: string }
+    return `${code}: ${parsed.detail ?? ''}`.trim()
+  } catch {
+    return code
+  }
 }
