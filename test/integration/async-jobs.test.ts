@@ -117,7 +117,7 @@ describe('async jobs', () => {
     const id = assertAccepted(await send(`${enq.url}/${other}/x`, { method: 'POST', body: 'x', headers: { prefer: 'respond-async' } }))
     const job = await finished(`${enq.url}/jobs/${id}`)
     assert.equal(job.status, 'failed')
-    assert.match(job.error, /RQ_ERR_DOWNSTREAM_UNAVAILABLE/)
+    assert.match(job.error ?? "", /RQ_ERR_DOWNSTREAM_UNAVAILABLE/)
     assert.equal(job.result, undefined)
   })
 
