@@ -12,7 +12,7 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  minify: true,
+  minify: process.env.RELAYQ_BUILD_MINIFY !== '0',
   sourcemap: 'linked',
   legalComments: 'linked',
   banner: { js: '#!/usr/bin/env node' },

@@ -4,8 +4,8 @@
 // item missing from the answer, or a failed batch call, is a failed attempt
 // for each message, under the usual retry and dead-letter rules; each message
 // is acked only once its own outcome is carried out.
-import { request } from 'undici'
 import type { Logger } from 'pino'
+import { httpCall } from '../http/client'
 import type { BatchConfig } from '../config/types'
 import type { DequeuerContext } from './context'
 import { OPEN } from './breaker'
@@ -158,8 +158,8 @@ function encode (body: Buffer): Pick<BatchItem, 'body' | 'body_encoding'> {
 export async function discoverBatchSize (cfg: BatchConfig & { url: URL }, logger: Logger): Promise<number> {
   if (cfg.size !== null) return cfg.size
   try {
-    const res = await request(cfg.url, { method: 'GET', headersTimeout: 5000, bodyTimeout: 5000 })
-    const json = await res.body.json() as { batch_size?: unknown }
+    const res = await httpCall(cfg.url, { timeoutMs: 5000 })
+    const json = JSON.parse(res.body.toString()) as { batch_size?: unknown }
     const n = Number(json.batch_size)
     if (Number.isInteger(n) && n >= 1 && n <= 10000) return n
   } catch (err) {

@@ -2,8 +2,8 @@
 // through its dispatch API (no streams or promises per request; the body is
 // gathered from the raw chunks). Redirects are not followed: a 3xx goes back
 // to the client as it is. Every call gets the time its caller has left.
-import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
+import Pool = require('undici/lib/dispatcher/pool')
 import type { HeaderTable } from '../http/headers'
 
 export interface ForwardRequest {
@@ -28,7 +28,7 @@ export interface ForwarderOptions {
 }
 
 export class Forwarder {
-  private readonly pool: Pool
+  private readonly pool: InstanceType<typeof Pool>
 
   constructor (private readonly opts: ForwarderOptions) {
     this.pool = new Pool(opts.origin, {

@@ -2,7 +2,7 @@
 // while HEALTH_CHECK_URL answers 2xx. At start-up it waits for the first
 // healthy answer (giving up after HEALTH_CHECK_MAX_RETRIES failures when that
 // is not 0); afterwards each check can pause or resume consumption.
-import { request } from 'undici'
+import { httpCall } from '../http/client'
 import type { Logger } from 'pino'
 import type { HealthConfig } from '../config/types'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
@@ -41,16 +41,10 @@ export class HealthMonitor {
   async check (): Promise<{ ok: boolean, why: string }> {
     const started = performance.now()
     try {
-      const res = await request(this.cfg.url, {
-        method: 'GET',
-        headersTimeout: this.cfg.timeoutMs,
-        bodyTimeout: this.cfg.timeoutMs,
-        signal: AbortSignal.timeout(this.cfg.timeoutMs),
-      })
-      await res.body.dump()
-      const ok = res.statusCode >= 200 && res.statusCode < 300
-      this.metrics.healthCheck((performance.now() - started) / 1000, res.statusCode, ok)
-      return { ok, why: `health check answered ${res.statusCode}` }
+      const res = await httpCall(this.cfg.url, { timeoutMs: this.cfg.timeoutMs })
+      const ok = res.status >= 200 && res.status < 300
+      this.metrics.healthCheck((performance.now() - started) / 1000, res.status, ok)
+      return { ok, why: `health check answered ${res.status}` }
     } catch (err) {
       this.metrics.healthCheck((performance.now() - started) / 1000, 'error', false)
       return { ok: false, why: `health check failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }

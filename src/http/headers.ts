@@ -34,6 +34,9 @@ export function isHopByHop (name: string): boolean {
 /** Lower-cased header names listed in a Connection header value, other than the usual keep-alive/close. */
 export function connectionNominated (value: string | undefined): Set<string> | null {
   if (value === undefined) return null
+  // Nearly every request says just one of these: skip the split.
+  const v = value.length <= 10 ? value.toLowerCase() : ''
+  if (v === 'keep-alive' || v === 'close') return null
   let names: Set<string> | null = null
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase()

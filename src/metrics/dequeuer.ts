@@ -2,6 +2,7 @@
 // each way a message can end (acked, requeued, retried, dead-lettered,
 // dropped), by a reason from a fixed set.
 import client from 'prom-client'
+import { FastCounter, FastHistogram } from './fast'
 import { children1, children2, latencyBuckets, noop, type Registry } from './registry'
 
 export interface DequeuerGauges {
@@ -24,8 +25,8 @@ export function createDequeuerMetrics (registry: Registry | null, service: strin
 function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: number, gauges: DequeuerGauges) {
   const registers = [registry]
   const buckets = latencyBuckets(maxSeconds)
-  const counter = (name: string, help: string, labelNames: string[]) => new client.Counter({ name, help, labelNames: ['service', ...labelNames], registers })
-  const histogram = (name: string, help: string, labelNames: string[] = []) => new client.Histogram({ name, help, labelNames: ['service', ...labelNames], buckets, registers })
+  const counter = (name: string, help: string, labelNames: string[]) => new FastCounter(registry, name, help, ['service', ...labelNames])
+  const histogram = (name: string, help: string, labelNames: string[] = []) => new FastHistogram(registry, name, help, ['service', ...labelNames], buckets)
   // Every series carries the (fixed) service label first.
   const by = <C>(m: { labels: (...v: string[]) => C }): ((x: string) => C) => {
     const c = children2(m)
@@ -53,8 +54,8 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
   const healthDuration = by(histogram('dequeuer_health_check_duration_seconds', 'Health check latency, by status code (or "error").', ['status_code']))
   const readyTime = new client.Gauge({ name: 'dequeuer_ready_time_seconds', help: 'Unix time the dequeuer became ready (first consuming).', labelNames: ['service'], registers, aggregator: 'max' })
   const dlqDepth = new client.Gauge({ name: 'dequeuer_dead_letter_queue_messages', help: 'Messages in the service\'s dead-letter queue (polled).', labelNames: ['service'], registers, aggregator: 'max' })
-  const reconnects = children1(new client.Counter({ name: 'relayq_broker_reconnects_total', help: 'Broker connections re-established after a loss.', labelNames: ['connection'], registers }))
-  const batchSize = new client.Histogram({ name: 'dequeuer_batch_size', help: 'Messages per batch call (batch mode).', labelNames: ['service'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers }).labels(service)
+  const reconnects = children1(new FastCounter(registry, 'relayq_broker_reconnects_total', 'Broker connections re-established after a loss.', ['connection']))
+  const batchSize = new FastHistogram(registry, 'dequeuer_batch_size', 'Messages per batch call (batch mode).', ['service'], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]).labels(service)
   breakerState.set({ service }, 0)
   gauge('dequeuer_inflight_messages', 'Messages being processed now.', gauges.inflight)
   gauge('dequeuer_prefetch', 'The prefetch now in force (DEQUEUER_CONCURRENCY, or 1 while careful or probing).', gauges.prefetch, 'max')

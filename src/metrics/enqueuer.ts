@@ -2,6 +2,7 @@
 // working; the rest follow Prometheus naming. `service` is always a bounded
 // value: a configured or existing service, `_unknown` or `_invalid`.
 import client from 'prom-client'
+import { FastCounter, FastHistogram } from './fast'
 import { children1, children2, latencyBuckets, noop, type Registry } from './registry'
 
 export interface EnqueuerGauges {
@@ -21,8 +22,8 @@ export function createEnqueuerMetrics (registry: Registry | null, replyTimeoutSe
 function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, gauges: EnqueuerGauges) {
   const registers = [registry]
   const buckets = latencyBuckets(replyTimeoutSeconds)
-  const counter = (name: string, help: string, labelNames: string[]) => new client.Counter({ name, help, labelNames, registers })
-  const histogram = (name: string, help: string) => new client.Histogram({ name, help, labelNames: ['service'], buckets, registers })
+  const counter = (name: string, help: string, labelNames: string[]) => new FastCounter(registry, name, help, labelNames)
+  const histogram = (name: string, help: string) => new FastHistogram(registry, name, help, ['service'], buckets)
   const gauge = (name: string, help: string, collect: () => number, aggregator: client.Aggregator = 'sum') =>
     new client.Gauge({ name, help, registers, aggregator, collect () { this.set(collect()) } })
 
@@ -35,7 +36,7 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   const replyTimeouts = children1(counter('enqueuer_reply_timeouts_total', 'Requests that got no reply in time (504).', ['service']))
   const latency = children1(histogram('enqueuer_request_latency_seconds', 'Time from request received to response sent.'))
   const publishLatency = children1(histogram('enqueuer_publish_latency_seconds', 'Time from request received to publish confirmed by the broker.'))
-  const lateReplies = counter('enqueuer_late_replies_total', 'Replies that arrived after their request was answered, or for no known request.', [])
+  const lateReplies = counter('enqueuer_late_replies_total', 'Replies that arrived after their request was answered, or for no known request.', []).labels()
   const breakerState = children1(new client.Gauge({ name: 'enqueuer_circuit_breaker_state', help: 'Per-service breaker: 0 closed, 1 half-open, 2 open.', labelNames: ['service'], registers, aggregator: 'max' }))
   const breakerTransitions = children2(counter('enqueuer_circuit_breaker_transitions_total', 'Per-service breaker transitions, by the state entered.', ['service', 'state']))
   const reconnects = counter('relayq_broker_reconnects_total', 'Broker connections re-established after a loss.', ['connection']).labels('enqueuer')

@@ -2,8 +2,8 @@
 // client gave (on an allowed host), retried a few times with backoff.
 // Redirects are not followed. Best effort: the callback is not persisted, so
 // an enqueuer that stops mid-retry does not try again; the job stays readable.
-import { request } from 'undici'
 import type { Logger } from 'pino'
+import { httpCall } from '../../http/client'
 
 const DELAYS_MS = [0, 1000, 2000, 4000]
 const TIMEOUT_MS = 5000
@@ -12,16 +12,9 @@ export function sendCallback (url: string, body: unknown, logger: Logger, delays
   const payload = JSON.stringify(body)
   const attempt = async (i: number): Promise<void> => {
     try {
-      const res = await request(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: payload,
-        headersTimeout: TIMEOUT_MS,
-        bodyTimeout: TIMEOUT_MS,
-      })
-      await res.body.dump()
-      if (res.statusCode < 500 && res.statusCode !== 429) return
-      throw new Error(`callback answered ${res.statusCode}`)
+      const res = await httpCall(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload, timeoutMs: TIMEOUT_MS })
+      if (res.status < 500 && res.status !== 429) return
+      throw new Error(`callback answered ${res.status}`)
     } catch (err) {
       const next = delays[i + 1]
       if (next === undefined) {

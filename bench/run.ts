@@ -1,0 +1,315 @@
+// `npm run bench`: named, bounded scenarios on this machine, loopback only.
+// Every scenario runs the baselines in the same run (the service direct, and a
+// minimal single-purpose bridge) beside relayq, so what is reported are
+// ratios; absolute numbers on a shared 2-core machine are noisy.
+//
+// Knobs (env): BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_SCENARIOS (comma
+// list of names; default all), BENCH_UPDATE_README=1 rewrites the table in
+// bench/README.md. Results go to bench/results/<time>.json.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import * as amqp from 'amqplib'
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3)
+const AMQP_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+const ROOT = join(__dirname, '..')
+const BUNDLE = join(ROOT, 'dist/relayq.js')
+
+type Kind = 'direct' | 'bridge' | 'relayq'
+
+interface Target {
+  readonly label: string
+  readonly kind: Kind
+  readonly env?: Record<string, string>
+  readonly headers?: Record<string, string>
+}
+
+interface Scenario {
+  readonly name: string
+  readonly what: string
+  readonly connections: number
+  readonly bodyBytes: number
+  readonly serviceDelayMs?: number
+  readonly targets: readonly Target[]
+}
+
+const DIRECT: Target = { label: 'direct', kind: 'direct' }
+const BRIDGE: Target = { label: 'minimal bridge', kind: 'bridge' }
+const RELAYQ: Target = { label: 'relayq', kind: 'relayq' }
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'small-64',
+    what: '256 B POST, 64 connections',
+    connections: 64,
+    bodyBytes: 256,
+    targets: [DIRECT, BRIDGE, RELAYQ, { label: 'relayq, metrics off', kind: 'relayq', env: { METRICS_ENABLED: 'false' } }, { label: 'relayq, persistent', kind: 'relayq', env: { ENQUEUER_PERSISTENT: 'true' } }],
+  },
+  { name: 'small-16', what: '256 B POST, 16 connections', connections: 16, bodyBytes: 256, targets: [BRIDGE, RELAYQ] },
+  { name: 'small-256', what: '256 B POST, 256 connections', connections: 256, bodyBytes: 256, targets: [BRIDGE, RELAYQ] },
+  { name: 'body-64k', what: '64 KiB POST, 16 connections', connections: 16, bodyBytes: 64 * 1024, targets: [BRIDGE, RELAYQ] },
+  { name: 'slow-50ms', what: 'service takes 50 ms, 64 connections', connections: 64, bodyBytes: 256, serviceDelayMs: 50, targets: [BRIDGE, RELAYQ] },
+  { name: 'quorum', what: '256 B POST, 64 connections, quorum queue', connections: 64, bodyBytes: 256, targets: [BRIDGE, { label: 'relayq, quorum', kind: 'relayq', env: { DEQUEUER_QUEUE_TYPE: 'quorum' } }] },
+  { name: 'async-202', what: 'jobs accepted (202) per second, 64 connections', connections: 64, bodyBytes: 256, targets: [RELAYQ, { label: 'relayq, 202', kind: 'relayq', headers: { prefer: 'respond-async' } }] },
+  { name: 'workers-2', what: '256 B POST, 64 connections, ENQUEUER_WORKERS=2', connections: 64, bodyBytes: 256, targets: [BRIDGE, RELAYQ, { label: 'relayq, 2 workers', kind: 'relayq', env: { ENQUEUER_WORKERS: '2' } }] },
+  {
+    name: 'batch',
+    what: 'service takes 20 ms per call, 64 connections: one call per message vs batches of 10',
+    connections: 64,
+    bodyBytes: 256,
+    serviceDelayMs: 20,
+    targets: [{ label: 'relayq, single, prefetch 10', kind: 'relayq', env: { DEQUEUER_CONCURRENCY: '10' } }, { label: 'relayq, batch 10', kind: 'relayq', env: { BATCH_MODE: 'true', BATCH_SIZE: '10', BATCH_WINDOW_MS: '5', DEQUEUER_CONCURRENCY: '10' } }],
+  },
+]
+
+interface Row {
+  scenario: string
+  target: string
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+  non2xx: number
+  cpuUsPerRequest: Record<string, number>
+  syscallsPerRequest: Record<string, number>
+  rssMb: Record<string, number>
+}
+
+async function freePort (): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/** Read and write system calls so far (batching shows here, whatever the machine's noise). */
+function syscalls (pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+  return Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0) + Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0)
+}
+
+function rssMb (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? 0 : Math.round(Number(m[1]) / 1024)
+}
+
+/** The process and its children (cluster workers). */
+function family (pid: number): number[] {
+  try {
+    const children = execFileSync('pgrep', ['-P', String(pid)]).toString().trim().split('\n').filter(Boolean).map(Number)
+    return [pid, ...children.flatMap(family)]
+  } catch {
+    return [pid]
+  }
+}
+
+function brokerPid (): number | null {
+  try {
+    return Number(execFileSync('rabbitmqctl', ['-q', 'eval', 'os:getpid().']).toString().replace(/\D/g, ''))
+  } catch {
+    return null
+  }
+}
+
+async function waitHttp (url: string, timeoutMs = 15000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      const res = await fetch(url)
+      if (res.status === 200) return
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`not ready: ${url}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+function start (args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+  return child
+}
+
+async function stop (children: ChildProcess[]): Promise<void> {
+  await Promise.all(children.map((c) => new Promise<void>((resolve) => {
+    if (c.exitCode !== null) return resolve()
+    c.once('exit', () => resolve())
+    c.kill('SIGTERM')
+    setTimeout(() => c.kill('SIGKILL'), 5000).unref()
+  })))
+}
+
+interface Running { url: string, procs: Record<string, ChildProcess>, children: ChildProcess[] }
+
+async function startTarget (t: Target, servicePort: number, queueName: string): Promise<Running> {
+  const service = `http://127.0.0.1:${servicePort}`
+  if (t.kind === 'direct') return { url: `${service}/`, procs: {}, children: [] }
+  const port = await freePort()
+  if (t.kind === 'bridge') {
+    const deq = start([join(ROOT, 'bench/minimal-bridge.js')], { MODE: 'dequeuer', SERVICE: queueName, DOWNSTREAM: service, AMQP_URL })
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const enq = start([join(ROOT, 'bench/minimal-bridge.js')], { MODE: 'enqueuer', SERVICE: queueName, PORT: String(port), AMQP_URL })
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    return { url: `http://127.0.0.1:${port}/`, procs: { enqueuer: enq, dequeuer: deq }, children: [enq, deq] }
+  }
+  const admin = await freePort()
+  const env = t.env ?? {}
+  const batch = env.BATCH_MODE === 'true' ? { BATCH_DOWNSTREAM_URL: `${service}/batch` } : {}
+  const deq = start([BUNDLE], { RELAYQ_MODE: 'dequeuer', RABBITMQ_URL: AMQP_URL, SERVICE_NAME: queueName, DOWNSTREAM_URL: service, METRICS_PORT: String(admin), METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEQUEUER_CONCURRENCY: '200', ...batch, ...env })
+  await waitHttp(`http://127.0.0.1:${admin}/readyz`)
+  const enq = start([BUNDLE], { RELAYQ_MODE: 'enqueuer', RABBITMQ_URL: AMQP_URL, ENQUEUER_PORT: String(port), ENQUEUER_HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env })
+  await waitHttp(`http://127.0.0.1:${port}/readyz`)
+  // With workers, readiness answers from whichever took the connection: give the rest a moment.
+  if (env.ENQUEUER_WORKERS !== undefined) await new Promise((resolve) => setTimeout(resolve, 1500))
+  return { url: `http://127.0.0.1:${port}/${queueName}/`, procs: { enqueuer: enq, dequeuer: deq }, children: [enq, deq] }
+}
+
+async function load (url: string, s: Scenario, t: Target, seconds: number): Promise<autocannon.Result> {
+  return autocannon({
+    url,
+    method: 'POST',
+    connections: s.connections,
+    duration: seconds,
+    body: Buffer.alloc(s.bodyBytes, 'x'),
+    headers: { 'content-type': 'application/octet-stream', ...(t.headers ?? {}) },
+    pipelining: 1,
+  })
+}
+
+async function runScenario (s: Scenario, broker: number | null): Promise<Row[]> {
+  const servicePort = await freePort()
+  const svc = start([join(ROOT, 'bench/echo-service.js')], { PORT: String(servicePort), DELAY_MS: String(s.serviceDelayMs ?? 0) })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const rows: Row[] = []
+  try {
+    for (const [i, t] of s.targets.entries()) {
+      const queueName = `bench-${s.name}-${i}`
+      const running = await startTarget(t, servicePort, queueName)
+      try {
+        await load(running.url, s, t, WARMUP)
+        const pids: Record<string, number[]> = { service: [svc.pid!] }
+        for (const [name, p] of Object.entries(running.procs)) pids[name] = family(p.pid!)
+        if (broker !== null) pids.broker = [broker]
+        const relays = Object.entries(pids).filter(([k]) => k === 'enqueuer' || k === 'dequeuer')
+        const sum = (f: (pid: number) => number, list: Array<[string, number[]]>): Record<string, number> => Object.fromEntries(list.map(([k, ps]) => [k, ps.reduce((a, p) => a + f(p), 0)]))
+        const before = sum(cpuSeconds, Object.entries(pids))
+        const sysBefore = sum(syscalls, relays)
+        const result = await load(running.url, s, t, SECONDS)
+        const after = sum(cpuSeconds, Object.entries(pids))
+        const sysAfter = sum(syscalls, relays)
+        const requests = result.requests.total
+        rows.push({
+          scenario: s.name,
+          target: t.label,
+          rps: Math.round(result.requests.average),
+          p50: result.latency.p50,
+          p99: result.latency.p99,
+          errors: result.errors + result.timeouts,
+          non2xx: result.non2xx,
+          cpuUsPerRequest: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(((after[k] ?? 0) - (before[k] ?? 0)) * 1e6 / Math.max(1, requests))])),
+          syscallsPerRequest: Object.fromEntries(Object.keys(sysAfter).map((k) => [k, Math.round(((sysAfter[k] ?? 0) - (sysBefore[k] ?? 0)) * 10 / Math.max(1, requests)) / 10])),
+          rssMb: Object.fromEntries(Object.entries(running.procs).map(([k, p]) => [k, family(p.pid!).reduce((a, q) => a + rssMb(q), 0)])),
+        })
+        console.log(formatRow(rows.at(-1)!))
+      } finally {
+        await stop(running.children)
+        await deleteQueues(queueName)
+      }
+    }
+  } finally {
+    await stop([svc])
+  }
+  return rows
+}
+
+async function deleteQueues (queueName: string): Promise<void> {
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    for (const q of [queueName, `${queueName}_requests`, `${queueName}_requests.dlq`, `${queueName}_requests.retry.1000`, `${queueName}_requests.retry.2000`]) {
+      const ch = await conn.createChannel()
+      ch.on('error', () => {})
+      await ch.deleteQueue(q).catch(() => {})
+      await ch.close().catch(() => {})
+    }
+  } finally {
+    await conn.close()
+  }
+}
+
+function formatRow (r: Row): string {
+  const cpu = Object.entries(r.cpuUsPerRequest).map(([k, v]) => `${k} ${v}`).join(', ')
+  const rss = Object.entries(r.rssMb).map(([k, v]) => `${k} ${v}`).join(', ')
+  const sys = Object.entries(r.syscallsPerRequest).map(([k, v]) => `${k} ${v}`).join(', ')
+  return `${r.scenario.padEnd(10)} ${r.target.padEnd(28)} ${String(r.rps).padStart(6)} req/s  p50 ${String(r.p50).padStart(3)} ms  p99 ${String(r.p99).padStart(4)} ms  errors ${r.errors + r.non2xx}  cpu µs/req: ${cpu}${sys === '' ? '' : `  syscalls/req: ${sys}`}${rss === '' ? '' : `  rss MB: ${rss}`}`
+}
+
+function markdown (rows: Row[], started: Date): string {
+  const lines = [
+    `Measured ${started.toISOString().slice(0, 10)} on this project's CI machine (2 cores shared by autocannon, RabbitMQ ${brokerVersion()}, the service and the relay; Node ${process.version}).`,
+    `Each target: ${WARMUP} s warm-up, then ${SECONDS} s measured with autocannon (POST, pipelining 1). CPU is per request over the measured window, from /proc.`,
+    '',
+    '| scenario | target | req/s | ratio | p50 ms | p99 ms | errors | CPU µs/req (enqueuer / dequeuer / broker) | syscalls/req (enq / deq) | RSS MB (enq / deq) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |',
+  ]
+  for (const r of rows) {
+    const base = rows.find((b) => b.scenario === r.scenario && b.target === 'minimal bridge') ?? rows.find((b) => b.scenario === r.scenario)
+    const ratio = base === undefined || base.rps === 0 ? '' : (r.rps / base.rps).toFixed(2)
+    const c = r.cpuUsPerRequest
+    const y = r.syscallsPerRequest
+    lines.push(`| ${r.scenario} | ${r.target} | ${r.rps} | ${ratio} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx} | ${c.enqueuer ?? '-'} / ${c.dequeuer ?? '-'} / ${c.broker ?? '-'} | ${y.enqueuer ?? '-'} / ${y.dequeuer ?? '-'} | ${r.rssMb.enqueuer ?? '-'} / ${r.rssMb.dequeuer ?? '-'} |`)
+  }
+  lines.push('', 'ratio: requests/s against the minimal bridge in the same scenario (against the first target where there is no bridge).')
+  return lines.join('\n')
+}
+
+function brokerVersion (): string {
+  try {
+    return /"([\d.]+)"/.exec(execFileSync('rabbitmqctl', ['-q', 'eval', 'rabbit_misc:version().']).toString())?.[1] ?? '?'
+  } catch {
+    return '?'
+  }
+}
+
+async function main (): Promise<void> {
+  const wanted = (process.env.BENCH_SCENARIOS ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+  const scenarios = wanted.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => wanted.includes(s.name))
+  if (scenarios.length === 0) throw new Error(`no scenario named ${wanted.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+  const started = new Date()
+  const broker = brokerPid()
+  const rows: Row[] = []
+  for (const s of scenarios) {
+    console.log(`\n## ${s.name}: ${s.what}`)
+    rows.push(...await runScenario(s, broker))
+  }
+  const table = markdown(rows, started)
+  console.log('\n' + table)
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
+  const file = join(ROOT, 'bench/results', `${started.toISOString().replace(/[:.]/g, '-')}.json`)
+  writeFileSync(file, JSON.stringify({ started, seconds: SECONDS, warmup: WARMUP, node: process.version, rows }, null, 2))
+  console.log(`\nresults: ${file}`)
+  if (process.env.BENCH_UPDATE_README === '1') {
+    const readme = join(ROOT, 'bench/README.md')
+    const text = readFileSync(readme, 'utf8')
+    const start = text.indexOf('<!-- bench-table:start -->')
+    const end = text.indexOf('<!-- bench-table:end -->')
+    if (start === -1 || end === -1) throw new Error('bench/README.md has no bench-table markers')
+    writeFileSync(readme, text.slice(0, start + '<!-- bench-table:start -->'.length) + '\n' + table + '\n' + text.slice(end))
+    console.log('bench/README.md updated')
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(err)
+  process.exit(1)
+})
