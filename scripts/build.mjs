@@ -4,6 +4,7 @@ import { build } from 'esbuild'
 import { readFileSync, statSync } from 'node:fs'
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+const amqplib = JSON.parse(readFileSync(new URL('../node_modules/amqplib/package.json', import.meta.url), 'utf8'))
 
 await build({
   entryPoints: ['src/main.ts'],
@@ -16,7 +17,7 @@ await build({
   sourcemap: 'linked',
   legalComments: 'linked',
   banner: { js: '#!/usr/bin/env node' },
-  define: { RELAYQ_VERSION: JSON.stringify(pkg.version) },
+  define: { RELAYQ_VERSION: JSON.stringify(pkg.version), RELAYQ_AMQPLIB_VERSION: JSON.stringify(amqplib.version) },
   logLevel: 'warning',
 })
 const bytes = statSync('dist/relayq.js').size

@@ -8,7 +8,7 @@ import { startDequeuer } from './dequeuer'
 import { startEnqueuer } from './enqueuer'
 import { createLogger, type Logger } from './log'
 import { createRegistry } from './metrics/registry'
-import { VERSION } from './version'
+import { AMQPLIB_VERSION, VERSION } from './version'
 import { runPrimary, workerMetricsText, setupWorkerMetrics } from './cluster/primary'
 import { runDlqTool } from './dlq/cli'
 
@@ -35,7 +35,7 @@ async function main (): Promise<void> {
     await runPrimary(config, logger)
     return
   }
-  if (cluster.isPrimary) logger.info({ version: VERSION, node: process.version, config: describeConfig(process.env, config.mode) }, 'starting relayq')
+  if (cluster.isPrimary) logger.info({ version: VERSION, node: process.version, amqplib: AMQPLIB_VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq')
   if (config.broker.tls.insecure) logger.warn('RABBITMQ_TLS_INSECURE=true: the broker certificate is NOT verified')
   await runMode(config, logger)
 }

@@ -109,6 +109,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     try {
       conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
     } catch (err) {
+      if (this.giveUpAtStartup(err as Error, url)) return
       this.retry(err as Error, url)
       return
     }
@@ -150,6 +151,26 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     this.hasConnectedOnce = true
     logger.info({ connection: name, broker: redactUrl(url) }, 'connected to broker')
     this.emit('up', conn)
+  }
+
+  /**
+   * Before the first connection, an error that retrying cannot fix (a broker
+   * certificate that does not verify, refused credentials, a missing vhost)
+   * stops start-up once every configured broker has given one: the operator
+   * gets one clear message and a non-zero exit rather than endless retries.
+   * Once connected, the same errors are retried (a rotated certificate, a
+   * recreated user).
+   */
+  private readonly permanentFailures = new Set<string>()
+  private giveUpAtStartup (err: Error, url: string): boolean {
+    if (this.hasConnectedOnce) return false
+    const why = permanentReason(err)
+    if (why === null) return false
+    this.permanentFailures.add(url)
+    if (this.permanentFailures.size < this.opts.broker.urls.length) return false
+    this.stopped = true
+    this.emit('fatal', new FatalSetupError(`cannot connect to the broker (${redactUrl(url)}): ${why}`))
+    return true
   }
 
   private onClose (conn: ChannelModel, err?: Error): void {
@@ -238,6 +259,17 @@ function socketOptions (raw: string, broker: BrokerConfig, name: ConnectionName)
     if (tls.insecure) opts.rejectUnauthorized = false
   }
   return opts
+}
+
+const TLS_ERROR = /CERT|ERR_TLS|ERR_SSL|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
+
+/** Why retrying cannot help, or null when it might. */
+export function permanentReason (err: Error): string | null {
+  const code = String((err as NodeJS.ErrnoException).code ?? '')
+  if (TLS_ERROR.test(code)) return `the broker's TLS certificate was refused (${code}); set RABBITMQ_CA_FILE to the CA that signed it, or check RABBITMQ_TLS_SERVERNAME`
+  if (/ACCESS_REFUSED|403/.test(err.message)) return 'the broker refused the credentials (ACCESS_REFUSED); check RABBITMQ_USER and RABBITMQ_PASSWORD (or RABBITMQ_URL)'
+  if (/NOT_ALLOWED|vhost .* not found/i.test(err.message)) return 'the virtual host does not exist or this user may not use it (NOT_ALLOWED); check RABBITMQ_VHOST'
+  return null
 }
 
 /** scheme://host:port/vhost: what a log line may say about a broker URL. */

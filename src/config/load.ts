@@ -201,6 +201,7 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     publishTimeoutMs: r.get('ENQUEUER_PUBLISH_TIMEOUT_MS') ?? 5000,
     persistent: r.get('ENQUEUER_PERSISTENT') ?? false,
     maxInflight: r.get('ENQUEUER_MAX_INFLIGHT') ?? 10000,
+    maxConnections: r.get('ENQUEUER_MAX_CONNECTIONS') ?? 10000,
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: r.get('ENQUEUER_KEEPALIVE_TIMEOUT_MS') ?? 5000,

@@ -51,6 +51,7 @@ export interface EnqueuerConfig {
   readonly publishTimeoutMs: number
   readonly persistent: boolean
   readonly maxInflight: number
+  readonly maxConnections: number
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number

@@ -3,6 +3,7 @@
 // gathered from the raw chunks). Redirects are not followed: a 3xx goes back
 // to the client as it is. Every call gets the time its caller has left.
 import type { Dispatcher } from 'undici'
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the module is CommonJS with `module.exports = Pool`
 import Pool = require('undici/lib/dispatcher/pool')
 import type { HeaderTable } from '../http/headers'
 

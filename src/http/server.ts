@@ -12,6 +12,7 @@ export interface HttpServerOptions {
   readonly maxHeaderBytes: number
   /** Header count limit; one more is let through so the handler can see the overflow and answer 431. */
   readonly maxHeaders: number
+  readonly maxConnections: number
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void
@@ -30,6 +31,7 @@ export function createHttpServer (opts: HttpServerOptions, handler: Handler): Se
     insecureHTTPParser: false,
   }, handler)
   server.maxHeadersCount = opts.maxHeaders + 1
+  server.maxConnections = opts.maxConnections
   server.on('clientError', onClientError)
   // Upgrade requests (websockets, h2c) cannot be carried over a queue.
   server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {

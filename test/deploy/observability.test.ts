@@ -296,6 +296,7 @@ describe('alert rules (promtool)', () => {
 
   it('label and annotate every alert, with a runbook section for each', () => {
     const runbook = readFileSync(RUNBOOK, 'utf8')
+    const mainReadme = readFileSync(join(ROOT, 'README.md'), 'utf8')
     const names = alerts.map((a) => a.alert)
     assert.equal(new Set(names).size, names.length, 'alert names are unique')
     for (const a of alerts) {
@@ -306,7 +307,7 @@ describe('alert rules (promtool)', () => {
       assert.ok((a.annotations?.description ?? '').length > 0, `${a.alert}: description`)
       assert.equal(a.annotations?.runbook_url, `${RUNBOOK_BASE}#${a.alert.toLowerCase()}`, `${a.alert}: runbook_url`)
       assert.match(runbook, new RegExp(`^### ${a.alert}$`, 'm'), `${a.alert}: no runbook section in deploy/prometheus/README.md`)
-      assert.match(runbook, new RegExp(`^\\| \\[${a.alert}\\]\\(#${a.alert.toLowerCase()}\\) \\| ${a.labels?.severity} \\|`, 'm'), `${a.alert}: not in the alerts table with its severity`)
+      assert.match(mainReadme, new RegExp(`^\\| \\[${a.alert}\\]\\(deploy/prometheus/README\\.md#${a.alert.toLowerCase()}\\) \\| ${a.labels?.severity} \\|`, 'm'), `${a.alert}: not in the README's alerts table with its severity`)
     }
     const sections = [...runbook.matchAll(/^### (\w+)$/gm)].map((m) => m[1])
     assert.deepEqual(sections.sort(), [...names].sort(), 'one runbook section per alert, no more')
@@ -481,8 +482,10 @@ describe('Grafana dashboard', () => {
 })
 
 describe('metrics documentation', () => {
-  it('the metrics table lists every metric relayq exposes, with its type and labels', () => {
-    const readme = readFileSync(RUNBOOK, 'utf8')
+  it('the README\'s metrics table lists every metric relayq exposes, with its type and labels', () => {
+    const full = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const readme = full.slice(full.indexOf('<!-- metrics-table:start -->'), full.indexOf('<!-- metrics-table:end -->'))
+    assert.ok(readme.length > 100, 'metrics-table markers in README.md')
     const rows = new Map<string, { type: string, labels: string[] }>()
     for (const m of readme.matchAll(/^\| `([a-z_:]+)` \| (\w+) \|([^|]*)\|/gm)) {
       rows.set(m[1]!, { type: m[2]!, labels: [...m[3]!.matchAll(/`(\w+)`/g)].map((l) => l[1]!).sort() })
