@@ -55,6 +55,33 @@ describe('the bundle', () => {
     assert.ok(started !== undefined, 'logs its start-up')
   })
 
+  it('a second signal during a drain exits at once', async () => {
+    const slow = await startEcho((_req, res) => { setTimeout(() => { res.writeHead(200); res.end('late') }, 10000) })
+    const adminPort = await freePort()
+    const port = await freePort()
+    const deq = spawnRelay({ RELAYQ_MODE: 'dequeuer', SERVICE_NAME: service, DOWNSTREAM_URL: slow.url, METRICS_PORT: String(adminPort), METRICS_HOST: '127.0.0.1' }, { bundle: join(dir, 'relayq.js'), cwd: dir })
+    const enq = spawnRelay({ RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: String(port), ENQUEUER_HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '30' }, { bundle: join(dir, 'relayq.js'), cwd: dir })
+    running.push(deq, enq)
+    try {
+      await waitReady(`http://127.0.0.1:${adminPort}`)
+      await waitReady(`http://127.0.0.1:${port}`)
+      const waiting = send(`http://127.0.0.1:${port}/${service}/slow`).catch(() => null)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      enq.kill('SIGTERM')
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.equal(enq.child.exitCode, null, 'still draining after the first signal')
+      const t0 = Date.now()
+      enq.kill('SIGTERM')
+      const exit = await enq.exited
+      assert.ok(Date.now() - t0 < 1000, 'exits at once on the second')
+      assert.notEqual(exit.code, 0)
+      await waiting
+    } finally {
+      deq.kill('SIGKILL')
+      await slow.close()
+    }
+  })
+
   const bad: Array<[Record<string, string>, string]> = [
     [{}, 'RELAYQ_MODE'],
     [{ RELAYQ_MODE: 'sideways' }, 'RELAYQ_MODE'],
