@@ -20,6 +20,7 @@ const TABLE = {
   RQ_ERR_BODY_TOO_LARGE: [413, 'Payload Too Large'],
   RQ_ERR_URI_TOO_LONG: [414, 'URI Too Long'],
   RQ_ERR_HEADERS_TOO_LARGE: [431, 'Request Header Fields Too Large'],
+  RQ_ERR_HEADERS_UNENCODABLE: [431, 'Request Header Fields Too Large'],
   RQ_ERR_UPGRADE_NOT_SUPPORTED: [501, 'Not Implemented'],
   // the broker or the queue cannot take the request now
   RQ_ERR_NO_CONSUMERS: [503, 'Service unavailable'],

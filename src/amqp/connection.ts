@@ -266,6 +266,9 @@ const TLS_ERROR = /CERT|ERR_TLS|ERR_SSL|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
 /** Why retrying cannot help, or null when it might. */
 export function permanentReason (err: Error): string | null {
   const code = String((err as NodeJS.ErrnoException).code ?? '')
+  // An alert comes from the broker: it refused our side of the handshake
+  // (no client certificate, or one it does not trust), not the other way round.
+  if (/^ERR_SSL_.*_ALERT_/.test(code)) return `the broker refused the TLS handshake (${code}); if it requires a client certificate, set RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE to one signed by a CA it trusts`
   if (TLS_ERROR.test(code)) return `the broker's TLS certificate was refused (${code}); set RABBITMQ_CA_FILE to the CA that signed it, or check RABBITMQ_TLS_SERVERNAME`
   if (/ACCESS_REFUSED|403/.test(err.message)) return 'the broker refused the credentials (ACCESS_REFUSED); check RABBITMQ_USER and RABBITMQ_PASSWORD (or RABBITMQ_URL)'
   if (/NOT_ALLOWED|vhost .* not found/i.test(err.message)) return 'the virtual host does not exist or this user may not use it (NOT_ALLOWED); check RABBITMQ_VHOST'

@@ -47,7 +47,17 @@ export class Call implements Waiter {
     this.channel = channel
     const wait = Math.min(this.ctx.config.publishTimeoutMs, this.init.deadline - Date.now())
     this.timer = setTimeout(onTimer, Math.max(1, wait), this)
-    channel.publish(this.init.queue, message, this)
+    try {
+      channel.publish(this.init.queue, message, this)
+    } catch (err) {
+      // Thrown from an event callback, this would end the process; nothing was sent.
+      if (err instanceof RangeError) {
+        this.fail('RQ_ERR_HEADERS_UNENCODABLE', 'the request headers cannot be carried in a broker message (a header name over 255 bytes, or over 64 KiB of headers)')
+        return
+      }
+      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId }, 'publish failed')
+      this.fail('RQ_ERR_INTERNAL', 'the request could not be published')
+    }
   }
 
   onConfirm (err: Error | null): void {

@@ -55,7 +55,11 @@ export class RpcChannel {
     this.ch = ch
   }
 
-  /** Publishes a request; the waiter hears about its confirm, its reply or the channel's loss. */
+  /**
+   * Publishes a request; the waiter hears about its confirm, its reply or the
+   * channel's loss. Throws, having sent nothing, when amqplib cannot encode
+   * the message (a header name over 255 bytes, a header table over 64 KiB).
+   */
   publish (queue: string, message: Publishable, waiter: Waiter): void {
     const ch = this.ch
     if (ch === null) {
@@ -63,9 +67,17 @@ export class RpcChannel {
       return
     }
     this.pending.set(waiter.correlationId, waiter)
-    const accepted = ch.publish('', queue, message.content, message.options, (err: unknown) => {
-      waiter.onConfirm(err === null || err === undefined ? null : err as Error)
-    })
+    let accepted: boolean
+    try {
+      accepted = ch.publish('', queue, message.content, message.options, (err: unknown) => {
+        waiter.onConfirm(err === null || err === undefined ? null : err as Error)
+      })
+    } catch (err) {
+      // amqplib encodes the whole frame before writing or registering a
+      // confirm, so a throw (a header table it cannot encode) sent nothing.
+      this.pending.delete(waiter.correlationId)
+      throw err
+    }
     if (!accepted) this.saturated = true
   }
 

@@ -31,13 +31,17 @@ export function isHopByHop (name: string): boolean {
   return HOP_BY_HOP.has(name) || name.startsWith('proxy-')
 }
 
-/** Lower-cased header names listed in a Connection header value, other than the usual keep-alive/close. */
-export function connectionNominated (value: string | undefined): Set<string> | null {
-  if (value === undefined) return null
+/**
+ * Lower-cased header names listed in a Connection header value, other than
+ * the usual keep-alive/close, added to `into`: a message may carry several
+ * Connection lines, and every one of them counts.
+ */
+export function connectionNominated (value: string | undefined, into: Set<string> | null = null): Set<string> | null {
+  if (value === undefined) return into
   // Nearly every request says just one of these: skip the split.
   const v = value.length <= 10 ? value.toLowerCase() : ''
-  if (v === 'keep-alive' || v === 'close') return null
-  let names: Set<string> | null = null
+  if (v === 'keep-alive' || v === 'close') return into
+  let names = into
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase()
     if (name === '' || name === 'keep-alive' || name === 'close') continue
@@ -92,7 +96,7 @@ export function scanRequestHeaders (raw: readonly string[], jobTokenHeader: stri
     const value = raw[i + 1] as string
     if (name === jobTokenHeader) out.jobToken = value
     switch (name) {
-      case 'connection': nominated = connectionNominated(value); continue
+      case 'connection': nominated = connectionNominated(value, nominated); continue
       case 'x-relayq-timeout-ms': out.timeoutMs = value; continue
       case 'x-relayq-callback-url': out.callbackUrl = value; continue
       case 'content-type': out.contentType = value; break
@@ -120,7 +124,7 @@ export function responseHeaderTable (raw: readonly Buffer[] | readonly string[],
     const name = raw[i]!.toString('latin1').toLowerCase()
     const value = raw[i + 1]!.toString('latin1')
     if (name === 'connection') {
-      nominated = connectionNominated(value)
+      nominated = connectionNominated(value, nominated)
       continue
     }
     if (name === 'content-length' && keepContentLength) {

@@ -3,7 +3,7 @@
 // the parser refuses before any handler runs.
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { writeRawError } from './respond'
+import { sendError, writeRawError } from './respond'
 
 export interface HttpServerOptions {
   readonly headersTimeoutMs: number
@@ -29,7 +29,16 @@ export function createHttpServer (opts: HttpServerOptions, handler: Handler): Se
     noDelay: true,
     joinDuplicateHeaders: false,
     insecureHTTPParser: false,
-  }, handler)
+    // Node's own refusal of a missing Host is a bare 400; relayq answers it in JSON below.
+    requireHostHeader: false,
+  }, (req, res) => {
+    // Past the header count limit Node keeps only the first headers: the handler answers that 431.
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.rawHeaders.length <= opts.maxHeaders * 2) {
+      sendError(res, 'RQ_ERR_BAD_REQUEST', 'an HTTP/1.1 request needs a Host header', { close: true })
+      return
+    }
+    handler(req, res)
+  })
   server.maxHeadersCount = opts.maxHeaders + 1
   server.maxConnections = opts.maxConnections
   server.on('clientError', onClientError)
@@ -37,12 +46,31 @@ export function createHttpServer (opts: HttpServerOptions, handler: Handler): Se
   server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
     writeRawError(socket, 'RQ_ERR_UPGRADE_NOT_SUPPORTED', 'protocol upgrades cannot be carried over a queue')
   })
+  // Without a listener Node drops a CONNECT without a word; relayq is not a forward proxy.
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    writeRawError(socket, 'RQ_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported')
+  })
   return server
 }
 
-function onClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+const kBroken = Symbol('relayq.brokenPipeline')
+type ServerSocket = Socket & { _httpMessage?: ServerResponse | null, [kBroken]?: true }
+
+function onClientError (err: NodeJS.ErrnoException, socket: ServerSocket): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy()
+    return
+  }
+  // A pipelined request broke while an earlier, complete one still waits for
+  // its reply: an error written now would reach the client first and read as
+  // that request's answer. The earlier answer goes out, then the connection
+  // closes; the broken request gets no answer, so the client knows it did not run.
+  const inFlight = socket._httpMessage
+  if (inFlight != null && !inFlight.writableFinished && inFlight.req.complete) {
+    if (socket[kBroken] === true) return
+    socket[kBroken] = true
+    inFlight.shouldKeepAlive = false
+    inFlight.once('finish', () => socket.end())
     return
   }
   switch (err.code) {

@@ -30,11 +30,15 @@ export function parseTarget (url: string): Target | TargetProblem {
   return isSafeRelativePath(path) ? { service, path } : 'RQ_ERR_INVALID_PATH'
 }
 
-const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i
+// A segment of one or two dots, plain or percent-encoded, between separators
+// that a service may also decode or honour: `/`, an encoded `/` or `\`, and
+// `;` (a path parameter: `..;/` is a dot segment to Tomcat and RFC 2396).
+const DOT_SEGMENT = /(^|\/|%2f|%5c)(\.|%2e){1,2}(\/|%2f|%5c|;|$)/i
 
 /**
  * True for `/a/b?c` style paths that stay under whatever base they are joined
- * to: no dot segments (plain or percent-encoded), no backslashes, no control
+ * to, even for a service that decodes `%2F` before routing: no dot segments
+ * (plain or percent-encoded, `..;` included), no backslashes, no control
  * characters or spaces, no fragment, and no leading `//` (protocol-relative).
  */
 export function isSafeRelativePath (pathAndQuery: string): boolean {
