@@ -15,7 +15,7 @@ import { Call } from './call'
 import { requestDone, type EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
 import type { NewJob } from './jobs/jobs'
-import type { QueueState } from './queue-check'
+import { QueueChecksBusy, type QueueState } from './queue-check'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -57,9 +57,10 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, refuse }
   ctx.inflight++
   if (state instanceof Promise) {
-    state.then((s) => afterCheck(request, s), () => {
+    state.then((s) => afterCheck(request, s), (err: unknown) => {
       requestDone(ctx)
-      refuse('RQ_ERR_BROKER_UNAVAILABLE', 'cannot check the service queue now', '_unknown', 1)
+      if (err instanceof QueueChecksBusy) refuse('RQ_ERR_OVERLOADED', 'too many services are being looked up at once; retry shortly', '_unknown', 1)
+      else refuse('RQ_ERR_BROKER_UNAVAILABLE', 'cannot check the service queue now', '_unknown', 1)
     })
   } else {
     afterCheck(request, state)

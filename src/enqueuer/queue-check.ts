@@ -21,6 +21,11 @@ const MAX_CONCURRENT_CHECKS = 32
 const MAX_ENTRIES = 10000
 const NEGATIVE_TTL_MS = 500
 
+/** Refused because too many first-time checks are already in flight: a flood of new names, not a broker fault. */
+export class QueueChecksBusy extends Error {
+  constructor () { super('too many queue checks in flight') }
+}
+
 export class QueueChecker {
   private readonly cache = new Map<string, Entry>()
   private readonly checking = new Map<string, Promise<QueueState>>()
@@ -61,7 +66,7 @@ export class QueueChecker {
   private refresh (queue: string): Promise<QueueState> {
     const running = this.checking.get(queue)
     if (running !== undefined) return running
-    if (this.checking.size >= MAX_CONCURRENT_CHECKS) return Promise.reject(new Error('too many queue checks in flight'))
+    if (this.checking.size >= MAX_CONCURRENT_CHECKS) return Promise.reject(new QueueChecksBusy())
     const p = this.ask(queue).then((state) => {
       this.store(queue, state)
       return state
