@@ -7,6 +7,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib'
 import type { Logger } from 'pino'
 import type { Publishable } from '../amqp/wire'
+import { publish } from '../amqp/publish'
 
 export class PublishError extends Error {
   override readonly name = 'PublishError'
@@ -47,7 +48,7 @@ export class Publisher {
     if (ch === null) return this.whenReady().then(() => this.publish(exchange, routingKey, message, opts))
     if (!opts.confirm) {
       try {
-        ch.publish(exchange, routingKey, message.content, message.options)
+        publish(ch, exchange, routingKey, message)
       } catch (err) {
         return Promise.reject(new PublishError((err as Error).message))
       }
@@ -56,13 +57,13 @@ export class Publisher {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new PublishError('no confirm from the broker in time')), CONFIRM_TIMEOUT_MS)
       try {
-        ch.publish(exchange, routingKey, message.content, message.options, (err: unknown) => {
+        publish(ch, exchange, routingKey, message, (err: unknown) => {
           clearTimeout(timer)
           if (err === null || err === undefined) resolve()
           else reject(new PublishError('the broker refused the message'))
         })
       } catch (err) {
-        // amqplib throws synchronously for a header table it cannot encode (over 64 KiB).
+        // A header table that cannot be encoded (over 64 KiB) throws before anything is sent.
         clearTimeout(timer)
         reject(new PublishError((err as Error).message))
       }

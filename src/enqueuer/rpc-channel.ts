@@ -6,6 +6,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import type { Logger } from 'pino'
 import { DIRECT_REPLY_TO, type Publishable } from '../amqp/wire'
+import { publish } from '../amqp/publish'
 
 /** What the channel needs from a waiting request. */
 export interface Waiter {
@@ -57,7 +58,7 @@ export class RpcChannel {
 
   /**
    * Publishes a request; the waiter hears about its confirm, its reply or the
-   * channel's loss. Throws, having sent nothing, when amqplib cannot encode
+   * channel's loss. Throws, having sent nothing, when it cannot encode
    * the message (a header name over 255 bytes, a header table over 64 KiB).
    */
   publish (queue: string, message: Publishable, waiter: Waiter): void {
@@ -69,12 +70,12 @@ export class RpcChannel {
     this.pending.set(waiter.correlationId, waiter)
     let accepted: boolean
     try {
-      accepted = ch.publish('', queue, message.content, message.options, (err: unknown) => {
+      accepted = publish(ch, '', queue, message, (err: unknown) => {
         waiter.onConfirm(err === null || err === undefined ? null : err as Error)
       })
     } catch (err) {
-      // amqplib encodes the whole frame before writing or registering a
-      // confirm, so a throw (a header table it cannot encode) sent nothing.
+      // The whole message is encoded before anything is written or a confirm
+      // registered, so a throw (a header table too large to encode) sent nothing.
       this.pending.delete(waiter.correlationId)
       throw err
     }
