@@ -7,7 +7,7 @@
 // list of names; default all), BENCH_UPDATE_README=1 rewrites the table in
 // bench/README.md. Results go to bench/results/<time>.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -15,6 +15,8 @@ import * as amqp from 'amqplib'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 3)
+// Rounds alternate the targets (A, B, A, B, ...) and report medians: the machine's noise hits both alike.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1)
 const AMQP_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 const ROOT = join(__dirname, '..')
 const BUNDLE = join(ROOT, 'dist/relayq.js')
@@ -124,7 +126,7 @@ function brokerPid (): number | null {
   }
 }
 
-async function waitHttp (url: string, timeoutMs = 15000): Promise<void> {
+async function waitHttp (url: string, timeoutMs = 15000, pollMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
@@ -132,7 +134,7 @@ async function waitHttp (url: string, timeoutMs = 15000): Promise<void> {
       if (res.status === 200) return
     } catch { /* not yet */ }
     if (Date.now() > deadline) throw new Error(`not ready: ${url}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await new Promise((resolve) => setTimeout(resolve, pollMs))
   }
 }
 
@@ -191,46 +193,58 @@ async function runScenario (s: Scenario, broker: number | null): Promise<Row[]> 
   const servicePort = await freePort()
   const svc = start([join(ROOT, 'bench/echo-service.js')], { PORT: String(servicePort), DELAY_MS: String(s.serviceDelayMs ?? 0) })
   await new Promise((resolve) => setTimeout(resolve, 300))
-  const rows: Row[] = []
+  const runs: Row[][] = s.targets.map(() => [])
   try {
-    for (const [i, t] of s.targets.entries()) {
-      const queueName = `bench-${s.name}-${i}`
-      const running = await startTarget(t, servicePort, queueName)
-      try {
-        await load(running.url, s, t, WARMUP)
-        const pids: Record<string, number[]> = { service: [svc.pid!] }
-        for (const [name, p] of Object.entries(running.procs)) pids[name] = family(p.pid!)
-        if (broker !== null) pids.broker = [broker]
-        const relays = Object.entries(pids).filter(([k]) => k === 'enqueuer' || k === 'dequeuer')
-        const sum = (f: (pid: number) => number, list: Array<[string, number[]]>): Record<string, number> => Object.fromEntries(list.map(([k, ps]) => [k, ps.reduce((a, p) => a + f(p), 0)]))
-        const before = sum(cpuSeconds, Object.entries(pids))
-        const sysBefore = sum(syscalls, relays)
-        const result = await load(running.url, s, t, SECONDS)
-        const after = sum(cpuSeconds, Object.entries(pids))
-        const sysAfter = sum(syscalls, relays)
-        const requests = result.requests.total
-        rows.push({
-          scenario: s.name,
-          target: t.label,
-          rps: Math.round(result.requests.average),
-          p50: result.latency.p50,
-          p99: result.latency.p99,
-          errors: result.errors + result.timeouts,
-          non2xx: result.non2xx,
-          cpuUsPerRequest: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(((after[k] ?? 0) - (before[k] ?? 0)) * 1e6 / Math.max(1, requests))])),
-          syscallsPerRequest: Object.fromEntries(Object.keys(sysAfter).map((k) => [k, Math.round(((sysAfter[k] ?? 0) - (sysBefore[k] ?? 0)) * 10 / Math.max(1, requests)) / 10])),
-          rssMb: Object.fromEntries(Object.entries(running.procs).map(([k, p]) => [k, family(p.pid!).reduce((a, q) => a + rssMb(q), 0)])),
-        })
-        console.log(formatRow(rows.at(-1)!))
-      } finally {
-        await stop(running.children)
-        await deleteQueues(queueName)
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, t] of s.targets.entries()) {
+        const row = await measure(s, t, `bench-${s.name}-${i}`, servicePort, svc, broker)
+        runs[i]!.push(row)
+        console.log(formatRow(row))
       }
     }
   } finally {
     await stop([svc])
   }
-  return rows
+  return runs.map(median)
+}
+
+async function measure (s: Scenario, t: Target, queueName: string, servicePort: number, svc: ChildProcess, broker: number | null): Promise<Row> {
+  const running = await startTarget(t, servicePort, queueName)
+  try {
+    await load(running.url, s, t, WARMUP)
+    const pids: Record<string, number[]> = { service: [svc.pid!] }
+    for (const [name, p] of Object.entries(running.procs)) pids[name] = family(p.pid!)
+    if (broker !== null) pids.broker = [broker]
+    const relays = Object.entries(pids).filter(([k]) => k === 'enqueuer' || k === 'dequeuer')
+    const sum = (f: (pid: number) => number, list: Array<[string, number[]]>): Record<string, number> => Object.fromEntries(list.map(([k, ps]) => [k, ps.reduce((a, p) => a + f(p), 0)]))
+    const before = sum(cpuSeconds, Object.entries(pids))
+    const sysBefore = sum(syscalls, relays)
+    const result = await load(running.url, s, t, SECONDS)
+    const after = sum(cpuSeconds, Object.entries(pids))
+    const sysAfter = sum(syscalls, relays)
+    const requests = result.requests.total
+    return {
+      scenario: s.name,
+      target: t.label,
+      rps: Math.round(result.requests.average),
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      errors: result.errors + result.timeouts,
+      non2xx: result.non2xx,
+      cpuUsPerRequest: Object.fromEntries(Object.keys(pids).map((k) => [k, Math.round(((after[k] ?? 0) - (before[k] ?? 0)) * 1e6 / Math.max(1, requests))])),
+      syscallsPerRequest: Object.fromEntries(Object.keys(sysAfter).map((k) => [k, Math.round(((sysAfter[k] ?? 0) - (sysBefore[k] ?? 0)) * 10 / Math.max(1, requests)) / 10])),
+      rssMb: Object.fromEntries(Object.entries(running.procs).map(([k, p]) => [k, family(p.pid!).reduce((a, q) => a + rssMb(q), 0)])),
+    }
+  } finally {
+    await stop(running.children)
+    await deleteQueues(queueName)
+  }
+}
+
+/** The round with the median throughput stands for the target (its latency and CPU come with it). */
+function median (rows: Row[]): Row {
+  const sorted = [...rows].sort((a, b) => a.rps - b.rps)
+  return sorted[Math.floor((sorted.length - 1) / 2)] as Row
 }
 
 async function deleteQueues (queueName: string): Promise<void> {
@@ -257,7 +271,7 @@ function formatRow (r: Row): string {
 function markdown (rows: Row[], started: Date): string {
   const lines = [
     `Measured ${started.toISOString().slice(0, 10)} on this project's CI machine (2 cores shared by autocannon, RabbitMQ ${brokerVersion()}, the service and the relay; Node ${process.version}).`,
-    `Each target: ${WARMUP} s warm-up, then ${SECONDS} s measured with autocannon (POST, pipelining 1). CPU is per request over the measured window, from /proc.`,
+    `Each target: ${WARMUP} s warm-up, then ${SECONDS} s measured with autocannon (POST, pipelining 1)${ROUNDS > 1 ? `; ${ROUNDS} rounds alternating the targets, the median round shown` : ''}. CPU and system calls are per request over the measured window, from /proc.`,
     '',
     '| scenario | target | req/s | ratio | p50 ms | p99 ms | errors | CPU µs/req (enqueuer / dequeuer / broker) | syscalls/req (enq / deq) | RSS MB (enq / deq) |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |',
@@ -281,22 +295,48 @@ function brokerVersion (): string {
   }
 }
 
+/** Spawn to /readyz 200, with the broker up: the median of five starts of each mode. */
+async function startupTimes (): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const mode of ['enqueuer', 'dequeuer'] as const) {
+    const times: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const port = await freePort()
+      const env = mode === 'enqueuer'
+        ? { RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: String(port), ENQUEUER_HOST: '127.0.0.1' }
+        : { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'bench-startup', DOWNSTREAM_URL: 'http://127.0.0.1:9', METRICS_PORT: String(port), METRICS_HOST: '127.0.0.1' }
+      const t0 = performance.now()
+      const child = start([BUNDLE], { RABBITMQ_URL: AMQP_URL, LOG_LEVEL: 'warn', ...env })
+      await waitHttp(`http://127.0.0.1:${port}/readyz`, 10000, 5)
+      times.push(performance.now() - t0)
+      await stop([child])
+    }
+    times.sort((a, b) => a - b)
+    out[mode] = Math.round(times[2] as number)
+  }
+  await deleteQueues('bench-startup')
+  return out
+}
+
 async function main (): Promise<void> {
   const wanted = (process.env.BENCH_SCENARIOS ?? '').split(',').map((s) => s.trim()).filter(Boolean)
   const scenarios = wanted.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => wanted.includes(s.name))
   if (scenarios.length === 0) throw new Error(`no scenario named ${wanted.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
   const started = new Date()
   const broker = brokerPid()
+  const startup = await startupTimes()
+  const bundleKiB = Math.round(statSync(BUNDLE).size / 1024)
+  console.log(`start-up to ready (median of 5): enqueuer ${startup.enqueuer} ms, dequeuer ${startup.dequeuer} ms; bundle ${bundleKiB} KiB`)
   const rows: Row[] = []
   for (const s of scenarios) {
     console.log(`\n## ${s.name}: ${s.what}`)
     rows.push(...await runScenario(s, broker))
   }
-  const table = markdown(rows, started)
+  const table = markdown(rows, started) + `\n\nStart-up to ready (spawn to /readyz 200, broker up, median of 5): enqueuer ${startup.enqueuer} ms, dequeuer ${startup.dequeuer} ms. Bundle: ${bundleKiB} KiB.`
   console.log('\n' + table)
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   const file = join(ROOT, 'bench/results', `${started.toISOString().replace(/[:.]/g, '-')}.json`)
-  writeFileSync(file, JSON.stringify({ started, seconds: SECONDS, warmup: WARMUP, node: process.version, rows }, null, 2))
+  writeFileSync(file, JSON.stringify({ started, seconds: SECONDS, warmup: WARMUP, rounds: ROUNDS, node: process.version, startup, bundleKiB, rows }, null, 2))
   console.log(`\nresults: ${file}`)
   if (process.env.BENCH_UPDATE_README === '1') {
     const readme = join(ROOT, 'bench/README.md')
