@@ -60,11 +60,11 @@ const SCENARIOS: Scenario[] = [
   { name: 'workers-2', what: '256 B POST, 64 connections, ENQUEUER_WORKERS=2', connections: 64, bodyBytes: 256, targets: [BRIDGE, RELAYQ, { label: 'relayq, 2 workers', kind: 'relayq', env: { ENQUEUER_WORKERS: '2' } }] },
   {
     name: 'batch',
-    what: 'service takes 20 ms per call, 64 connections: one call per message vs batches of 10',
+    what: 'service takes 20 ms per call, 10 calls in flight, 64 connections: one message per call vs 10',
     connections: 64,
     bodyBytes: 256,
     serviceDelayMs: 20,
-    targets: [{ label: 'relayq, single, prefetch 10', kind: 'relayq', env: { DEQUEUER_CONCURRENCY: '10' } }, { label: 'relayq, batch 10', kind: 'relayq', env: { BATCH_MODE: 'true', BATCH_SIZE: '10', BATCH_WINDOW_MS: '5', DEQUEUER_CONCURRENCY: '10' } }],
+    targets: [{ label: 'relayq, single, prefetch 10', kind: 'relayq', env: { DEQUEUER_CONCURRENCY: '10' } }, { label: 'relayq, batch 10, prefetch 100', kind: 'relayq', env: { BATCH_MODE: 'true', BATCH_SIZE: '10', BATCH_WINDOW_MS: '5', DEQUEUER_CONCURRENCY: '100' } }],
   },
 ]
 

@@ -39,7 +39,9 @@ export class Batcher {
   private readonly path: string
 
   constructor (private readonly ctx: DequeuerContext, private readonly cfg: BatchConfig & { url: URL }, readonly size: number) {
-    this.forwarder = new Forwarder({ origin: cfg.url.origin, connections: 8, maxResponseBytes: ctx.cfg.maxReplyBytes * size, connectTimeoutMs: 5000 })
+    // As many sockets as batches the prefetch can fill at once, so no full batch waits for one.
+    const connections = Math.max(1, Math.ceil(ctx.cfg.connections / size))
+    this.forwarder = new Forwarder({ origin: cfg.url.origin, connections, maxResponseBytes: ctx.cfg.maxReplyBytes * size, connectTimeoutMs: 5000 })
     this.path = cfg.url.pathname + cfg.url.search
   }
 
