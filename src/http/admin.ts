@@ -3,6 +3,7 @@
 // the broker or the app: a broker outage must not restart every pod.
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { sendJson } from './respond'
+import { onClientError } from './server'
 
 export interface AdminHooks {
   readonly metrics: () => Promise<{ contentType: string, body: string }>
@@ -61,5 +62,6 @@ export function createAdminServer (hooks: AdminHooks): Server {
   })
   // A /drain request waits for the whole drain; it must not be cut by the default 5 s idle timeout.
   server.keepAliveTimeout = 5000
+  server.on('clientError', onClientError)
   return server
 }

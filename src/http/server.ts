@@ -56,7 +56,8 @@ export function createHttpServer (opts: HttpServerOptions, handler: Handler): Se
 const kBroken = Symbol('relayq.brokenPipeline')
 type ServerSocket = Socket & { _httpMessage?: ServerResponse | null, [kBroken]?: true }
 
-function onClientError (err: NodeJS.ErrnoException, socket: ServerSocket): void {
+/** JSON answers for requests the parser refused; used by the admin server too. */
+export function onClientError (err: NodeJS.ErrnoException, socket: ServerSocket): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy()
     return

@@ -127,6 +127,12 @@ describe('S15: relayq\'s own error bodies', () => {
     check(await send(`${proxied.url}/${service}/x`), 503, 'RQ_ERR_BROKER_UNAVAILABLE')
   })
 
+  it('the admin port answers a request its parser refused in JSON too', async () => {
+    const adminPort = Number(new URL(deq.adminUrl).port)
+    check(await raw(adminPort, 'GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n'), 400, 'RQ_ERR_BAD_REQUEST')
+    check(await raw(adminPort, `GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20 * 1024)}\r\n\r\n`), 431, 'RQ_ERR_HEADERS_TOO_LARGE')
+  })
+
   it('the sweep met every status the checklist names', () => {
     for (const code of ['RQ_ERR_BAD_REQUEST', 'RQ_ERR_QUEUE_NOT_FOUND', 'RQ_ERR_METHOD_NOT_ALLOWED', 'RQ_ERR_BODY_TOO_LARGE', 'RQ_ERR_URI_TOO_LONG', 'RQ_ERR_HEADERS_TOO_LARGE', 'RQ_ERR_UPGRADE_NOT_SUPPORTED', 'RQ_ERR_BROKER_UNAVAILABLE', 'RQ_ERR_REPLY_TIMEOUT']) {
       assert.ok(seen.has(code), `${code} not checked`)
