@@ -21,6 +21,7 @@ import { send } from '../helpers/http'
 import { freePort } from '../helpers/process'
 import { startTestDequeuer, startTestEnqueuer, type TestDequeuer, type TestEnqueuer } from '../helpers/relay'
 import { sleep, waitFor } from '../helpers/wait'
+import { reapOnExit } from '../helpers/reaper'
 
 const ROOT = resolve(__dirname, '../..')
 const PROM_DIR = join(ROOT, 'deploy/prometheus')
@@ -573,6 +574,8 @@ describe('Prometheus scraping a running enqueuer, dequeuer and RabbitMQ', () => 
       '--log.level=warn',
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
     prom = child
+    const forget = reapOnExit(() => child.kill('SIGKILL'))
+    child.once('exit', forget)
     child.stdout.on('data', (c: Buffer) => { promLog += c.toString() })
     child.stderr.on('data', (c: Buffer) => { promLog += c.toString() })
     promExited = new Promise((resolveExit) => {

@@ -8,6 +8,7 @@ import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { freePort } from './process'
+import { reapOnExit } from './reaper'
 import { waitFor } from './wait'
 
 const run = promisify(execFile)
@@ -21,6 +22,7 @@ export class PrivateBroker {
   port = 0
   private distPort = 0
   private started = false
+  private forget = (): void => {}
 
   constructor (private readonly extraConfig: string[] = []) {
     this.dir = mkdtempSync(join(tmpdir(), 'relayq-broker-'))
@@ -62,6 +64,10 @@ export class PrivateBroker {
     writeFileSync(join(d, 'enabled_plugins'), '[].\n')
     writeFileSync(join(d, 'empty.env'), '')
     writeFileSync(join(d, 'rabbitmq.conf'), [`listeners.tcp.default = 127.0.0.1:${this.port}`, 'loopback_users = none', ...this.extraConfig].join('\n') + '\n')
+    this.forget = reapOnExit(() => {
+      try { process.kill(this.pid(), 'SIGKILL') } catch { /* not started or already gone */ }
+      rmSync(d, { recursive: true, force: true })
+    })
     execFileSync(`${BIN}/rabbitmq-server`, ['-detached'], { env: this.env(), stdio: 'ignore' })
     this.started = true
     await this.awaitStartup()
@@ -109,5 +115,6 @@ export class PrivateBroker {
       }
     }
     rmSync(this.dir, { recursive: true, force: true })
+    this.forget()
   }
 }

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { resolve } from 'node:path'
 import { AMQP_URL } from './broker'
 import { send } from './http'
+import { reapOnExit } from './reaper'
 import { waitFor } from './wait'
 
 export const BUNDLE = resolve(__dirname, '../../dist/relayq.js')
@@ -28,8 +29,9 @@ export function spawnRelay (env: Record<string, string>, opts: { bundle?: string
   let stdout = ''
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); stdout += c.toString() })
   child.stderr.on('data', (c: Buffer) => { out += c.toString() })
+  const forget = reapOnExit(() => child.kill('SIGKILL'))
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolveExit) => {
-    child.on('exit', (code, signal) => resolveExit({ code, signal }))
+    child.on('exit', (code, signal) => { forget(); resolveExit({ code, signal }) })
   })
   return {
     child,
