@@ -16,6 +16,9 @@ describe('batch mode', () => {
   let enq: TestEnqueuer
   let answer: (items: Item[]) => unknown = (items) => items.map((i) => ({ correlation_id: i.correlation_id, status: 'success', status_code: 200, headers: { 'x-item': i.path }, content: `done:${Buffer.from(i.body, i.body_encoding === 'base64' ? 'base64' : 'utf8').toString('hex')}` }))
   let failWith = 0
+  let holdMs = 0
+  let concurrent = 0
+  let peakConcurrent = 0
   const calls: Item[][] = []
   const services: string[] = []
   const cleanup: Array<() => Promise<void>> = []
@@ -35,8 +38,13 @@ describe('batch mode', () => {
         res.end('batch failed')
         return
       }
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify(answer(items)))
+      concurrent++
+      peakConcurrent = Math.max(peakConcurrent, concurrent)
+      setTimeout(() => {
+        concurrent--
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(answer(items)))
+      }, holdMs)
     })
     enq = await startTestEnqueuer({ ENQUEUER_REPLY_TIMEOUT: '20', ENQUEUER_BREAKER_ENABLED: 'false' })
   })
@@ -44,6 +52,8 @@ describe('batch mode', () => {
     while (cleanup.length > 0) await cleanup.pop()!()
     calls.length = 0
     failWith = 0
+    holdMs = 0
+    peakConcurrent = 0
   })
   after(async () => {
     await enq.close()
@@ -67,6 +77,15 @@ describe('batch mode', () => {
     cleanup.push(() => deq.close())
     return service
   }
+
+  it('as many batch calls run at once as the prefetch can fill', async () => {
+    const service = await dequeuer({ BATCH_SIZE: '2', DEQUEUER_CONCURRENCY: '24' })
+    holdMs = 500
+    const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => send(`${enq.url}/${service}/item/${i}`, { method: 'POST', body: String(i) })))
+    for (const r of answers) assert.equal(r.status, 200)
+    assert.equal(calls.length, 12)
+    assert.equal(peakConcurrent, 12, 'every full batch had a socket at once')
+  })
 
   it('five concurrent requests reach the service as one call; each client gets its own answer', async () => {
     const service = await dequeuer()
