@@ -19,7 +19,7 @@ const COPY_LIMIT = 64 * 1024
 
 // Field tables are encoded into this scratch buffer; amqplib's has the same size, and a table
 // that does not fit fails the same way (a RangeError before anything is written).
-let scratch = Buffer.allocUnsafe(65536)
+const scratch = Buffer.allocUnsafe(65536)
 
 /** The frames of one publish: one buffer for small bodies, or several (header, then body frames sliced from the body). */
 export function encodePublish (channel: number, exchange: string, routingKey: string, options: Options.Publish, body: Buffer, frameMax: number): Buffer[] {
@@ -246,9 +246,4 @@ function encodeNumber (n: number, start: number): number {
   const high = Math.floor(n / 0x100000000)
   o = scratch.writeInt32BE(high, o)
   return scratch.writeUInt32BE(n - high * 0x100000000, o)
-}
-
-/** For tests: a larger scratch buffer. */
-export function setScratchSizeForTests (bytes: number): void {
-  scratch = Buffer.allocUnsafe(bytes)
 }

@@ -39,7 +39,7 @@ export class Batcher {
   private readonly path: string
 
   constructor (private readonly ctx: DequeuerContext, private readonly cfg: BatchConfig & { url: URL }, readonly size: number) {
-    // As many sockets as batches the prefetch can fill at once, so no full batch waits for one.
+    // The single-call pool (DEQUEUER_POOL_SIZE, by default the prefetch) in batches: no full batch waits for a socket.
     const connections = Math.max(1, Math.ceil(ctx.cfg.connections / size))
     this.forwarder = new Forwarder({ origin: cfg.url.origin, connections, maxResponseBytes: ctx.cfg.maxReplyBytes * size, connectTimeoutMs: 5000 })
     this.path = cfg.url.pathname + cfg.url.search
