@@ -14,7 +14,32 @@ import { runDlqTool } from './dlq/cli'
 
 const EX_CONFIG = 78
 
+const USAGE = `relayq ${VERSION}: HTTP over RabbitMQ
+
+usage:
+  RELAYQ_MODE=enqueuer node relayq.js     the HTTP edge: publish each request to {service}_requests, answer with the reply
+  RELAYQ_MODE=dequeuer node relayq.js     the sidecar: consume SERVICE_NAME's queue, forward to DOWNSTREAM_URL, reply
+  node relayq.js dlq <command> ...        the dead-letter tool (stats, list, peek, replay, purge, export, import);
+                                          \`relayq dlq --help\` for its options
+  node relayq.js --help | --version
+
+Every setting is an environment variable: see the configuration table in the README
+(section "Configuration"). Invalid settings stop start-up with status 78, each named.
+`
+
+/** Arguments that ask for text, not a process: answered before any configuration is read. */
+function informational (arg: string | undefined): string | null {
+  if (arg === '--help' || arg === '-h' || arg === 'help') return USAGE
+  if (arg === '--version' || arg === '-v' || arg === 'version') return `relayq ${VERSION}\n`
+  return null
+}
+
 async function main (): Promise<void> {
+  const text = informational(process.argv[2])
+  if (text !== null) {
+    process.stdout.write(text)
+    return
+  }
   if (process.argv[2] === 'dlq') {
     process.exitCode = await runDlqTool(process.argv.slice(3), process.env)
     return

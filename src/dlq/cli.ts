@@ -24,6 +24,10 @@ options: --json for machine-readable output. The broker comes from RABBITMQ_URL 
 class UsageError extends Error {}
 
 export async function runDlqTool (argv: readonly string[], env: Env, out: (s: string) => void = (s) => process.stdout.write(s + '\n'), err: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<number> {
+  if (argv.some((a) => a === '--help' || a === '-h') || argv[0] === 'help') {
+    out(USAGE)
+    return 0
+  }
   let parsed
   try {
     parsed = parse(argv)
@@ -85,11 +89,10 @@ function parse (argv: readonly string[]): Parsed {
       to: { type: 'string' },
       file: { type: 'string' },
       yes: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
     },
   })
   const command = positionals[0]
-  if (values.help === true || command === undefined) throw new UsageError('a command is required')
+  if (command === undefined) throw new UsageError('a command is required')
   if (!['stats', 'list', 'peek', 'replay', 'purge', 'export', 'import'].includes(command)) throw new UsageError(`unknown command "${command}"`)
   if (values.service === undefined || !isValidServiceName(values.service)) throw new UsageError('--service NAME is required (a valid service name)')
   const limit = values.limit === undefined ? Infinity : Number(values.limit)
