@@ -2,8 +2,10 @@
 // mode (or the cluster primary, or the dlq tool), and own the process: only
 // this file exits, and only after a drain.
 import cluster from 'node:cluster'
-import { ConfigError, describeConfig, loadConfig } from './config/load'
+import { describeConfig } from './config/describe'
+import { ConfigError, loadConfig } from './config/load'
 import type { Config } from './config/types'
+import { describeUnknown, unknownVariables } from './config/unknown'
 import { startDequeuer } from './dequeuer'
 import { startEnqueuer } from './enqueuer'
 import { createLogger, type Logger } from './log'
@@ -44,17 +46,19 @@ async function main (): Promise<void> {
     process.exitCode = await runDlqTool(process.argv.slice(3), process.env)
     return
   }
+  const unknown = unknownVariables(process.env).map(describeUnknown)
   let config: Config
   try {
     config = loadConfig(process.env)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     const logger = createLogger('error')
-    logger.error({ problems: err.problems }, 'invalid configuration')
-    process.stderr.write(`relayq: ${err.message}\n`)
+    logger.error({ problems: err.problems, ...(unknown.length > 0 ? { unknown } : {}) }, 'invalid configuration')
+    process.stderr.write(`relayq: ${err.message}\n${unknown.map((u) => `  note: ${u}\n`).join('')}`)
     process.exit(EX_CONFIG)
   }
   const logger = createLogger(config.logLevel, { mode: config.mode })
+  if (cluster.isPrimary) for (const u of unknown) logger.warn(u)
   if (config.mode === 'enqueuer' && config.enqueuer !== null && config.enqueuer.workers > 1 && cluster.isPrimary) {
     logger.info({ version: VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq cluster primary')
     await runPrimary(config, logger)

@@ -3,7 +3,7 @@
 // is wrong, each line naming its variable.
 import { readFileSync } from 'node:fs'
 import { SPEC, type SpecName, type SpecValue, type VarSpec } from './spec'
-import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, Mode, TlsConfig } from './types'
+import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
 export type ReadFile = (path: string) => string
@@ -315,17 +315,4 @@ function deepFreeze<T> (value: T): T {
     Object.freeze(value)
   }
   return value
-}
-
-/** The effective configuration for the start-up log line, secrets redacted. */
-export function describeConfig (env: Env, mode: Mode | 'dlq'): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const spec of Object.values(SPEC) as VarSpec[]) {
-    if (spec.scope !== 'all' && spec.scope !== mode) continue
-    const set = env[spec.name] ?? (spec.file === true && env[`${spec.name}_FILE`] !== undefined ? '(from file)' : undefined)
-    const value = set ?? spec.default
-    if (value === undefined) continue
-    out[spec.name] = spec.secret === true && set !== undefined ? '[redacted]' : value
-  }
-  return out
 }

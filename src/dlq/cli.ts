@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { connectOnce } from '../amqp/connection'
 import { ConfigError, loadDlqToolConfig, type Env } from '../config/load'
 import { isValidServiceName } from '../config/parsers'
+import { describeUnknown, unknownVariables } from '../config/unknown'
 import * as commands from './commands'
 
 const USAGE = `usage: relayq dlq <command> --service NAME [options]
@@ -35,6 +36,7 @@ export async function runDlqTool (argv: readonly string[], env: Env, out: (s: st
     err(`${(e as Error).message}\n\n${USAGE}`)
     return 2
   }
+  for (const u of unknownVariables(env)) err(`relayq dlq: warning: ${describeUnknown(u)}`)
   let config
   try {
     config = loadDlqToolConfig(env)

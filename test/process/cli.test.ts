@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { spawnRelay } from '../helpers/process'
+import { freePort, spawnRelay } from '../helpers/process'
+import { waitFor } from '../helpers/wait'
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
 
@@ -47,5 +48,32 @@ describe('the command line', () => {
     const r = await run('dlq')
     assert.equal(r.code, 2)
     assert.match(r.out, /a command is required/)
+  })
+
+  it('the start-up line shows the effective configuration, credentials redacted, and warns about misspelled variables', async () => {
+    const p = spawnRelay({
+      RELAYQ_MODE: 'dequeuer',
+      SERVICE_NAME: 'cli-start-line',
+      DOWNSTREAM_URL: 'http://svc:d0wnstr3am@127.0.0.1:9/api?token=t0k3n',
+      HEALTH_CHECK_URL: 'http://127.0.0.1:9/health?key=h3alth',
+      METRICS_PORT: String(await freePort()),
+      METRICS_HOST: '127.0.0.1',
+      RABBITMQ_URL: 'amqp://guest:br0k3r@127.0.0.1:1',
+      DEQUEUER_CONCURENCY: '4',
+    })
+    try {
+      const line = await waitFor(() => p.logs().find((l) => l.msg === 'starting relayq'), { what: 'the start-up line' })
+      const config = line.config as Record<string, string>
+      assert.equal(config.RABBITMQ_URL, 'amqp://guest:[redacted]@127.0.0.1:1')
+      assert.equal(config.RABBITMQ_PASSWORD, undefined, 'RABBITMQ_URL makes the host family unused')
+      assert.equal(config.RABBITMQ_HOST, undefined)
+      assert.equal(config.DOWNSTREAM_URL, 'http://svc:[redacted]@127.0.0.1:9/api?token=[redacted]')
+      const warning = await waitFor(() => p.logs().find((l) => l.level === 'warn' && String(l.msg).includes('DEQUEUER_CONCURENCY')), { what: 'the unknown-variable warning' })
+      assert.match(String(warning.msg), /did you mean DEQUEUER_CONCURRENCY\?/)
+      assert.doesNotMatch(p.output(), /d0wnstr3am|t0k3n|h3alth|br0k3r/)
+    } finally {
+      p.kill('SIGKILL')
+      await p.exited
+    }
   })
 })

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ConfigError, describeConfig, loadConfig, loadDlqToolConfig } from '../../src/config/load'
+import { describeConfig, redactUrl } from '../../src/config/describe'
+import { ConfigError, loadConfig, loadDlqToolConfig } from '../../src/config/load'
+import { unknownVariables } from '../../src/config/unknown'
 import { SPEC } from '../../src/config/spec'
 
 const base = { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'orders', DOWNSTREAM_URL: 'http://127.0.0.1:8080/api' }
@@ -104,11 +106,64 @@ describe('config', () => {
   })
 
   it('redacts secrets in the start-up dump', () => {
-    const dump = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:s3cr3t@h', RABBITMQ_PASSWORD: 'pw-canary' }, 'dequeuer')
-    assert.equal(dump.RABBITMQ_URL, '[redacted]')
-    assert.equal(dump.RABBITMQ_PASSWORD, '[redacted]')
+    const dump = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:s3cr3t@h,amqps://u:s3cr3t@h2:5671/v', RABBITMQ_PASSWORD: 'pw-canary' }, 'dequeuer')
+    assert.equal(dump.RABBITMQ_URL, 'amqp://u:[redacted]@h,amqps://u:[redacted]@h2:5671/v')
+    assert.doesNotMatch(JSON.stringify(dump), /s3cr3t|pw-canary/)
     assert.equal(dump.SERVICE_NAME, 'orders')
     assert.equal(dump.ENQUEUER_PORT, undefined)
+  })
+
+  it('the dump leaves out what RABBITMQ_URL makes unused, and redacts a default password too', () => {
+    const withUrl = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:p@h' }, 'dequeuer')
+    for (const name of ['RABBITMQ_HOST', 'RABBITMQ_PORT', 'RABBITMQ_USER', 'RABBITMQ_PASSWORD', 'RABBITMQ_VHOST', 'RABBITMQ_TLS']) assert.equal(withUrl[name], undefined, name)
+    const defaults = describeConfig(base, 'dequeuer')
+    assert.equal(defaults.RABBITMQ_PASSWORD, '[redacted]')
+    assert.equal(defaults.RABBITMQ_USER, 'guest')
+    assert.doesNotMatch(JSON.stringify(defaults), /guest.*guest/)
+    assert.equal(defaults.BATCH_WINDOW_MS, undefined, 'batch settings are unused without BATCH_MODE')
+    assert.equal(describeConfig({ ...base, BATCH_MODE: 'true' }, 'dequeuer').BATCH_WINDOW_MS, '20')
+    const enq = describeConfig({ RELAYQ_MODE: 'enqueuer', REDIS_URL: 'redis://:r3d1s@cache:6379/0' }, 'enqueuer')
+    assert.equal(enq.REDIS_URL, 'redis://:[redacted]@cache:6379/0')
+    assert.equal(enq.REDIS_PORT, undefined)
+    assert.equal(describeConfig({ RELAYQ_MODE: 'enqueuer', RABBITMQ_PASSWORD_FILE: '/run/pw' }, 'enqueuer').RABBITMQ_PASSWORD, '[redacted]')
+  })
+
+  it('redacts credentials in the service URLs: userinfo and query values', () => {
+    const dump = describeConfig({
+      ...base,
+      DOWNSTREAM_URL: 'http://svc:pa55word@127.0.0.1:8080/api?token=t0k3n&x=1',
+      HEALTH_CHECK_URL: 'http://127.0.0.1:8080/health?api_key=k3y',
+      BATCH_DOWNSTREAM_URL: 'https://user:b4tch@127.0.0.1/batch',
+    }, 'dequeuer')
+    assert.equal(dump.DOWNSTREAM_URL, 'http://svc:[redacted]@127.0.0.1:8080/api?token=[redacted]&x=[redacted]')
+    assert.equal(dump.HEALTH_CHECK_URL, 'http://127.0.0.1:8080/health?api_key=[redacted]')
+    assert.equal(dump.BATCH_DOWNSTREAM_URL, 'https://user:[redacted]@127.0.0.1/batch')
+    assert.doesNotMatch(JSON.stringify(dump), /pa55word|t0k3n|k3y|b4tch/)
+    assert.equal(redactUrl('not a url'), '[redacted]')
+  })
+
+  it('names unknown variables with relayq prefixes, with the closest known one', () => {
+    const got = unknownVariables({
+      ENQUEUER_REPLYTIMEOUT: '5',
+      DEQUEUER_CONCURENCY: '4',
+      RELAYQ_COLOR: 'blue',
+      RABBITMQ_PASSWORD_FILE: '/x',
+      // not relayq's: no relayq prefix, or Kubernetes service links, or relayq's own internals
+      SERVICE_NAME: 'orders',
+      SERVICE_HOST: 'x',
+      LOG_FORMAT: 'json',
+      HOME: '/root',
+      RABBITMQ_SERVICE_HOST: '10.0.0.1',
+      RABBITMQ_SERVICE_PORT_AMQP: '5672',
+      RABBITMQ_PORT_5672_TCP_ADDR: '10.0.0.1',
+      REDIS_PORT_6379_TCP: 'tcp://10.0.0.2:6379',
+      RELAYQ_INSTANCE_ID: 'abc',
+    })
+    assert.deepEqual(got, [
+      { variable: 'DEQUEUER_CONCURENCY', closest: 'DEQUEUER_CONCURRENCY' },
+      { variable: 'ENQUEUER_REPLYTIMEOUT', closest: 'ENQUEUER_REPLY_TIMEOUT' },
+      { variable: 'RELAYQ_COLOR', closest: null },
+    ])
   })
 
   it('returns a frozen object', () => {
