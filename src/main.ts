@@ -59,53 +59,83 @@ async function main (): Promise<void> {
   }
   const logger = createLogger(config.logLevel, { mode: config.mode })
   if (cluster.isPrimary) for (const u of unknown) logger.warn(u)
+  const owner = new ProcessOwner(logger)
   if (config.mode === 'enqueuer' && config.enqueuer !== null && config.enqueuer.workers > 1 && cluster.isPrimary) {
     logger.info({ version: VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq cluster primary')
-    await runPrimary(config, logger)
+    owner.own(await runPrimary(config, logger, { onDrained: () => owner.stop('drained') }))
     return
   }
   if (cluster.isPrimary) logger.info({ version: VERSION, node: process.version, amqplib: AMQPLIB_VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq')
   if (config.broker.tls.insecure) logger.warn('RABBITMQ_TLS_INSECURE=true: the broker certificate is NOT verified')
-  await runMode(config, logger)
+  const started = Date.now()
+  const running = await startMode(config, logger, owner)
+  owner.own(running)
+  running.ready.then(() => logger.info({ ms: Date.now() - started }, 'ready'), (err: Error) => owner.fatal(err))
 }
 
-async function runMode (config: Config, logger: Logger): Promise<void> {
+interface Running {
+  readonly ready: Promise<void>
+  readonly close: () => Promise<void>
+}
+
+async function startMode (config: Config, logger: Logger, owner: ProcessOwner): Promise<Running> {
   const registry = config.metricsEnabled ? createRegistry(config.mode) : null
   const isWorker = cluster.isWorker
   if (isWorker && registry !== null) setupWorkerMetrics(registry)
-  const fatal = (err: Error): void => {
-    logger.fatal({ err: err.message }, 'cannot continue')
-    process.exit(1)
-  }
-  const started = Date.now()
-  const running = config.mode === 'enqueuer'
-    ? await startEnqueuer(config, { logger, registry, ...(isWorker ? { metricsText: workerMetricsText, instanceId: process.env.RELAYQ_INSTANCE_ID ?? '' } : {}) })
-    : await startDequeuer(config, { logger, registry, onFatal: fatal })
-  const ready = config.mode === 'enqueuer' ? (running as Awaited<ReturnType<typeof startEnqueuer>>).connected : (running as Awaited<ReturnType<typeof startDequeuer>>).consuming
-  ready.then(() => logger.info({ ms: Date.now() - started }, 'ready'), fatal)
-  onSignals(logger, running.close)
+  const onDrained = (): void => owner.stop('drained')
+  return config.mode === 'enqueuer'
+    ? await startEnqueuer(config, { logger, registry, onDrained, ...(isWorker ? { metricsText: workerMetricsText, instanceId: process.env.RELAYQ_INSTANCE_ID ?? '' } : {}) })
+    : await startDequeuer(config, { logger, registry, onDrained, onFatal: (err) => owner.fatal(err) })
 }
 
-/** SIGTERM or SIGINT: drain and exit 0. A second signal exits at once. */
-function onSignals (logger: Logger, close: () => Promise<void>): void {
-  let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
+/**
+ * The one owner of signals and of process.exit. SIGTERM, SIGINT or a finished
+ * drain (POST /drain) close the running mode and exit 0; a second signal exits
+ * at once with 1; a fatal error exits 1.
+ */
+class ProcessOwner {
+  private running: Running | null = null
+  private stopping: string | null = null
+
+  constructor (private readonly logger: Logger) {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (this.stopping !== null) {
+        logger.warn({ signal }, 'second signal: exiting now')
+        process.exit(1)
+      }
+      this.stop(signal)
     }
-    stopping = true
-    logger.info({ signal }, 'shutting down')
-    close().then(() => {
-      logger.info('stopped')
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  }
+
+  own (running: Running): void {
+    this.running = running
+    // A stop asked for while the mode was still starting runs now.
+    if (this.stopping !== null) this.close()
+  }
+
+  stop (reason: string): void {
+    if (this.stopping !== null) return
+    this.stopping = reason
+    if (this.running !== null) this.close()
+  }
+
+  fatal (err: Error): void {
+    this.logger.fatal({ err: err.message }, 'cannot continue')
+    process.exit(1)
+  }
+
+  private close (): void {
+    this.logger.info({ reason: this.stopping }, 'shutting down')
+    this.running!.close().then(() => {
+      this.logger.info('stopped')
       process.exit(0)
     }, (err: Error) => {
-      logger.error({ err: err.message }, 'error while shutting down')
+      this.logger.error({ err: err.message }, 'error while shutting down')
       process.exit(1)
     })
   }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
 }
 
 main().catch((err: Error) => {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types'
+import type { Server } from 'node:http'
 import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
 import { serveJobStore } from '../enqueuer/jobs/cluster-store'
@@ -17,7 +18,19 @@ interface MetricsResponse { readonly relayq: 'metrics-result', readonly id: numb
 
 const RESTART_BACKOFF_MAX_MS = 30000
 
-export async function runPrimary (config: Config, logger: Logger): Promise<void> {
+export interface PrimaryDeps {
+  /** Called once a drain (POST /drain on the admin port) has stopped every worker: main.ts exits 0. */
+  readonly onDrained?: () => void
+}
+
+export interface RunningPrimary {
+  /** Resolves once the first worker listens. */
+  readonly ready: Promise<void>
+  /** Stops every worker (each drains on its SIGTERM) and the admin port. Signals are main.ts's. */
+  readonly close: () => Promise<void>
+}
+
+export async function runPrimary (config: Config, logger: Logger, deps: PrimaryDeps = {}): Promise<RunningPrimary> {
   const cfg = config.enqueuer!
   const aggregator = new AggregatorRegistry()
   // The workers share one in-memory job store, so they share its results queue too.
@@ -51,32 +64,39 @@ export async function runPrimary (config: Config, logger: Logger): Promise<void>
   for (let i = 0; i < cfg.workers; i++) fork(i)
 
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
-  const drainAll = async (): Promise<void> => {
+  let drained: Promise<void> | null = null
+  const drainAll = (): Promise<void> => (drained ??= (async () => {
     stopping = true
     await Promise.all(workers().map((w) => new Promise<void>((resolve) => {
       if (w.isDead()) return resolve()
       w.once('exit', () => resolve())
       w.process.kill('SIGTERM')
     })))
-  }
+    deps.onDrained?.()
+  })())
 
+  const ready = new Promise<void>((resolve) => cluster.once('listening', () => resolve()))
+  let admin: Server | null = null
   if (cfg.admin !== null) {
-    const admin = createAdminServer({
+    admin = createAdminServer({
       metrics: async () => ({ contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE, body: await aggregate() }),
       notReadyReason: () => (stopping ? 'draining' : workers().length === 0 ? 'no worker running' : null),
       drain: drainAll,
     })
     await listen(admin, cfg.admin.port, cfg.admin.host)
   }
-
-  let signals = 0
-  const stop = (): void => {
-    if (++signals > 1) process.exit(1)
-    logger.info('shutting down workers')
-    drainAll().then(() => process.exit(0), () => process.exit(1))
+  return {
+    ready,
+    close: async () => {
+      logger.info('shutting down workers')
+      await drainAll()
+      const server = admin
+      if (server !== null) {
+        server.closeAllConnections()
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      }
+    },
   }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
 }
 
 /** In a worker: the AggregatorRegistry must exist here too, or the primary's scrape waits 5 s for an answer. */

@@ -2,7 +2,7 @@
 // /healthz), /readyz, /startupz and POST /drain. Liveness never depends on
 // the broker or the app: a broker outage must not restart every pod.
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { sendJson } from './respond'
+import { sendError, sendJson } from './respond'
 import { onClientError } from './server'
 
 export interface AdminHooks {
@@ -44,11 +44,14 @@ export function handleAdmin (req: IncomingMessage, res: ServerResponse, hooks: A
     }
     case '/drain':
       if (hooks.drain === undefined) return false
-      if (req.method !== 'POST' && req.method !== 'GET') {
-        sendJson(res, 405, { error: 'Method Not Allowed', detail: 'use POST /drain', code: 'RQ_ERR_METHOD_NOT_ALLOWED' })
+      // POST only: a drain ends the process, and a GET can be sent by anything that follows a link
+      // (a crawler, a prefetching proxy, a job callback).
+      if (req.method !== 'POST') {
+        res.setHeader('allow', 'POST')
+        sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'use POST /drain')
         return true
       }
-      // Kubernetes preStop hooks wait on this answer, so it comes once the drain is done.
+      // preStop hooks wait on this answer, so it comes once the drain is done; the process then exits 0.
       hooks.drain().then(() => sendJson(res, 200, { status: 'drained' }), (err: Error) => sendJson(res, 500, { error: 'Internal Server Error', detail: err.message, code: 'RQ_ERR_INTERNAL' }))
       return true
     default:
