@@ -8,6 +8,7 @@ import type { Config } from './config/types'
 import { describeUnknown, unknownVariables } from './config/unknown'
 import { startDequeuer } from './dequeuer'
 import { startEnqueuer } from './enqueuer'
+import { ListenError } from './http/server'
 import { createLogger, type Logger } from './log'
 import { createRegistry } from './metrics/registry'
 import { AMQPLIB_VERSION, VERSION } from './version'
@@ -62,15 +63,27 @@ async function main (): Promise<void> {
   const owner = new ProcessOwner(logger)
   if (config.mode === 'enqueuer' && config.enqueuer !== null && config.enqueuer.workers > 1 && cluster.isPrimary) {
     logger.info({ version: VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq cluster primary')
-    owner.own(await runPrimary(config, logger, { onDrained: () => owner.stop('drained') }))
+    owner.own(await startOrExit(logger, () => runPrimary(config, logger, { onDrained: () => owner.stop('drained') })))
     return
   }
   if (cluster.isPrimary) logger.info({ version: VERSION, node: process.version, amqplib: AMQPLIB_VERSION, config: describeConfig(process.env, config.mode) }, 'starting relayq')
   if (config.broker.tls.insecure) logger.warn('RABBITMQ_TLS_INSECURE=true: the broker certificate is NOT verified')
   const started = Date.now()
-  const running = await startMode(config, logger, owner)
+  const running = await startOrExit(logger, () => startMode(config, logger, owner))
   owner.own(running)
   running.ready.then(() => logger.info({ ms: Date.now() - started }, 'ready'), (err: Error) => owner.fatal(err))
+}
+
+/** A port that cannot be had stops start-up with one line naming its variable. */
+async function startOrExit<T> (logger: Logger, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start()
+  } catch (err) {
+    if (!(err instanceof ListenError)) throw err
+    logger.fatal({ variable: err.names.port, address: err.address, code: err.code }, err.message)
+    process.stderr.write(`relayq: ${err.message}\n`)
+    process.exit(1)
+  }
 }
 
 interface Running {

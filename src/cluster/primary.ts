@@ -83,7 +83,7 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
       notReadyReason: () => (stopping ? 'draining' : workers().length === 0 ? 'no worker running' : null),
       drain: drainAll,
     })
-    await listen(admin, cfg.admin.port, cfg.admin.host)
+    await listen(admin, cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger })
   }
   return {
     ready,

@@ -189,7 +189,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     started: () => true,
     drain,
   })
-  const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
+  const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'METRICS_PORT', host: 'METRICS_HOST', logger: log })
   const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, (n) => metrics.dlqDepth(n)) }, cfg.dlqPollIntervalMs) : null
   dlqPoll?.unref()
 

@@ -126,7 +126,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     }
     handleServiceRequest(ctx, req, res)
   })
-  const port = await listen(server, deps.port ?? cfg.port, cfg.host)
+  const port = await listen(server, deps.port ?? cfg.port, cfg.host, { port: 'ENQUEUER_PORT', host: 'ENQUEUER_HOST', logger })
   let adminServer: Server | null = null
   let adminPort: number | null = null
   const drain = onceAsync(async () => {
@@ -135,7 +135,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   })
   if (cfg.admin !== null) {
     adminServer = createAdminServer({ ...hooks, drain })
-    adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
+    adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger })
   }
   const connected = connection.waitUntilUp()
   connected.catch(() => {})
