@@ -94,7 +94,7 @@ export const SPEC = {
   REDIS_DB: v({ name: 'REDIS_DB', parse: p.int(0, 1000), default: '0', scope: 'enqueuer', group: 'async', doc: 'ProxyMQ name: Redis database number.' }),
 
   // ---- dequeuer ----
-  SERVICE_NAME: v({ name: 'SERVICE_NAME', parse: p.serviceName, scope: 'dequeuer', group: 'dequeuer', doc: 'Service whose queue `{SERVICE_NAME}_requests` this sidecar consumes. Required for the dequeuer and the dlq tool.' }),
+  SERVICE_NAME: v({ name: 'SERVICE_NAME', parse: p.serviceName, scope: 'dequeuer', group: 'dequeuer', doc: 'Service whose queue `{SERVICE_NAME}_requests` this sidecar consumes. Required for the dequeuer; the dlq tool\'s default `--service`.' }),
   DOWNSTREAM_URL: v({ name: 'DOWNSTREAM_URL', parse: p.httpUrl, scope: 'dequeuer', group: 'dequeuer', doc: 'Base URL of the service; the request\'s `{rest}` and query are appended to its path. Required for the dequeuer.' }),
   DOWNSTREAM_TIMEOUT: v({ name: 'DOWNSTREAM_TIMEOUT', parse: p.num(0.001, 86400), default: '60', scope: 'dequeuer', group: 'dequeuer', doc: 'Seconds the service has to answer (504 after), shortened to the caller\'s remaining deadline. Keep it well below the broker\'s consumer_timeout (30 min).' }),
   DEQUEUER_CONCURRENCY: v({ name: 'DEQUEUER_CONCURRENCY', parse: p.int(1, 65535), default: '100', scope: 'dequeuer', group: 'dequeuer', doc: 'Prefetch: messages in flight at once.' }),
