@@ -1,9 +1,10 @@
 // The bundle's command line: help and version answer without any configuration
 // (no RELAYQ_MODE, no broker) and exit 0.
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { readFileSync, statSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { freePort, spawnRelay } from '../helpers/process'
+import { BUNDLE, freePort, spawnRelay } from '../helpers/process'
 import { waitFor } from '../helpers/wait'
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
@@ -34,6 +35,12 @@ describe('the command line', () => {
       assert.equal(r.out.trim(), `relayq ${pkg.version}`)
     })
   }
+
+  it('the bundle, declared as bin, is executable: it runs without naming node', () => {
+    assert.equal(statSync(BUNDLE).mode & 0o111, 0o111, 'mode has the execute bits')
+    assert.match(readFileSync(BUNDLE, 'utf8').slice(0, 30), /^#!\/usr\/bin\/env node\n/)
+    assert.equal(execFileSync(BUNDLE, ['--version'], { encoding: 'utf8' }).trim(), `relayq ${pkg.version}`)
+  })
 
   for (const args of [['dlq', '--help'], ['dlq', 'help'], ['dlq', 'replay', '--help'], ['dlq', '-h']]) {
     it(`${args.join(' ')} prints the dlq usage and exits 0`, async () => {

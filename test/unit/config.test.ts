@@ -100,6 +100,16 @@ describe('config', () => {
     assert.equal(missing[0]!.variable, 'RABBITMQ_PASSWORD_FILE')
   })
 
+  it('a URL without a scheme is reported as given, with the likely fix, credentials hidden', () => {
+    assert.deepEqual(problems({ ...base, DOWNSTREAM_URL: 'localhost:8080' }), [
+      { variable: 'DOWNSTREAM_URL', message: 'expected an http:// or https:// URL, got "localhost:8080" (did you mean http://localhost:8080?)' },
+    ])
+    assert.deepEqual(problems({ ...base, HEALTH_CHECK_URL: 'ftp://u:pw-canary@host/x' }), [
+      { variable: 'HEALTH_CHECK_URL', message: 'expected an http:// or https:// URL, got "ftp://[redacted]@host/x"' },
+    ])
+    assert.doesNotMatch(JSON.stringify(problems({ ...base, DOWNSTREAM_URL: 'u:pw-canary@host:80' })), /pw-canary/)
+  })
+
   it('never echoes a secret in an error', () => {
     const got = problems({ ...base, RABBITMQ_URL: 'http://user:s3cr3t-canary@mq' })
     assert.doesNotMatch(JSON.stringify(got), /s3cr3t-canary/)
