@@ -1,17 +1,41 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { withEnvTable } from '../../src/config/table'
-import { ERROR_CODES } from '../../src/errors'
+import { ERROR_CODES, statusOf } from '../../src/errors'
 
 const readme = readFileSync('README.md', 'utf8')
+
+/** Reference pages under docs/, where the README's tables may move. */
+function docPages (): string[] {
+  if (!existsSync('docs')) return []
+  return readdirSync('docs', { recursive: true }).map(String).filter((f) => f.endsWith('.md')).map((f) => readFileSync(join('docs', f), 'utf8'))
+}
 
 describe('README', () => {
   it('configuration table matches the spec (run `npm run docs` after changing a variable)', () => {
     assert.equal(withEnvTable(readme), readme)
   })
-  it('lists every error code', () => {
-    for (const code of ERROR_CODES) assert.ok(readme.includes(code), code)
+  // Both directions, as fastify's errors test does: every code is documented
+  // with its status, and every code the docs name exists.
+  describe('error codes', () => {
+    const docs = [readme, ...docPages()].join('\n')
+    const rows = [...docs.matchAll(/^\| (\d{3}) \| `(RQ_ERR_[A-Z0-9_]+)` \|/gm)].map((m) => ({ status: Number(m[1]), code: m[2]! }))
+
+    it('every code has exactly one row in an error table, with the status errors.ts gives it', () => {
+      for (const code of ERROR_CODES) {
+        const found = rows.filter((r) => r.code === code)
+        assert.equal(found.length, 1, `${code}: ${found.length} rows in the error tables`)
+        assert.equal(found[0]!.status, statusOf(code), `${code}: documented as ${found[0]!.status}, errors.ts says ${statusOf(code)}`)
+      }
+    })
+
+    it('every code the docs name exists in errors.ts', () => {
+      const named = new Set([...docs.matchAll(/RQ_ERR_[A-Z0-9_]*[A-Z0-9]/g)].map((m) => m[0]))
+      for (const code of named) assert.ok((ERROR_CODES as string[]).includes(code), `the docs name ${code}, which errors.ts does not define`)
+      for (const row of rows) assert.ok((ERROR_CODES as string[]).includes(row.code), row.code)
+    })
   })
   it('`npm ci` prints no install-scripts warning: allowScripts covers every dependency with an install script', () => {
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { allowScripts?: Record<string, boolean> }
