@@ -49,6 +49,13 @@ describe('README', () => {
     }
   })
 
+  it('`npm run test:unit` needs no bundle: no unit test spawns it', () => {
+    for (const f of readdirSync('test/unit').filter((n) => n.endsWith('.test.ts'))) {
+      assert.doesNotMatch(readFileSync(join('test/unit', f), 'utf8'), /helpers\/process|dist\/relayq/, `test/unit/${f} uses the bundle`)
+    }
+    assert.match(readFileSync('scripts/test.mjs', 'utf8'), /if \(groups\.some\(\(g\) => g !== 'unit'\)\) \{\n\s+console\.log\('> build'\)/)
+  })
+
   it('gives the test command that .ci/run calls', () => {
     assert.match(readme, /npm ci && npm test/)
     assert.match(readFileSync('.ci/run', 'utf8'), /npm test/)
