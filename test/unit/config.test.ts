@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { describeConfig, redactUrl } from '../../src/config/describe'
 import { ConfigError, loadConfig, loadDlqToolConfig } from '../../src/config/load'
 import { unknownVariables } from '../../src/config/unknown'
-import { SPEC } from '../../src/config/spec'
+import { SPEC, type VarSpec } from '../../src/config/spec'
 
 const base = { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'orders', DOWNSTREAM_URL: 'http://127.0.0.1:8080/api' }
 
@@ -185,8 +186,30 @@ describe('config', () => {
     assert.equal(loadDlqToolConfig({ DEQUEUER_QUEUE_TYPE: 'quorum' }).queueType, 'quorum')
   })
 
+  it('ENQUEUER_MAX_URL_BYTES above ENQUEUER_MAX_HEADER_BYTES is a problem when set, and follows it when defaulted', () => {
+    assert.deepEqual(problems({ RELAYQ_MODE: 'enqueuer', ENQUEUER_MAX_HEADER_BYTES: '4096', ENQUEUER_MAX_URL_BYTES: '8000' }), [
+      { variable: 'ENQUEUER_MAX_URL_BYTES', message: 'must be at most ENQUEUER_MAX_HEADER_BYTES (4096): the request line counts toward it' },
+    ])
+    assert.equal(loadConfig({ RELAYQ_MODE: 'enqueuer', ENQUEUER_MAX_HEADER_BYTES: '4096' }).enqueuer?.maxUrlBytes, 4096)
+    assert.equal(loadConfig({ RELAYQ_MODE: 'enqueuer', ENQUEUER_MAX_HEADER_BYTES: '4096', ENQUEUER_MAX_URL_BYTES: '4096' }).enqueuer?.maxUrlBytes, 4096)
+  })
+
+  it('each default is written once, in the spec: the loader has no fallback for a variable that has one', () => {
+    const source = readFileSync('src/config/load.ts', 'utf8')
+    const fallbacks = [...source.matchAll(/r\.(?:get|need)\('([A-Z0-9_]+)'[^)]*\)\s*\?\?/g)].map((m) => m[1]!)
+    for (const name of fallbacks) assert.equal((SPEC as Record<string, VarSpec>)[name]?.default, undefined, `load.ts repeats the default of ${name}`)
+    // Every default the spec gives is the one the loader applies.
+    const e = loadConfig({ RELAYQ_MODE: 'enqueuer' }).enqueuer!
+    assert.equal(e.queueCheckTtlMs, Number(SPEC.ENQUEUER_QUEUE_CHECK_TTL_MS.default))
+    assert.equal(e.maxUrlBytes, Number(SPEC.ENQUEUER_MAX_URL_BYTES.default))
+  })
+
+  it('an invalid value is a problem even where a default exists, and the rest is still checked', () => {
+    assert.deepEqual(problems({ ...base, DEQUEUER_MAX_ATTEMPTS: 'x', DEQUEUER_DELIVERY_LIMIT: '2' }).map((p) => p.variable), ['DEQUEUER_MAX_ATTEMPTS', 'DEQUEUER_DELIVERY_LIMIT'])
+  })
+
   it('every variable has a doc line and parses its own default', () => {
-    for (const spec of Object.values(SPEC)) {
+    for (const spec of Object.values(SPEC) as VarSpec[]) {
       assert.ok(spec.doc.length > 10, spec.name)
       if (spec.default !== undefined) assert.doesNotThrow(() => (spec.parse as (r: string) => unknown)(spec.default!), spec.name)
     }
