@@ -12,7 +12,7 @@ import { ListenError } from './http/server'
 import { createLogger, type Logger } from './log'
 import { createRegistry } from './metrics/registry'
 import { AMQPLIB_VERSION, VERSION } from './version'
-import { runPrimary, workerMetricsText, setupWorkerMetrics } from './cluster/primary'
+import { instanceIdFromPrimary, runPrimary, setupWorkerMetrics, workerMetricsText } from './cluster/primary'
 import { runDlqTool } from './dlq/cli'
 
 const EX_CONFIG = 78
@@ -86,8 +86,10 @@ async function startOrExit<T> (logger: Logger, start: () => Promise<T>): Promise
   }
 }
 
+/** The shape every mode's handle has (the enqueuer, the dequeuer and the cluster primary). */
 interface Running {
   readonly ready: Promise<void>
+  readonly drain: () => Promise<void>
   readonly close: () => Promise<void>
 }
 
@@ -97,7 +99,7 @@ async function startMode (config: Config, logger: Logger, owner: ProcessOwner): 
   if (isWorker && registry !== null) setupWorkerMetrics(registry)
   const onDrained = (): void => owner.stop('drained')
   return config.mode === 'enqueuer'
-    ? await startEnqueuer(config, { logger, registry, onDrained, ...(isWorker ? { metricsText: workerMetricsText, instanceId: process.env.RELAYQ_INSTANCE_ID ?? '' } : {}) })
+    ? await startEnqueuer(config, { logger, registry, onDrained, ...(isWorker ? { metricsText: workerMetricsText, instanceId: await instanceIdFromPrimary() } : {}) })
     : await startDequeuer(config, { logger, registry, onDrained, onFatal: (err) => owner.fatal(err) })
 }
 

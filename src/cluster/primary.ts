@@ -14,6 +14,8 @@ import { serveJobStore } from '../enqueuer/jobs/cluster-store'
 import { MemoryJobStore } from '../enqueuer/jobs/memory-store'
 
 interface MetricsRequest { readonly relayq: 'metrics', readonly id: number }
+interface InstanceRequest { readonly relayq: 'instance' }
+interface InstanceResponse { readonly relayq: 'instance-result', readonly id: string }
 interface MetricsResponse { readonly relayq: 'metrics-result', readonly id: number, readonly body?: string, readonly error?: string }
 
 const RESTART_BACKOFF_MAX_MS = 30000
@@ -26,14 +28,16 @@ export interface PrimaryDeps {
 export interface RunningPrimary {
   /** Resolves once the first worker listens. */
   readonly ready: Promise<void>
-  /** Stops every worker (each drains on its SIGTERM) and the admin port. Signals are main.ts's. */
+  /** Stops every worker (each drains on its SIGTERM), as POST /drain on the admin port does. */
+  readonly drain: () => Promise<void>
+  /** Drains, then closes the admin port. Signals are main.ts's. */
   readonly close: () => Promise<void>
 }
 
 export async function runPrimary (config: Config, logger: Logger, deps: PrimaryDeps = {}): Promise<RunningPrimary> {
   const cfg = config.enqueuer!
   const aggregator = new AggregatorRegistry()
-  // The workers share one in-memory job store, so they share its results queue too.
+  // The workers share one in-memory job store, so they share its results queue too; each asks for this id.
   const instanceId = randomBytes(6).toString('hex')
   // Without Redis, the workers share one in-memory job store, kept here.
   const jobStore = cfg.async.enabled && cfg.async.redisUrl === null ? new MemoryJobStore(cfg.async.maxJobs) : null
@@ -42,9 +46,13 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
   const restarts = new Map<number, number>()
 
   const fork = (slot: number): void => {
-    const worker = cluster.fork({ RELAYQ_WORKER_SLOT: String(slot), RELAYQ_INSTANCE_ID: instanceId })
+    const worker = cluster.fork()
     if (jobStore !== null) serveJobStore(worker, jobStore)
-    worker.on('message', (msg: MetricsRequest) => {
+    worker.on('message', (msg: MetricsRequest | InstanceRequest) => {
+      if (msg?.relayq === 'instance') {
+        worker.send({ relayq: 'instance-result', id: instanceId } satisfies InstanceResponse)
+        return
+      }
       if (msg?.relayq !== 'metrics') return
       aggregate().then(
         (body) => worker.send({ relayq: 'metrics-result', id: msg.id, body } satisfies MetricsResponse),
@@ -87,6 +95,7 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
   }
   return {
     ready,
+    drain: drainAll,
     close: async () => {
       logger.info('shutting down workers')
       await drainAll()
@@ -97,6 +106,24 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
       }
     },
   }
+}
+
+/** In a worker: the primary's instance id, which names the results queue its workers share (asked over IPC, not the environment). */
+export function instanceIdFromPrimary (timeoutMs = 10000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: InstanceResponse): void => {
+      if (msg?.relayq !== 'instance-result') return
+      clearTimeout(timer)
+      process.off('message', onMessage)
+      resolve(msg.id)
+    }
+    const timer = setTimeout(() => {
+      process.off('message', onMessage)
+      reject(new Error('the cluster primary did not send its instance id'))
+    }, timeoutMs)
+    process.on('message', onMessage)
+    process.send?.({ relayq: 'instance' } satisfies InstanceRequest)
+  })
 }
 
 /** In a worker: the AggregatorRegistry must exist here too, or the primary's scrape waits 5 s for an answer. */

@@ -12,8 +12,8 @@ const PREFIXES = ['RELAYQ_', 'ENQUEUER_', 'DEQUEUER_', 'RABBITMQ_', 'ASYNC_', 'R
 // RABBITMQ_SERVICE_HOST, RABBITMQ_PORT_5672_TCP... into every pod of its namespace.
 const SERVICE_LINK = /_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$/
 
-// Set by relayq itself (the cluster primary for its workers) or by its test and build scripts.
-const OWN = /^RELAYQ_(INSTANCE_ID|WORKER_SLOT|TEST\w*|BUILD_\w+|SOAK_\w+|FUZZ_\w+)$/
+// Read by relayq's test and build scripts, not by relayq.
+const OWN = /^RELAYQ_(TEST\w*|BUILD_\w+|SOAK_\w+|FUZZ_\w+)$/
 
 const KNOWN: readonly string[] = Object.values(SPEC).flatMap((s) => ('file' in s && s.file === true ? [s.name, `${s.name}_FILE`] : [s.name]))
 const KNOWN_SET = new Set(KNOWN)

@@ -168,7 +168,7 @@ describe('config', () => {
       RABBITMQ_SERVICE_PORT_AMQP: '5672',
       RABBITMQ_PORT_5672_TCP_ADDR: '10.0.0.1',
       REDIS_PORT_6379_TCP: 'tcp://10.0.0.2:6379',
-      RELAYQ_INSTANCE_ID: 'abc',
+      RELAYQ_TEST_AMQP_URL: 'amqp://127.0.0.1',
     })
     assert.deepEqual(got, [
       { variable: 'DEQUEUER_CONCURENCY', closest: 'DEQUEUER_CONCURRENCY' },
