@@ -3,7 +3,7 @@
 // minimal single-purpose bridge) beside relayq, so what is reported are
 // ratios; absolute numbers on a shared 2-core machine are noisy.
 //
-// Knobs (env): BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_SCENARIOS (comma
+// Knobs (env): BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_ROUNDS (1), BENCH_SCENARIOS (comma
 // list of names; default all), BENCH_UPDATE_README=1 rewrites the table in
 // bench/README.md. Results go to bench/results/<time>.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'

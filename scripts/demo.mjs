@@ -20,10 +20,10 @@ function start (name, args, env) {
   const prefix = (chunk) => chunk.toString().split('\n').filter(Boolean).map((l) => `[${name}] ${l}`).join('\n') + '\n'
   child.stdout.on('data', (c) => process.stdout.write(prefix(c)))
   child.stderr.on('data', (c) => process.stderr.write(prefix(c)))
-  child.on('exit', (code) => {
+  child.on('exit', (code, signal) => {
     if (!stopping) {
-      console.error(`[${name}] exited with ${code}; stopping the demo`)
-      stop()
+      console.error(`[${name}] exited with ${code ?? signal}; stopping the demo`)
+      stop(1)
     }
   })
   children.push(child)
@@ -42,15 +42,19 @@ async function waitReady (url) {
   throw new Error(`not ready: ${url}`)
 }
 
+// Ctrl-C is a success; a child that dies or never gets ready is a failure, and
+// the demo's exit status says so (scripts and CI read it).
 let stopping = false
-function stop () {
+function stop (status) {
   if (stopping) return
   stopping = true
-  for (const c of children) c.kill('SIGTERM')
-  setTimeout(() => process.exit(0), 2000).unref()
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
+  const exited = children.map((c) => c.exitCode !== null || c.signalCode !== null ? null : new Promise((resolve) => c.once('exit', resolve)))
+  Promise.all(exited).then(() => process.exit(status))
+  setTimeout(() => process.exit(status), 5000).unref()
 }
-process.on('SIGINT', stop)
-process.on('SIGTERM', stop)
+process.on('SIGINT', () => stop(0))
+process.on('SIGTERM', () => stop(0))
 
 start('service', ['examples/hello-service.mjs'], { PORT: servicePort })
 start('dequeuer', ['dist/relayq.js'], { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'hello', DOWNSTREAM_URL: `http://127.0.0.1:${servicePort}`, METRICS_PORT: adminPort, METRICS_HOST: '127.0.0.1' })
@@ -60,9 +64,9 @@ try {
   await waitReady(`http://127.0.0.1:${port}/readyz`)
 } catch (err) {
   console.error(`${err.message}: is something else using ports ${port}, ${adminPort} or ${servicePort}? Set DEMO_PORT, DEMO_ADMIN_PORT, DEMO_SERVICE_PORT.`)
-  stop()
+  stop(1)
 }
-console.log(`
+if (!stopping) console.log(`
 relayq demo is running: enqueuer :${port} -> RabbitMQ (hello_requests) -> dequeuer -> service :${servicePort}
 
   curl -s -X POST http://127.0.0.1:${port}/hello/greet?name=you -d 'hi there'

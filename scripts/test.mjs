@@ -1,4 +1,4 @@
-// `npm test`: type-check, build the bundle (the process tests run it), then
+// `npm test`: type-check, build the bundle (the process tests run it; not for unit alone), then
 // every test file under test/, one file at a time (they share one broker and
 // two cores). `npm test -- unit` (or integration, process, fault, security,
 // deploy, soak) runs one group.
@@ -33,8 +33,11 @@ if (groups.some((g) => g !== 'unit')) await requireBroker()
 const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx'
 console.log('> tsc --noEmit')
 execFileSync(npx, ['tsc', '--noEmit'], { stdio: 'inherit' })
-console.log('> build')
-execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
+// Unit tests run the sources only (none spawns the bundle), so `npm run test:unit` skips the build.
+if (groups.some((g) => g !== 'unit')) {
+  console.log('> build')
+  execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
+}
 
 // node:test applies the timeout to each file as a whole: the 5-minute soak needs more than the rest.
 const timeoutMs = groups.includes('soak') ? 900_000 : 300_000

@@ -59,6 +59,7 @@ export function phraseOf (code: ErrorCode): string {
   return TABLE[code][1]
 }
 
+/** A failure that already knows its answer: whoever catches it answers with its code (http/respond's sendFailure). */
 export class RelayqError extends Error {
   readonly code: ErrorCode
   readonly detail: string
@@ -72,10 +73,6 @@ export class RelayqError extends Error {
   get status (): number {
     return statusOf(this.code)
   }
-}
-
-export function isRelayqError (err: unknown): err is RelayqError {
-  return err instanceof RelayqError
 }
 
 /** The JSON body of an answer relayq makes itself (ProxyMQ's `error` and `detail`, plus `code`). */

@@ -7,20 +7,37 @@ import { randomBytes } from 'node:crypto'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types'
+import type { Server } from 'node:http'
 import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
 import { serveJobStore } from '../enqueuer/jobs/cluster-store'
 import { MemoryJobStore } from '../enqueuer/jobs/memory-store'
 
 interface MetricsRequest { readonly relayq: 'metrics', readonly id: number }
+interface InstanceRequest { readonly relayq: 'instance' }
+interface InstanceResponse { readonly relayq: 'instance-result', readonly id: string }
 interface MetricsResponse { readonly relayq: 'metrics-result', readonly id: number, readonly body?: string, readonly error?: string }
 
 const RESTART_BACKOFF_MAX_MS = 30000
 
-export async function runPrimary (config: Config, logger: Logger): Promise<void> {
+export interface PrimaryDeps {
+  /** Called once a drain (POST /drain on the admin port) has stopped every worker: main.ts exits 0. */
+  readonly onDrained?: () => void
+}
+
+export interface RunningPrimary {
+  /** Resolves once the first worker listens. */
+  readonly ready: Promise<void>
+  /** Stops every worker (each drains on its SIGTERM), as POST /drain on the admin port does. */
+  readonly drain: () => Promise<void>
+  /** Drains, then closes the admin port. Signals are main.ts's. */
+  readonly close: () => Promise<void>
+}
+
+export async function runPrimary (config: Config, logger: Logger, deps: PrimaryDeps = {}): Promise<RunningPrimary> {
   const cfg = config.enqueuer!
   const aggregator = new AggregatorRegistry()
-  // The workers share one in-memory job store, so they share its results queue too.
+  // The workers share one in-memory job store, so they share its results queue too; each asks for this id.
   const instanceId = randomBytes(6).toString('hex')
   // Without Redis, the workers share one in-memory job store, kept here.
   const jobStore = cfg.async.enabled && cfg.async.redisUrl === null ? new MemoryJobStore(cfg.async.maxJobs) : null
@@ -29,9 +46,13 @@ export async function runPrimary (config: Config, logger: Logger): Promise<void>
   const restarts = new Map<number, number>()
 
   const fork = (slot: number): void => {
-    const worker = cluster.fork({ RELAYQ_WORKER_SLOT: String(slot), RELAYQ_INSTANCE_ID: instanceId })
+    const worker = cluster.fork()
     if (jobStore !== null) serveJobStore(worker, jobStore)
-    worker.on('message', (msg: MetricsRequest) => {
+    worker.on('message', (msg: MetricsRequest | InstanceRequest) => {
+      if (msg?.relayq === 'instance') {
+        worker.send({ relayq: 'instance-result', id: instanceId } satisfies InstanceResponse)
+        return
+      }
       if (msg?.relayq !== 'metrics') return
       aggregate().then(
         (body) => worker.send({ relayq: 'metrics-result', id: msg.id, body } satisfies MetricsResponse),
@@ -51,32 +72,58 @@ export async function runPrimary (config: Config, logger: Logger): Promise<void>
   for (let i = 0; i < cfg.workers; i++) fork(i)
 
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
-  const drainAll = async (): Promise<void> => {
+  let drained: Promise<void> | null = null
+  const drainAll = (): Promise<void> => (drained ??= (async () => {
     stopping = true
     await Promise.all(workers().map((w) => new Promise<void>((resolve) => {
       if (w.isDead()) return resolve()
       w.once('exit', () => resolve())
       w.process.kill('SIGTERM')
     })))
-  }
+    deps.onDrained?.()
+  })())
 
+  const ready = new Promise<void>((resolve) => cluster.once('listening', () => resolve()))
+  let admin: Server | null = null
   if (cfg.admin !== null) {
-    const admin = createAdminServer({
+    admin = createAdminServer({
       metrics: async () => ({ contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE, body: await aggregate() }),
       notReadyReason: () => (stopping ? 'draining' : workers().length === 0 ? 'no worker running' : null),
       drain: drainAll,
     })
-    await listen(admin, cfg.admin.port, cfg.admin.host)
+    await listen(admin, cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger })
   }
+  return {
+    ready,
+    drain: drainAll,
+    close: async () => {
+      logger.info('shutting down workers')
+      await drainAll()
+      const server = admin
+      if (server !== null) {
+        server.closeAllConnections()
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      }
+    },
+  }
+}
 
-  let signals = 0
-  const stop = (): void => {
-    if (++signals > 1) process.exit(1)
-    logger.info('shutting down workers')
-    drainAll().then(() => process.exit(0), () => process.exit(1))
-  }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
+/** In a worker: the primary's instance id, which names the results queue its workers share (asked over IPC, not the environment). */
+export function instanceIdFromPrimary (timeoutMs = 10000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: InstanceResponse): void => {
+      if (msg?.relayq !== 'instance-result') return
+      clearTimeout(timer)
+      process.off('message', onMessage)
+      resolve(msg.id)
+    }
+    const timer = setTimeout(() => {
+      process.off('message', onMessage)
+      reject(new Error('the cluster primary did not send its instance id'))
+    }, timeoutMs)
+    process.on('message', onMessage)
+    process.send?.({ relayq: 'instance' } satisfies InstanceRequest)
+  })
 }
 
 /** In a worker: the AggregatorRegistry must exist here too, or the primary's scrape waits 5 s for an answer. */

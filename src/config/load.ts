@@ -2,8 +2,8 @@
 // problem, and throws them together: one start-up tells the operator all that
 // is wrong, each line naming its variable.
 import { readFileSync } from 'node:fs'
-import { SPEC, type SpecName, type SpecValue, type VarSpec } from './spec'
-import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, Mode, TlsConfig } from './types'
+import { SPEC, type DefaultedName, type SpecName, type SpecValue, type VarSpec } from './spec'
+import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
 export type ReadFile = (path: string) => string
@@ -52,17 +52,30 @@ class Reader {
     return direct === '' ? undefined : direct
   }
 
+  /**
+   * The parsed value; never undefined for a variable with a default (the
+   * table's default is the only place it is written). An invalid value is a
+   * problem, and the default stands in so the rest can still be checked.
+   */
+  get<K extends SpecName>(name: K): K extends DefaultedName ? SpecValue<K> : SpecValue<K> | undefined
   get<K extends SpecName>(name: K): SpecValue<K> | undefined {
     const spec = SPEC[name] as VarSpec<SpecValue<K>>
-    const raw = this.raw(spec) ?? spec.default
-    if (raw === undefined) return undefined
-    try {
-      return spec.parse(raw)
-    } catch (err) {
-      // A secret's parse error must not echo the secret back into the logs.
-      this.problem(spec.name, spec.secret === true ? 'invalid value' : (err as Error).message)
-      return undefined
+    const raw = this.raw(spec)
+    if (raw !== undefined) {
+      try {
+        return spec.parse(raw)
+      } catch (err) {
+        // A secret's parse error must not echo the secret back into the logs.
+        this.problem(spec.name, spec.secret === true ? 'invalid value' : (err as Error).message)
+      }
     }
+    return spec.default === undefined ? undefined : spec.parse(spec.default)
+  }
+
+  /** Whether the variable (or its _FILE) was given, as opposed to defaulted. */
+  given (name: SpecName): boolean {
+    const set = (v: string | undefined): boolean => v !== undefined && v !== ''
+    return set(this.env[name]) || (SPEC[name] as VarSpec).file === true && set(this.env[`${name}_FILE`])
   }
 
   need<K extends SpecName>(name: K, why: string): SpecValue<K> | undefined {
@@ -91,9 +104,9 @@ export function loadConfig (env: Env, readFile: ReadFile = defaultReadFile): Con
   const broker = readBroker(r)
   const config: Config = {
     mode: mode ?? 'enqueuer',
-    logLevel: r.get('LOG_LEVEL') ?? 'info',
-    metricsEnabled: r.get('METRICS_ENABLED') ?? true,
-    shutdownTimeoutMs: Math.round((r.get('SHUTDOWN_TIMEOUT_SECONDS') ?? 30) * 1000),
+    logLevel: r.get('LOG_LEVEL'),
+    metricsEnabled: r.get('METRICS_ENABLED'),
+    shutdownTimeoutMs: Math.round(r.get('SHUTDOWN_TIMEOUT_SECONDS') * 1000),
     broker,
     enqueuer: mode === 'enqueuer' ? readEnqueuer(r) : null,
     dequeuer: mode === 'dequeuer' ? readDequeuer(r) : null,
@@ -106,22 +119,22 @@ export function loadConfig (env: Env, readFile: ReadFile = defaultReadFile): Con
 export function loadDlqToolConfig (env: Env, readFile: ReadFile = defaultReadFile): DlqToolConfig {
   const r = new Reader(env, readFile)
   const config: DlqToolConfig = {
-    logLevel: r.get('LOG_LEVEL') ?? 'info',
+    logLevel: r.get('LOG_LEVEL'),
     broker: readBroker(r),
-    queueType: r.get('DEQUEUER_QUEUE_TYPE') ?? 'classic',
+    queueType: r.get('DEQUEUER_QUEUE_TYPE'),
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems)
   return deepFreeze(config)
 }
 
 function readBroker (r: Reader): BrokerConfig {
-  const initial = r.get('RABBITMQ_RECONNECT_INITIAL_MS') ?? 100
-  const max = r.get('RABBITMQ_RECONNECT_MAX_MS') ?? 5000
+  const initial = r.get('RABBITMQ_RECONNECT_INITIAL_MS')
+  const max = r.get('RABBITMQ_RECONNECT_MAX_MS')
   if (max < initial) r.problem('RABBITMQ_RECONNECT_MAX_MS', `must be at least RABBITMQ_RECONNECT_INITIAL_MS (${initial})`)
   return {
     urls: readBrokerUrls(r),
-    heartbeatSeconds: r.get('RABBITMQ_HEARTBEAT_SECONDS') ?? 10,
-    connectTimeoutMs: r.get('RABBITMQ_CONNECT_TIMEOUT_MS') ?? 5000,
+    heartbeatSeconds: r.get('RABBITMQ_HEARTBEAT_SECONDS'),
+    connectTimeoutMs: r.get('RABBITMQ_CONNECT_TIMEOUT_MS'),
     reconnectInitialMs: initial,
     reconnectMaxMs: max,
     tls: readTls(r),
@@ -140,12 +153,12 @@ function readBrokerUrls (r: Reader): string[] {
     })
     return urls
   }
-  const tls = r.get('RABBITMQ_TLS') ?? false
-  const host = r.get('RABBITMQ_HOST') ?? 'localhost'
-  const port = r.get('RABBITMQ_PORT') ?? 5672
-  const user = encodeURIComponent(r.get('RABBITMQ_USER') ?? 'guest')
-  const pass = encodeURIComponent(r.get('RABBITMQ_PASSWORD') ?? 'guest')
-  const vhost = encodeURIComponent(r.get('RABBITMQ_VHOST') ?? '/')
+  const tls = r.get('RABBITMQ_TLS')
+  const host = r.get('RABBITMQ_HOST')
+  const port = r.get('RABBITMQ_PORT')
+  const user = encodeURIComponent(r.get('RABBITMQ_USER'))
+  const pass = encodeURIComponent(r.get('RABBITMQ_PASSWORD'))
+  const vhost = encodeURIComponent(r.get('RABBITMQ_VHOST'))
   const h = host.includes(':') ? `[${host}]` : host
   return [`${tls ? 'amqps' : 'amqp'}://${user}:${pass}@${h}:${port}/${vhost}`]
 }
@@ -163,7 +176,7 @@ function brokerUrlProblem (raw: string): string | null {
 }
 
 function readTls (r: Reader): TlsConfig {
-  const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = { insecure: r.get('RABBITMQ_TLS_INSECURE') ?? false }
+  const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = { insecure: r.get('RABBITMQ_TLS_INSECURE') }
   const ca = r.file('RABBITMQ_CA_FILE')
   const cert = r.file('RABBITMQ_CERT_FILE')
   const key = r.file('RABBITMQ_KEY_FILE')
@@ -181,59 +194,65 @@ function readTls (r: Reader): TlsConfig {
 }
 
 function readEnqueuer (r: Reader): EnqueuerConfig {
-  const replyTimeoutMs = Math.round((r.get('ENQUEUER_REPLY_TIMEOUT') ?? 120) * 1000)
+  const replyTimeoutMs = Math.round(r.get('ENQUEUER_REPLY_TIMEOUT') * 1000)
   const services = r.get('ENQUEUER_SERVICES')
-  const maxHeaderBytes = r.get('ENQUEUER_MAX_HEADER_BYTES') ?? 16384
-  const maxUrlBytes = r.get('ENQUEUER_MAX_URL_BYTES') ?? 8192
-  const headersTimeoutMs = r.get('ENQUEUER_HEADERS_TIMEOUT_MS') ?? 10000
-  const requestTimeoutMs = r.get('ENQUEUER_BODY_TIMEOUT_MS') ?? 30000
+  const maxHeaderBytes = r.get('ENQUEUER_MAX_HEADER_BYTES')
+  // The request line counts toward the header limit, so a longer target could never arrive: a
+  // conflict when both are set; a default URL limit just follows a lowered header limit.
+  let maxUrlBytes = r.get('ENQUEUER_MAX_URL_BYTES')
+  if (maxUrlBytes > maxHeaderBytes) {
+    if (r.given('ENQUEUER_MAX_URL_BYTES')) r.problem('ENQUEUER_MAX_URL_BYTES', `must be at most ENQUEUER_MAX_HEADER_BYTES (${maxHeaderBytes}): the request line counts toward it`)
+    maxUrlBytes = maxHeaderBytes
+  }
+  const headersTimeoutMs = r.get('ENQUEUER_HEADERS_TIMEOUT_MS')
+  const requestTimeoutMs = r.get('ENQUEUER_BODY_TIMEOUT_MS')
   if (requestTimeoutMs < headersTimeoutMs) {
     r.problem('ENQUEUER_BODY_TIMEOUT_MS', `must be at least ENQUEUER_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`)
   }
   const adminPort = r.get('ADMIN_PORT')
   return {
-    port: r.get('ENQUEUER_PORT') ?? 8000,
-    host: r.get('ENQUEUER_HOST') ?? '0.0.0.0',
+    port: r.get('ENQUEUER_PORT'),
+    host: r.get('ENQUEUER_HOST'),
     replyTimeoutMs,
-    maxBodyBytes: r.get('ENQUEUER_MAX_BODY_BYTES') ?? 10 * 1024 * 1024,
+    maxBodyBytes: r.get('ENQUEUER_MAX_BODY_BYTES'),
     services: services === undefined || services.length === 0 ? null : new Set(services),
-    channels: r.get('ENQUEUER_POOL_SIZE') ?? 2,
-    publishTimeoutMs: r.get('ENQUEUER_PUBLISH_TIMEOUT_MS') ?? 5000,
-    persistent: r.get('ENQUEUER_PERSISTENT') ?? false,
-    maxInflight: r.get('ENQUEUER_MAX_INFLIGHT') ?? 10000,
-    maxConnections: r.get('ENQUEUER_MAX_CONNECTIONS') ?? 10000,
+    channels: r.get('ENQUEUER_POOL_SIZE'),
+    publishTimeoutMs: r.get('ENQUEUER_PUBLISH_TIMEOUT_MS'),
+    persistent: r.get('ENQUEUER_PERSISTENT'),
+    maxInflight: r.get('ENQUEUER_MAX_INFLIGHT'),
+    maxConnections: r.get('ENQUEUER_MAX_CONNECTIONS'),
     headersTimeoutMs,
     requestTimeoutMs,
-    keepAliveTimeoutMs: r.get('ENQUEUER_KEEPALIVE_TIMEOUT_MS') ?? 5000,
+    keepAliveTimeoutMs: r.get('ENQUEUER_KEEPALIVE_TIMEOUT_MS'),
     maxHeaderBytes,
-    maxHeaders: r.get('ENQUEUER_MAX_HEADERS') ?? 100,
-    maxUrlBytes: Math.min(maxUrlBytes, maxHeaderBytes),
-    queueCheckTtlMs: r.get('ENQUEUER_QUEUE_CHECK_TTL_MS') ?? 2000,
+    maxHeaders: r.get('ENQUEUER_MAX_HEADERS'),
+    maxUrlBytes,
+    queueCheckTtlMs: r.get('ENQUEUER_QUEUE_CHECK_TTL_MS'),
     breaker: {
-      enabled: r.get('ENQUEUER_BREAKER_ENABLED') ?? true,
-      threshold: r.get('ENQUEUER_BREAKER_THRESHOLD') ?? 5,
-      cooldownMs: r.get('ENQUEUER_BREAKER_COOLDOWN_MS') ?? 5000,
+      enabled: r.get('ENQUEUER_BREAKER_ENABLED'),
+      threshold: r.get('ENQUEUER_BREAKER_THRESHOLD'),
+      cooldownMs: r.get('ENQUEUER_BREAKER_COOLDOWN_MS'),
     },
     authTokensFile: r.get('ENQUEUER_AUTH_TOKENS_FILE') ?? null,
-    drainDelayMs: Math.round((r.get('ENQUEUER_DRAIN_DELAY_SECONDS') ?? 0) * 1000),
-    workers: r.get('ENQUEUER_WORKERS') ?? 1,
-    admin: adminPort === undefined ? null : { port: adminPort, host: r.get('ADMIN_HOST') ?? '0.0.0.0' },
+    drainDelayMs: Math.round(r.get('ENQUEUER_DRAIN_DELAY_SECONDS') * 1000),
+    workers: r.get('ENQUEUER_WORKERS'),
+    admin: adminPort === undefined ? null : { port: adminPort, host: r.get('ADMIN_HOST') },
     async: readAsync(r),
   }
 }
 
 function readAsync (r: Reader): EnqueuerConfig['async'] {
-  const authHeader = (r.get('ASYNC_AUTH_HEADER') ?? 'Authorization').toLowerCase()
+  const authHeader = r.get('ASYNC_AUTH_HEADER').toLowerCase()
   if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(authHeader)) r.problem('ASYNC_AUTH_HEADER', 'is not a valid header name')
-  const always = r.get('ASYNC_MODE') ?? false
+  const always = r.get('ASYNC_MODE')
   return {
-    enabled: always || (r.get('ASYNC_JOBS') ?? true),
+    enabled: always || r.get('ASYNC_JOBS'),
     always,
-    jobTtlSeconds: r.get('ASYNC_JOB_TTL') ?? 3600,
+    jobTtlSeconds: r.get('ASYNC_JOB_TTL'),
     authHeader,
-    requireAuth: r.get('ASYNC_REQUIRE_AUTH') ?? false,
-    resultsQueue: r.get('ASYNC_RESULTS_QUEUE') ?? 'relayq_results',
-    maxJobs: r.get('ASYNC_MAX_JOBS') ?? 100000,
+    requireAuth: r.get('ASYNC_REQUIRE_AUTH'),
+    resultsQueue: r.get('ASYNC_RESULTS_QUEUE'),
+    maxJobs: r.get('ASYNC_MAX_JOBS'),
     callbackAllowedHosts: (r.get('ASYNC_CALLBACK_ALLOWED_HOSTS') ?? []).map((h) => h.toLowerCase()),
     redisUrl: readRedisUrl(r),
   }
@@ -249,62 +268,62 @@ function readRedisUrl (r: Reader): string | null {
   if (host === undefined) return null
   const pass = r.get('REDIS_PASSWORD')
   const auth = pass === undefined ? '' : `:${encodeURIComponent(pass)}@`
-  return `redis://${auth}${host}:${r.get('REDIS_PORT') ?? 6379}/${r.get('REDIS_DB') ?? 0}`
+  return `redis://${auth}${host}:${r.get('REDIS_PORT')}/${r.get('REDIS_DB')}`
 }
 
 function readDequeuer (r: Reader): DequeuerConfig {
   const service = r.need('SERVICE_NAME', 'in dequeuer mode')
   const downstreamUrl = r.need('DOWNSTREAM_URL', 'in dequeuer mode')
-  const concurrency = r.get('DEQUEUER_CONCURRENCY') ?? 100
-  const maxAttempts = r.get('DEQUEUER_MAX_ATTEMPTS') ?? 3
-  const deliveryLimit = r.get('DEQUEUER_DELIVERY_LIMIT') ?? 20
+  const concurrency = r.get('DEQUEUER_CONCURRENCY')
+  const maxAttempts = r.get('DEQUEUER_MAX_ATTEMPTS')
+  const deliveryLimit = r.get('DEQUEUER_DELIVERY_LIMIT')
   if (deliveryLimit <= maxAttempts) {
     r.problem('DEQUEUER_DELIVERY_LIMIT', `must exceed DEQUEUER_MAX_ATTEMPTS (${maxAttempts}) so relayq, not the broker, decides when to dead-letter`)
   }
-  const retryDelayMs = r.get('DEQUEUER_RETRY_DELAY_MS') ?? 1000
-  const retryMaxDelayMs = r.get('DEQUEUER_RETRY_MAX_DELAY_MS') ?? 30000
+  const retryDelayMs = r.get('DEQUEUER_RETRY_DELAY_MS')
+  const retryMaxDelayMs = r.get('DEQUEUER_RETRY_MAX_DELAY_MS')
   if (retryMaxDelayMs < retryDelayMs) r.problem('DEQUEUER_RETRY_MAX_DELAY_MS', `must be at least DEQUEUER_RETRY_DELAY_MS (${retryDelayMs})`)
-  const batchEnabled = r.get('BATCH_MODE') ?? false
-  const batchUrl = batchEnabled ? r.need('BATCH_DOWNSTREAM_URL', 'when BATCH_MODE=true') : (r.get('BATCH_DOWNSTREAM_URL') ?? undefined)
+  const batchEnabled = r.get('BATCH_MODE')
+  const batchUrl = batchEnabled ? r.need('BATCH_DOWNSTREAM_URL', 'when BATCH_MODE=true') : r.get('BATCH_DOWNSTREAM_URL')
   return {
     service: service ?? '',
     downstreamUrl: downstreamUrl ?? new URL('http://invalid'),
-    downstreamTimeoutMs: Math.round((r.get('DOWNSTREAM_TIMEOUT') ?? 60) * 1000),
+    downstreamTimeoutMs: Math.round(r.get('DOWNSTREAM_TIMEOUT') * 1000),
     concurrency,
     connections: r.get('DEQUEUER_POOL_SIZE') ?? concurrency,
-    admin: { port: r.get('METRICS_PORT') ?? 8001, host: r.get('METRICS_HOST') ?? '0.0.0.0' },
-    queueType: r.get('DEQUEUER_QUEUE_TYPE') ?? 'classic',
-    declareQueues: r.get('DEQUEUER_DECLARE_QUEUES') ?? true,
+    admin: { port: r.get('METRICS_PORT'), host: r.get('METRICS_HOST') },
+    queueType: r.get('DEQUEUER_QUEUE_TYPE'),
+    declareQueues: r.get('DEQUEUER_DECLARE_QUEUES'),
     maxAttempts,
     retryDelayMs,
     retryMaxDelayMs,
-    retryStatuses: new Set(r.get('DEQUEUER_RETRY_STATUSES') ?? []),
-    expired: r.get('DEQUEUER_EXPIRED') ?? 'dead-letter',
+    retryStatuses: new Set(r.get('DEQUEUER_RETRY_STATUSES')),
+    expired: r.get('DEQUEUER_EXPIRED'),
     deliveryLimit,
-    maxReplyBytes: r.get('DEQUEUER_MAX_REPLY_BYTES') ?? 15 * 1024 * 1024,
-    maxMessageBytes: r.get('DEQUEUER_MAX_MESSAGE_BYTES') ?? 16 * 1024 * 1024,
-    messageTtlMs: r.get('MESSAGE_TTL_MS') ?? 0,
-    dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS') ?? 10000,
+    maxReplyBytes: r.get('DEQUEUER_MAX_REPLY_BYTES'),
+    maxMessageBytes: r.get('DEQUEUER_MAX_MESSAGE_BYTES'),
+    messageTtlMs: r.get('MESSAGE_TTL_MS'),
+    dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS'),
     breaker: {
-      enabled: r.get('CIRCUIT_BREAKER_ENABLED') ?? true,
-      errorPercent: r.get('CIRCUIT_BREAKER_ERROR_PERCENT') ?? 50,
-      volume: r.get('CIRCUIT_BREAKER_VOLUME') ?? 10,
-      windowMs: r.get('CIRCUIT_BREAKER_WINDOW_MS') ?? 10000,
-      resetMs: r.get('CIRCUIT_BREAKER_RESET_MS') ?? 5000,
-      failureStatuses: new Set(r.get('CIRCUIT_BREAKER_FAILURE_STATUSES') ?? [502, 503, 504]),
+      enabled: r.get('CIRCUIT_BREAKER_ENABLED'),
+      errorPercent: r.get('CIRCUIT_BREAKER_ERROR_PERCENT'),
+      volume: r.get('CIRCUIT_BREAKER_VOLUME'),
+      windowMs: r.get('CIRCUIT_BREAKER_WINDOW_MS'),
+      resetMs: r.get('CIRCUIT_BREAKER_RESET_MS'),
+      failureStatuses: new Set(r.get('CIRCUIT_BREAKER_FAILURE_STATUSES')),
     },
     health: {
       url: r.get('HEALTH_CHECK_URL') ?? null,
-      intervalMs: Math.round((r.get('HEALTH_CHECK_INTERVAL') ?? 5) * 1000),
-      timeoutMs: Math.round((r.get('HEALTH_CHECK_TIMEOUT') ?? 10) * 1000),
-      maxRetries: r.get('HEALTH_CHECK_MAX_RETRIES') ?? 0,
+      intervalMs: Math.round(r.get('HEALTH_CHECK_INTERVAL') * 1000),
+      timeoutMs: Math.round(r.get('HEALTH_CHECK_TIMEOUT') * 1000),
+      maxRetries: r.get('HEALTH_CHECK_MAX_RETRIES'),
     },
     batch: {
       enabled: batchEnabled,
       url: batchUrl ?? null,
       size: r.get('BATCH_SIZE') ?? null,
-      windowMs: r.get('BATCH_WINDOW_MS') ?? 20,
-      timeoutMs: r.get('BATCH_TIMEOUT_MS') ?? 30000,
+      windowMs: r.get('BATCH_WINDOW_MS'),
+      timeoutMs: r.get('BATCH_TIMEOUT_MS'),
     },
   }
 }
@@ -315,17 +334,4 @@ function deepFreeze<T> (value: T): T {
     Object.freeze(value)
   }
   return value
-}
-
-/** The effective configuration for the start-up log line, secrets redacted. */
-export function describeConfig (env: Env, mode: Mode | 'dlq'): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const spec of Object.values(SPEC) as VarSpec[]) {
-    if (spec.scope !== 'all' && spec.scope !== mode) continue
-    const set = env[spec.name] ?? (spec.file === true && env[`${spec.name}_FILE`] !== undefined ? '(from file)' : undefined)
-    const value = set ?? spec.default
-    if (value === undefined) continue
-    out[spec.name] = spec.secret === true && set !== undefined ? '[redacted]' : value
-  }
-  return out
 }

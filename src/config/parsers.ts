@@ -48,14 +48,18 @@ export function list<T> (item: Parser<T>): Parser<T[]> {
 export const port: Parser<number> = int(0, 65535)
 
 export function httpUrl (raw: string): URL {
+  const v = raw.trim()
+  // The value as given (`localhost:8080` parses as the scheme "localhost:"), credentials hidden, with the likely fix.
+  const shown = v.replace(/^([^/@]*\/\/)?[^/@]*@/, '$1[redacted]@')
+  const hint = v.includes('://') ? '' : ` (did you mean http://${shown}?)`
   let url: URL
   try {
-    url = new URL(raw.trim())
+    url = new URL(v)
   } catch {
-    throw new ParseError(`expected an absolute http:// or https:// URL, got "${raw}"`)
+    throw new ParseError(`expected an absolute http:// or https:// URL, got "${shown}"${hint}`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ParseError(`expected an http:// or https:// URL, got "${url.protocol}"`)
+    throw new ParseError(`expected an http:// or https:// URL, got "${shown}"${hint}`)
   }
   if (url.hash !== '') throw new ParseError('a URL fragment (#...) is not allowed')
   return url

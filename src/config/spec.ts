@@ -19,7 +19,10 @@ export interface VarSpec<T = unknown> {
   readonly group: string
 }
 
-function v<T> (spec: VarSpec<T>): VarSpec<T> {
+// `const` keeps each entry's own shape, so the loader's type knows which
+// variables have a default (and reads them as never undefined).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each entry keeps its own parser type
+function v<const S extends VarSpec<any>> (spec: S): S {
   return spec
 }
 
@@ -67,7 +70,7 @@ export const SPEC = {
   ENQUEUER_KEEPALIVE_TIMEOUT_MS: v({ name: 'ENQUEUER_KEEPALIVE_TIMEOUT_MS', parse: p.int(0, 600000), default: '5000', scope: 'enqueuer', group: 'enqueuer', doc: 'Idle time before a keep-alive connection is closed. 0 closes after each response.' }),
   ENQUEUER_MAX_HEADER_BYTES: v({ name: 'ENQUEUER_MAX_HEADER_BYTES', parse: p.int(1024, 1024 * 1024), default: '16384', scope: 'enqueuer', group: 'enqueuer', doc: 'Total size of the request line and headers (431 beyond).' }),
   ENQUEUER_MAX_HEADERS: v({ name: 'ENQUEUER_MAX_HEADERS', parse: p.int(1, 10000), default: '100', scope: 'enqueuer', group: 'enqueuer', doc: 'Number of request headers (431 beyond).' }),
-  ENQUEUER_MAX_URL_BYTES: v({ name: 'ENQUEUER_MAX_URL_BYTES', parse: p.int(16, 1024 * 1024), default: '8192', scope: 'enqueuer', group: 'enqueuer', doc: 'Length of the request target (414 beyond).' }),
+  ENQUEUER_MAX_URL_BYTES: v({ name: 'ENQUEUER_MAX_URL_BYTES', parse: p.int(16, 1024 * 1024), default: '8192', scope: 'enqueuer', group: 'enqueuer', doc: 'Length of the request target (414 beyond). At most ENQUEUER_MAX_HEADER_BYTES (the request line counts toward it); unset, it follows a lower header limit.' }),
   ENQUEUER_QUEUE_CHECK_TTL_MS: v({ name: 'ENQUEUER_QUEUE_CHECK_TTL_MS', parse: p.int(0, 600000), default: '2000', scope: 'enqueuer', group: 'enqueuer', doc: 'How long a queue\'s existence and consumer count are cached; refreshed in the background while traffic flows, so no request waits on it but the first.' }),
   ENQUEUER_BREAKER_ENABLED: v({ name: 'ENQUEUER_BREAKER_ENABLED', parse: p.bool, default: 'true', scope: 'enqueuer', group: 'enqueuer', doc: 'Per-service breaker: after repeated reply timeouts or no consumers, fail fast with 503 for a cool-down.' }),
   ENQUEUER_BREAKER_THRESHOLD: v({ name: 'ENQUEUER_BREAKER_THRESHOLD', parse: p.int(1, 100000), default: '5', scope: 'enqueuer', group: 'enqueuer', doc: 'Consecutive reply timeouts (or no-consumer answers) that open a service\'s breaker.' }),
@@ -94,7 +97,7 @@ export const SPEC = {
   REDIS_DB: v({ name: 'REDIS_DB', parse: p.int(0, 1000), default: '0', scope: 'enqueuer', group: 'async', doc: 'ProxyMQ name: Redis database number.' }),
 
   // ---- dequeuer ----
-  SERVICE_NAME: v({ name: 'SERVICE_NAME', parse: p.serviceName, scope: 'dequeuer', group: 'dequeuer', doc: 'Service whose queue `{SERVICE_NAME}_requests` this sidecar consumes. Required for the dequeuer and the dlq tool.' }),
+  SERVICE_NAME: v({ name: 'SERVICE_NAME', parse: p.serviceName, scope: 'dequeuer', group: 'dequeuer', doc: 'Service whose queue `{SERVICE_NAME}_requests` this sidecar consumes. Required for the dequeuer; the dlq tool\'s default `--service`.' }),
   DOWNSTREAM_URL: v({ name: 'DOWNSTREAM_URL', parse: p.httpUrl, scope: 'dequeuer', group: 'dequeuer', doc: 'Base URL of the service; the request\'s `{rest}` and query are appended to its path. Required for the dequeuer.' }),
   DOWNSTREAM_TIMEOUT: v({ name: 'DOWNSTREAM_TIMEOUT', parse: p.num(0.001, 86400), default: '60', scope: 'dequeuer', group: 'dequeuer', doc: 'Seconds the service has to answer (504 after), shortened to the caller\'s remaining deadline. Keep it well below the broker\'s consumer_timeout (30 min).' }),
   DEQUEUER_CONCURRENCY: v({ name: 'DEQUEUER_CONCURRENCY', parse: p.int(1, 65535), default: '100', scope: 'dequeuer', group: 'dequeuer', doc: 'Prefetch: messages in flight at once.' }),
@@ -137,3 +140,5 @@ export const SPEC = {
 
 export type SpecName = keyof typeof SPEC
 export type SpecValue<K extends SpecName> = ReturnType<(typeof SPEC)[K]['parse']>
+/** Variables with a default in the table: reading one always gives a value. */
+export type DefaultedName = { [K in SpecName]: (typeof SPEC)[K] extends { readonly default: string } ? K : never }[SpecName]

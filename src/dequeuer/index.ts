@@ -30,12 +30,16 @@ export interface DequeuerDeps {
   readonly adminPort?: number
   /** Called when the dequeuer cannot go on (a fatal topology error, health start-up given up). */
   readonly onFatal?: (err: Error) => void
+  /** Called once a drain has finished (POST /drain or close): main.ts closes and exits 0. */
+  readonly onDrained?: () => void
 }
 
 export interface RunningDequeuer {
   readonly adminPort: number
   /** Resolves once the dequeuer first consumes; rejects on a fatal error. */
   readonly consuming: Promise<void>
+  /** The same promise under the name both modes share. */
+  readonly ready: Promise<void>
   readonly context: DequeuerContext
   readonly gate: Gate
   drain: () => Promise<void>
@@ -174,7 +178,10 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     void applyPrefetch().then(() => gate.resume('breaker'))
   }
 
-  const drain = once(() => drainDequeuer(ctx, consumer, config.shutdownTimeoutMs))
+  const drain = once(async () => {
+    await drainDequeuer(ctx, consumer, config.shutdownTimeoutMs)
+    deps.onDrained?.()
+  })
   const admin: Server = createAdminServer({
     metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
     // A short pause to run a suspect alone is not a reason to leave the endpoints.
@@ -182,7 +189,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     started: () => true,
     drain,
   })
-  const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
+  const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'METRICS_PORT', host: 'METRICS_HOST', logger: log })
   const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, (n) => metrics.dlqDepth(n)) }, cfg.dlqPollIntervalMs) : null
   dlqPoll?.unref()
 
@@ -193,6 +200,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   return {
     adminPort,
     consuming,
+    ready: consuming,
     context: ctx,
     gate,
     drain,

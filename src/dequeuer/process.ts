@@ -194,7 +194,7 @@ async function carryOut (ctx: DequeuerContext, msg: ConsumeMessage, outcome: Out
       await publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
       commit()
       metrics.deadLettered(outcome.reason)
-      ctx.logger.warn({ correlationId: msg.properties.correlationId, service: cfg.service, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
+      ctx.logger.warn({ correlationId: msg.properties.correlationId, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
       // A waiting client hears now, not at its timeout.
       await reply(ctx, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return

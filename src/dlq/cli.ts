@@ -5,9 +5,13 @@ import { parseArgs } from 'node:util'
 import { connectOnce } from '../amqp/connection'
 import { ConfigError, loadDlqToolConfig, type Env } from '../config/load'
 import { isValidServiceName } from '../config/parsers'
+import { describeUnknown, unknownVariables } from '../config/unknown'
 import * as commands from './commands'
+import { KNOWN_REASONS } from './inspect'
 
-const USAGE = `usage: relayq dlq <command> --service NAME [options]
+const USAGE = `usage: relayq dlq <command> [--service NAME] [options]
+
+--service defaults to SERVICE_NAME; its dead-letter queue is {NAME}_requests.dlq.
 
 commands:
   stats                      depth, oldest age and counts by reason
@@ -19,18 +23,24 @@ commands:
   import --file F [--to QUEUE]   publish an export back (to the dead-letter queue by default)
 
 options: --json for machine-readable output. The broker comes from RABBITMQ_URL (or RABBITMQ_HOST, ...).
+reasons: ${KNOWN_REASONS.join(', ')}
 `
 
 class UsageError extends Error {}
 
 export async function runDlqTool (argv: readonly string[], env: Env, out: (s: string) => void = (s) => process.stdout.write(s + '\n'), err: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<number> {
+  if (argv.some((a) => a === '--help' || a === '-h') || argv[0] === 'help') {
+    out(USAGE)
+    return 0
+  }
   let parsed
   try {
-    parsed = parse(argv)
+    parsed = parse(argv, env.SERVICE_NAME)
   } catch (e) {
     err(`${(e as Error).message}\n\n${USAGE}`)
     return 2
   }
+  for (const u of unknownVariables(env)) err(`relayq dlq: warning: ${describeUnknown(u)}`)
   let config
   try {
     config = loadDlqToolConfig(env)
@@ -70,7 +80,7 @@ interface Parsed {
   readonly yes: boolean
 }
 
-function parse (argv: readonly string[]): Parsed {
+function parse (argv: readonly string[], defaultService: string | undefined): Parsed {
   const { values, positionals } = parseArgs({
     args: [...argv],
     allowPositionals: true,
@@ -85,19 +95,25 @@ function parse (argv: readonly string[]): Parsed {
       to: { type: 'string' },
       file: { type: 'string' },
       yes: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
     },
   })
   const command = positionals[0]
-  if (values.help === true || command === undefined) throw new UsageError('a command is required')
+  if (command === undefined) throw new UsageError('a command is required')
   if (!['stats', 'list', 'peek', 'replay', 'purge', 'export', 'import'].includes(command)) throw new UsageError(`unknown command "${command}"`)
-  if (values.service === undefined || !isValidServiceName(values.service)) throw new UsageError('--service NAME is required (a valid service name)')
+  const service = values.service ?? (defaultService === '' ? undefined : defaultService)
+  if (service === undefined) throw new UsageError('--service NAME is required (or SERVICE_NAME)')
+  if (!isValidServiceName(service)) {
+    throw new UsageError(`${values.service === undefined ? 'SERVICE_NAME' : '--service'} "${service}" is not a valid service name (letters, digits, _ . -, at most 100, not starting with amq.)`)
+  }
+  if (values.reason !== undefined && !KNOWN_REASONS.includes(values.reason)) {
+    throw new UsageError(`--reason "${values.reason}" is not a dead-letter reason; one of ${KNOWN_REASONS.join(', ')}`)
+  }
   const limit = values.limit === undefined ? Infinity : Number(values.limit)
   if (!(limit > 0) || (limit !== Infinity && !Number.isInteger(limit))) throw new UsageError('--limit takes a positive integer')
   if ((command === 'export' || command === 'import') && values.file === undefined) throw new UsageError(`${command} needs --file F`)
   return {
     command,
-    service: values.service,
+    service,
     json: values.json === true,
     selection: { limit: command === 'peek' && values.limit === undefined ? 10 : limit, id: values.id ?? null, reason: values.reason ?? null },
     body: values.body === true,

@@ -19,6 +19,28 @@ export interface Tool {
   readonly out: (line: string) => void
 }
 
+/** A queue the command needs does not exist; the message says which and where its name came from. */
+export class MissingQueueError extends Error {
+  constructor (readonly queue: string, why: string) {
+    super(`queue ${queue} does not exist${why === '' ? '' : ` (${why})`}`)
+    this.name = 'MissingQueueError'
+  }
+}
+
+/** checkQueue, with the broker's 404 (amqplib's err.code; the channel is closed by it) turned into MissingQueueError. */
+async function requireQueue (ch: Channel, queue: string, why: string): Promise<{ messageCount: number }> {
+  try {
+    return await ch.checkQueue(queue)
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 404) throw new MissingQueueError(queue, why)
+    throw err
+  }
+}
+
+function notDeclared (service: string): string {
+  return `is ${service} the right service? A dequeuer of that service declares it`
+}
+
 async function channel (conn: ChannelModel): Promise<Channel> {
   const ch = await conn.createChannel()
   ch.on('error', () => {})
@@ -34,7 +56,13 @@ async function channel (conn: ChannelModel): Promise<Channel> {
 async function withQueueRead<T> (tool: Tool, fn: (ch: Channel, queue: string, depth: number) => Promise<T>): Promise<T> {
   const queue = deadLetterQueue(tool.service)
   const ch = await channel(tool.conn)
-  const { messageCount } = await ch.checkQueue(queue)
+  let messageCount: number
+  try {
+    messageCount = (await requireQueue(ch, queue, notDeclared(tool.service))).messageCount
+  } catch (err) {
+    await ch.close().catch(() => {})
+    throw err
+  }
   try {
     return await fn(ch, queue, messageCount)
   } finally {
@@ -100,7 +128,7 @@ export async function replay (tool: Tool, sel: Selection, to: string | null): Pr
   const target = to ?? requestQueue(tool.service)
   const publisher = await confirmChannel(tool.conn)
   try {
-    await publisher.checkQueue(target)
+    await requireQueue(publisher, target, to === null ? notDeclared(tool.service) : 'named by --to')
     return await withQueueRead(tool, async (ch, queue, depth) => {
       let moved = 0
       let kept = 0
@@ -128,7 +156,9 @@ export async function replay (tool: Tool, sel: Selection, to: string | null): Pr
 export async function purge (tool: Tool): Promise<number> {
   const ch = await channel(tool.conn)
   try {
-    return (await ch.purgeQueue(deadLetterQueue(tool.service))).messageCount
+    const queue = deadLetterQueue(tool.service)
+    await requireQueue(ch, queue, notDeclared(tool.service))
+    return (await ch.purgeQueue(queue)).messageCount
   } finally {
     await ch.close().catch(() => {})
   }
@@ -155,7 +185,7 @@ export async function importFrom (tool: Tool, file: string, to: string | null): 
   const target = to ?? deadLetterQueue(tool.service)
   const publisher = await confirmChannel(tool.conn)
   try {
-    await publisher.checkQueue(target)
+    await requireQueue(publisher, target, to === null ? notDeclared(tool.service) : 'named by --to')
     let n = 0
     for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
       if (line.trim() === '') continue

@@ -2,7 +2,7 @@
 // unacknowledged and, once the command is done with the queue, every one not
 // moved is given back in one go, so the queue keeps its messages in order.
 import type { Channel, GetMessage } from 'amqplib'
-import { H } from '../amqp/wire'
+import { H, type DeadLetterReason } from '../amqp/wire'
 
 export interface Summary {
   readonly id: string
@@ -44,6 +44,11 @@ export function summarize (m: GetMessage, now = Date.now()): Summary {
     lastError: text(h[H.lastError]) ?? null,
   }
 }
+
+// Every reason `--reason` may name: relayq's own (the compiler demands each
+// DeadLetterReason here) and the broker's, for messages it dead-lettered.
+const OWN_REASONS: Record<DeadLetterReason, true> = { max_attempts: true, malformed: true, expired: true, too_large: true, redelivery_limit: true }
+export const KNOWN_REASONS: readonly string[] = [...Object.keys(OWN_REASONS), 'rejected', 'delivery_limit', 'maxlen', 'unknown']
 
 /** relayq's reason, or the broker's (expired, rejected, delivery_limit, maxlen) for messages it dead-lettered. */
 export function reasonOf (h: Record<string, unknown>): string {

@@ -38,6 +38,8 @@ export interface EnqueuerDeps {
   /** Listen on this handle instead of ENQUEUER_PORT (tests pass 0). */
   readonly port?: number
   readonly adminPort?: number
+  /** Called once a drain has finished (POST /drain or close): main.ts closes and exits 0. */
+  readonly onDrained?: () => void
 }
 
 export interface RunningEnqueuer {
@@ -45,6 +47,8 @@ export interface RunningEnqueuer {
   readonly adminPort: number | null
   /** Resolves once the broker connection is first up; rejects on a fatal setup error. */
   readonly connected: Promise<void>
+  /** The same promise under the name both modes share. */
+  readonly ready: Promise<void>
   readonly context: EnqueuerContext
   drain: () => Promise<void>
   close: () => Promise<void>
@@ -122,13 +126,16 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     }
     handleServiceRequest(ctx, req, res)
   })
-  const port = await listen(server, deps.port ?? cfg.port, cfg.host)
+  const port = await listen(server, deps.port ?? cfg.port, cfg.host, { port: 'ENQUEUER_PORT', host: 'ENQUEUER_HOST', logger })
   let adminServer: Server | null = null
   let adminPort: number | null = null
-  const drain = onceAsync(() => drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs))
+  const drain = onceAsync(async () => {
+    await drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs)
+    deps.onDrained?.()
+  })
   if (cfg.admin !== null) {
     adminServer = createAdminServer({ ...hooks, drain })
-    adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
+    adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger })
   }
   const connected = connection.waitUntilUp()
   connected.catch(() => {})
@@ -138,6 +145,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     port,
     adminPort,
     connected,
+    ready: connected,
     context: ctx,
     drain,
     close: onceAsync(async () => {

@@ -2,7 +2,7 @@
 // /healthz), /readyz, /startupz and POST /drain. Liveness never depends on
 // the broker or the app: a broker outage must not restart every pod.
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { sendJson } from './respond'
+import { sendError, sendFailure, sendJson } from './respond'
 import { onClientError } from './server'
 
 export interface AdminHooks {
@@ -26,7 +26,7 @@ export function handleAdmin (req: IncomingMessage, res: ServerResponse, hooks: A
       hooks.metrics().then(({ contentType, body }) => {
         res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
         res.end(body)
-      }, (err: Error) => sendJson(res, 500, { error: 'Internal Server Error', detail: `metrics unavailable: ${err.message}`, code: 'RQ_ERR_INTERNAL' }))
+      }, (err: unknown) => sendFailure(res, err, 'metrics unavailable'))
       return true
     case '/healthz':
     case '/livez':
@@ -44,12 +44,15 @@ export function handleAdmin (req: IncomingMessage, res: ServerResponse, hooks: A
     }
     case '/drain':
       if (hooks.drain === undefined) return false
-      if (req.method !== 'POST' && req.method !== 'GET') {
-        sendJson(res, 405, { error: 'Method Not Allowed', detail: 'use POST /drain', code: 'RQ_ERR_METHOD_NOT_ALLOWED' })
+      // POST only: a drain ends the process, and a GET can be sent by anything that follows a link
+      // (a crawler, a prefetching proxy, a job callback).
+      if (req.method !== 'POST') {
+        res.setHeader('allow', 'POST')
+        sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'use POST /drain')
         return true
       }
-      // Kubernetes preStop hooks wait on this answer, so it comes once the drain is done.
-      hooks.drain().then(() => sendJson(res, 200, { status: 'drained' }), (err: Error) => sendJson(res, 500, { error: 'Internal Server Error', detail: err.message, code: 'RQ_ERR_INTERNAL' }))
+      // preStop hooks wait on this answer, so it comes once the drain is done; the process then exits 0.
+      hooks.drain().then(() => sendJson(res, 200, { status: 'drained' }), (err: unknown) => sendFailure(res, err, 'drain failed'))
       return true
     default:
       return false
@@ -58,7 +61,7 @@ export function handleAdmin (req: IncomingMessage, res: ServerResponse, hooks: A
 
 export function createAdminServer (hooks: AdminHooks): Server {
   const server = http.createServer({ headersTimeout: 10000, requestTimeout: 30000, connectionsCheckingInterval: 1000 }, (req, res) => {
-    if (!handleAdmin(req, res, hooks)) sendJson(res, 404, { error: 'Not Found', detail: 'unknown admin path', code: 'RQ_ERR_NOT_FOUND' })
+    if (!handleAdmin(req, res, hooks)) sendError(res, 'RQ_ERR_NOT_FOUND', 'unknown admin path')
   })
   // A /drain request waits for the whole drain; it must not be cut by the default 5 s idle timeout.
   server.keepAliveTimeout = 5000

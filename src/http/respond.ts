@@ -3,7 +3,7 @@
 // dashboards can tell relayq's failures from the service's own answers.
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { errorBody, phraseOf, statusOf, type ErrorCode } from '../errors'
+import { errorBody, phraseOf, RelayqError, statusOf, type ErrorCode } from '../errors'
 
 export interface ErrorOptions {
   /** Seconds for a Retry-After header (on 503s the client may retry). */
@@ -32,6 +32,12 @@ export function sendError (res: ServerResponse, code: ErrorCode, detail: string,
   }
   res.writeHead(statusOf(code), headers)
   res.end(body)
+}
+
+/** Answers a caught error: a RelayqError with its own code and detail, anything else as RQ_ERR_INTERNAL. */
+export function sendFailure (res: ServerResponse, err: unknown, what: string, options: ErrorOptions = {}): void {
+  if (err instanceof RelayqError) sendError(res, err.code, err.detail, options)
+  else sendError(res, 'RQ_ERR_INTERNAL', `${what}: ${err instanceof Error ? err.message : String(err)}`, options)
 }
 
 export function sendJson (res: ServerResponse, status: number, value: unknown, extraHeaders: string[] = []): void {

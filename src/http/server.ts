@@ -89,14 +89,45 @@ export function onClientError (err: NodeJS.ErrnoException, socket: ServerSocket)
   }
 }
 
+/** The variables that chose a listener's port and address, for messages that name them. */
+export interface ListenerNames {
+  readonly port: string
+  readonly host: string
+  /** Logs "listening on" once bound. */
+  readonly logger?: { info: (obj: object, msg: string) => void }
+}
+
+/** A port that cannot be had, named by its variable: start-up stops with this message, not a stack trace. */
+export class ListenError extends Error {
+  constructor (readonly names: ListenerNames, readonly address: string, readonly code: string) {
+    super(`cannot listen on ${address} (${names.port}${code === 'EADDRNOTAVAIL' ? `, ${names.host}` : ''}): ${LISTEN_PROBLEMS[code] ?? code}`)
+    this.name = 'ListenError'
+  }
+}
+
+const LISTEN_PROBLEMS: Record<string, string> = {
+  EADDRINUSE: 'the port is already in use; stop the other process or choose another port',
+  EACCES: 'permission denied (ports below 1024 need privileges); choose a port from 1024',
+  EADDRNOTAVAIL: 'the address is not one of this machine\'s',
+}
+
 /** Resolves with the bound port. */
-export function listen (server: Server, port: number, host: string): Promise<number> {
+export function listen (server: Server, port: number, host: string, names?: ListenerNames): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject)
+    const fail = (err: NodeJS.ErrnoException): void => {
+      reject(names === undefined ? err : new ListenError(names, hostPort(host, port), err.code ?? 'error'))
+    }
+    server.once('error', fail)
     server.listen(port, host, () => {
-      server.off('error', reject)
+      server.off('error', fail)
       const address = server.address()
-      resolve(typeof address === 'object' && address !== null ? address.port : port)
+      const bound = typeof address === 'object' && address !== null ? address.port : port
+      names?.logger?.info({ address: hostPort(host, bound), variable: names.port }, `listening on http://${hostPort(host, bound)} (${names.port})`)
+      resolve(bound)
     })
   })
+}
+
+function hostPort (host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`
 }

@@ -28,7 +28,7 @@ interface SecurityContext {
 interface Container {
   name: string, image: string, env?: EnvVar[], restartPolicy?: string, ports?: Array<{ name?: string, containerPort: number }>,
   startupProbe?: Probe, readinessProbe?: Probe, livenessProbe?: Probe, securityContext?: SecurityContext,
-  lifecycle?: { preStop?: { httpGet?: HttpAction, sleep?: { seconds: number } } },
+  lifecycle?: { preStop?: { httpGet?: HttpAction, exec?: { command: string[] }, sleep?: { seconds: number } } },
   resources?: { requests?: Record<string, string>, limits?: Record<string, string> }
 }
 interface PodSpec {
@@ -136,9 +136,19 @@ function assertDequeuerPod (d: Deployment, native: boolean): Config {
   const downstream = cfg.dequeuer?.downstreamUrl
   assert.ok(downstream !== undefined && ['127.0.0.1', 'localhost'].includes(downstream.hostname), 'the app is reached on localhost')
   assert.ok(app.ports?.some((p) => p.containerPort === Number(downstream.port)), 'DOWNSTREAM_URL names a port of the app')
-  assert.deepEqual(app.lifecycle?.preStop?.httpGet, { path: '/drain', port: admin }, "the app's preStop drains the sidecar")
+  assertDrainHook(app, admin)
   assert.ok((pod.terminationGracePeriodSeconds ?? 30) >= shutdownSeconds(cfg) + 10, 'grace period covers the drain and the app stop')
   return cfg
+}
+
+/** /drain takes POST only (a GET is 405), so the hook must POST: an exec hook, since httpGet cannot. */
+function assertDrainHook (app: Container, admin: number): void {
+  const preStop = app.lifecycle?.preStop
+  assert.equal(preStop?.httpGet, undefined, "the app's preStop does not GET /drain (405)")
+  const command = preStop?.exec?.command.join(' ') ?? ''
+  const url = `http://127.0.0.1:${admin}/drain`
+  assert.ok(command.includes(`curl -fsS -X POST -m 40 ${url}`), `the app's preStop POSTs ${url} with curl: ${command}`)
+  assert.ok(command.includes(`wget -q -O- --post-data= -T 40 ${url}`), `or with wget: ${command}`)
 }
 
 function deployment (dir: string, name: string): Deployment {
@@ -157,6 +167,20 @@ describe('Kustomize folders', () => {
     for (const dir of dirs) {
       if ((parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as Dict).kind === 'Component') continue
       assert.ok(render(dir).length > 0, `${dir} renders objects`)
+    }
+  })
+
+  it('nothing under deploy/ calls /drain with GET (it answers 405: POST only)', () => {
+    for (const dir of K8S) {
+      for (const o of render(dir)) {
+        const template = (o as Deployment).spec.template as PodTemplate | undefined
+        for (const c of template === undefined ? [] : allContainers(template.spec)) {
+          assert.notEqual(c.lifecycle?.preStop?.httpGet?.path, '/drain', `${dir}: ${c.name}'s preStop GETs /drain`)
+        }
+      }
+    }
+    for (const f of files('deploy').filter((n) => /\.(ya?ml|md)$/.test(n))) {
+      assert.doesNotMatch(readFileSync(f, 'utf8'), /GET[^\n]{0,40}\/drain|path: \/drain/, `${f} names GET /drain`)
     }
   })
 

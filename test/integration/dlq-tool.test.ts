@@ -16,12 +16,17 @@ import { waitFor } from '../helpers/wait'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
-async function dlq (...args: string[]): Promise<{ code: number, out: string, err: string }> {
+async function dlqWith (env: Record<string, string>, ...args: string[]): Promise<{ code: number, out: string, err: string }> {
   let out = ''
   let err = ''
-  const code = await runDlqTool(args, { RABBITMQ_URL: AMQP_URL }, (s) => { out += s + '\n' }, (s) => { err += s + '\n' })
+  const code = await runDlqTool(args, { RABBITMQ_URL: AMQP_URL, ...env }, (s) => { out += s + '\n' }, (s) => { err += s + '\n' })
   return { code, out, err }
 }
+
+const dlq = async (...args: string[]): Promise<{ code: number, out: string, err: string }> => dlqWith({}, ...args)
+
+/** What amqplib says about a missing queue; the tool must never show it. */
+const RAW_AMQP = /Operation failed|NOT_FOUND|QueueDeclare|404/
 
 describe('dlq reprocessor', () => {
   let broker: TestBroker
@@ -76,7 +81,9 @@ describe('dlq reprocessor', () => {
     const first = await dlq('list', '--service', service, '--json')
     const second = await dlq('list', '--service', service, '--json')
     assert.equal(first.code, 0, first.err)
-    assert.equal(first.out, second.out)
+    // Ages are whole seconds and may tick over between the two reads; everything else must be equal.
+    const sansAge = (out: string): unknown => (JSON.parse(out) as Array<Record<string, unknown>>).map(({ ageSeconds: _age, ...rest }) => rest)
+    assert.deepEqual(sansAge(first.out), sansAge(second.out))
     const rows = JSON.parse(first.out) as Array<{ id: string, reason: string, attempts: number, method: string, path: string, size: number }>
     assert.equal(rows.length, 6)
     const order = rows.filter((r) => r.reason === 'max_attempts').map((r) => r.path)
@@ -121,10 +128,44 @@ describe('dlq reprocessor', () => {
     assert.equal((restored.properties.headers as Record<string, unknown>)['x-relayq-dead-letter-reason'], 'max_attempts')
   })
 
-  it('replay to a missing queue fails and moves nothing', async () => {
+  it('replay to a missing queue fails with a clear message and moves nothing', async () => {
     const r = await dlq('replay', '--service', service, '--to', 'no_such_queue_here')
     assert.equal(r.code, 1)
-    assert.match(r.err, /NOT_FOUND|no_such_queue_here/)
+    assert.match(r.err, /relayq dlq replay: queue no_such_queue_here does not exist \(named by --to\)/)
+    assert.doesNotMatch(r.err, RAW_AMQP)
+    assert.equal(await broker.depth(dlqName), 6)
+  })
+
+  it('an unknown service gets a clear message from every command, never amqplib\'s', async () => {
+    const unknown = uniqueService('nosuch')
+    for (const args of [['stats'], ['list'], ['replay'], ['purge', '--yes']]) {
+      const r = await dlq(...args, '--service', unknown)
+      assert.equal(r.code, 1, args.join(' '))
+      assert.match(r.err, new RegExp(`queue ${unknown}_requests(\\.dlq)? does not exist \\(is ${unknown} the right service\\?`), r.err)
+      assert.doesNotMatch(r.err, RAW_AMQP)
+    }
+  })
+
+  it('refuses an unknown --reason and an invalid --service, naming what is wrong', async () => {
+    const reason = await dlq('list', '--service', service, '--reason', 'nonsense')
+    assert.equal(reason.code, 2)
+    assert.match(reason.err, /--reason "nonsense" is not a dead-letter reason; one of max_attempts, malformed, /)
+    const name = await dlq('stats', '--service', 'a b')
+    assert.equal(name.code, 2)
+    assert.match(name.err, /--service "a b" is not a valid service name/)
+    assert.doesNotMatch(name.err, /is required/)
+    const missing = await dlq('stats')
+    assert.equal(missing.code, 2)
+    assert.match(missing.err, /--service NAME is required \(or SERVICE_NAME\)/)
+  })
+
+  it('SERVICE_NAME is the default --service', async () => {
+    const r = await dlqWith({ SERVICE_NAME: service }, 'stats', '--json')
+    assert.equal(r.code, 0, r.err)
+    assert.equal(JSON.parse(r.out).queue, dlqName)
+    const bad = await dlqWith({ SERVICE_NAME: 'amq.x' }, 'stats')
+    assert.equal(bad.code, 2)
+    assert.match(bad.err, /SERVICE_NAME "amq.x" is not a valid service name/)
   })
 
   it('replay after the service is fixed serves the messages and leaves the others', async () => {

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { ConfigError, describeConfig, loadConfig, loadDlqToolConfig } from '../../src/config/load'
-import { SPEC } from '../../src/config/spec'
+import { describeConfig, redactUrl } from '../../src/config/describe'
+import { ConfigError, loadConfig, loadDlqToolConfig } from '../../src/config/load'
+import { unknownVariables } from '../../src/config/unknown'
+import { SPEC, type VarSpec } from '../../src/config/spec'
 
 const base = { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'orders', DOWNSTREAM_URL: 'http://127.0.0.1:8080/api' }
 
@@ -98,17 +101,80 @@ describe('config', () => {
     assert.equal(missing[0]!.variable, 'RABBITMQ_PASSWORD_FILE')
   })
 
+  it('a URL without a scheme is reported as given, with the likely fix, credentials hidden', () => {
+    assert.deepEqual(problems({ ...base, DOWNSTREAM_URL: 'localhost:8080' }), [
+      { variable: 'DOWNSTREAM_URL', message: 'expected an http:// or https:// URL, got "localhost:8080" (did you mean http://localhost:8080?)' },
+    ])
+    assert.deepEqual(problems({ ...base, HEALTH_CHECK_URL: 'ftp://u:pw-canary@host/x' }), [
+      { variable: 'HEALTH_CHECK_URL', message: 'expected an http:// or https:// URL, got "ftp://[redacted]@host/x"' },
+    ])
+    assert.doesNotMatch(JSON.stringify(problems({ ...base, DOWNSTREAM_URL: 'u:pw-canary@host:80' })), /pw-canary/)
+  })
+
   it('never echoes a secret in an error', () => {
     const got = problems({ ...base, RABBITMQ_URL: 'http://user:s3cr3t-canary@mq' })
     assert.doesNotMatch(JSON.stringify(got), /s3cr3t-canary/)
   })
 
   it('redacts secrets in the start-up dump', () => {
-    const dump = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:s3cr3t@h', RABBITMQ_PASSWORD: 'pw-canary' }, 'dequeuer')
-    assert.equal(dump.RABBITMQ_URL, '[redacted]')
-    assert.equal(dump.RABBITMQ_PASSWORD, '[redacted]')
+    const dump = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:s3cr3t@h,amqps://u:s3cr3t@h2:5671/v', RABBITMQ_PASSWORD: 'pw-canary' }, 'dequeuer')
+    assert.equal(dump.RABBITMQ_URL, 'amqp://u:[redacted]@h,amqps://u:[redacted]@h2:5671/v')
+    assert.doesNotMatch(JSON.stringify(dump), /s3cr3t|pw-canary/)
     assert.equal(dump.SERVICE_NAME, 'orders')
     assert.equal(dump.ENQUEUER_PORT, undefined)
+  })
+
+  it('the dump leaves out what RABBITMQ_URL makes unused, and redacts a default password too', () => {
+    const withUrl = describeConfig({ ...base, RABBITMQ_URL: 'amqp://u:p@h' }, 'dequeuer')
+    for (const name of ['RABBITMQ_HOST', 'RABBITMQ_PORT', 'RABBITMQ_USER', 'RABBITMQ_PASSWORD', 'RABBITMQ_VHOST', 'RABBITMQ_TLS']) assert.equal(withUrl[name], undefined, name)
+    const defaults = describeConfig(base, 'dequeuer')
+    assert.equal(defaults.RABBITMQ_PASSWORD, '[redacted]')
+    assert.equal(defaults.RABBITMQ_USER, 'guest')
+    assert.doesNotMatch(JSON.stringify(defaults), /guest.*guest/)
+    assert.equal(defaults.BATCH_WINDOW_MS, undefined, 'batch settings are unused without BATCH_MODE')
+    assert.equal(describeConfig({ ...base, BATCH_MODE: 'true' }, 'dequeuer').BATCH_WINDOW_MS, '20')
+    const enq = describeConfig({ RELAYQ_MODE: 'enqueuer', REDIS_URL: 'redis://:r3d1s@cache:6379/0' }, 'enqueuer')
+    assert.equal(enq.REDIS_URL, 'redis://:[redacted]@cache:6379/0')
+    assert.equal(enq.REDIS_PORT, undefined)
+    assert.equal(describeConfig({ RELAYQ_MODE: 'enqueuer', RABBITMQ_PASSWORD_FILE: '/run/pw' }, 'enqueuer').RABBITMQ_PASSWORD, '[redacted]')
+  })
+
+  it('redacts credentials in the service URLs: userinfo and query values', () => {
+    const dump = describeConfig({
+      ...base,
+      DOWNSTREAM_URL: 'http://svc:pa55word@127.0.0.1:8080/api?token=t0k3n&x=1',
+      HEALTH_CHECK_URL: 'http://127.0.0.1:8080/health?api_key=k3y',
+      BATCH_DOWNSTREAM_URL: 'https://user:b4tch@127.0.0.1/batch',
+    }, 'dequeuer')
+    assert.equal(dump.DOWNSTREAM_URL, 'http://svc:[redacted]@127.0.0.1:8080/api?token=[redacted]&x=[redacted]')
+    assert.equal(dump.HEALTH_CHECK_URL, 'http://127.0.0.1:8080/health?api_key=[redacted]')
+    assert.equal(dump.BATCH_DOWNSTREAM_URL, 'https://user:[redacted]@127.0.0.1/batch')
+    assert.doesNotMatch(JSON.stringify(dump), /pa55word|t0k3n|k3y|b4tch/)
+    assert.equal(redactUrl('not a url'), '[redacted]')
+  })
+
+  it('names unknown variables with relayq prefixes, with the closest known one', () => {
+    const got = unknownVariables({
+      ENQUEUER_REPLYTIMEOUT: '5',
+      DEQUEUER_CONCURENCY: '4',
+      RELAYQ_COLOR: 'blue',
+      RABBITMQ_PASSWORD_FILE: '/x',
+      // not relayq's: no relayq prefix, or Kubernetes service links, or relayq's own internals
+      SERVICE_NAME: 'orders',
+      SERVICE_HOST: 'x',
+      LOG_FORMAT: 'json',
+      HOME: '/root',
+      RABBITMQ_SERVICE_HOST: '10.0.0.1',
+      RABBITMQ_SERVICE_PORT_AMQP: '5672',
+      RABBITMQ_PORT_5672_TCP_ADDR: '10.0.0.1',
+      REDIS_PORT_6379_TCP: 'tcp://10.0.0.2:6379',
+      RELAYQ_TEST_AMQP_URL: 'amqp://127.0.0.1',
+    })
+    assert.deepEqual(got, [
+      { variable: 'DEQUEUER_CONCURENCY', closest: 'DEQUEUER_CONCURRENCY' },
+      { variable: 'ENQUEUER_REPLYTIMEOUT', closest: 'ENQUEUER_REPLY_TIMEOUT' },
+      { variable: 'RELAYQ_COLOR', closest: null },
+    ])
   })
 
   it('returns a frozen object', () => {
@@ -120,8 +186,30 @@ describe('config', () => {
     assert.equal(loadDlqToolConfig({ DEQUEUER_QUEUE_TYPE: 'quorum' }).queueType, 'quorum')
   })
 
+  it('ENQUEUER_MAX_URL_BYTES above ENQUEUER_MAX_HEADER_BYTES is a problem when set, and follows it when defaulted', () => {
+    assert.deepEqual(problems({ RELAYQ_MODE: 'enqueuer', ENQUEUER_MAX_HEADER_BYTES: '4096', ENQUEUER_MAX_URL_BYTES: '8000' }), [
+      { variable: 'ENQUEUER_MAX_URL_BYTES', message: 'must be at most ENQUEUER_MAX_HEADER_BYTES (4096): the request line counts toward it' },
+    ])
+    assert.equal(loadConfig({ RELAYQ_MODE: 'enqueuer', ENQUEUER_MAX_HEADER_BYTES: '4096' }).enqueuer?.maxUrlBytes, 4096)
+    assert.equal(loadConfig({ RELAYQ_MODE: 'enqueuer', ENQUEUER_MAX_HEADER_BYTES: '4096', ENQUEUER_MAX_URL_BYTES: '4096' }).enqueuer?.maxUrlBytes, 4096)
+  })
+
+  it('each default is written once, in the spec: the loader has no fallback for a variable that has one', () => {
+    const source = readFileSync('src/config/load.ts', 'utf8')
+    const fallbacks = [...source.matchAll(/r\.(?:get|need)\('([A-Z0-9_]+)'[^)]*\)\s*\?\?/g)].map((m) => m[1]!)
+    for (const name of fallbacks) assert.equal((SPEC as Record<string, VarSpec>)[name]?.default, undefined, `load.ts repeats the default of ${name}`)
+    // Every default the spec gives is the one the loader applies.
+    const e = loadConfig({ RELAYQ_MODE: 'enqueuer' }).enqueuer!
+    assert.equal(e.queueCheckTtlMs, Number(SPEC.ENQUEUER_QUEUE_CHECK_TTL_MS.default))
+    assert.equal(e.maxUrlBytes, Number(SPEC.ENQUEUER_MAX_URL_BYTES.default))
+  })
+
+  it('an invalid value is a problem even where a default exists, and the rest is still checked', () => {
+    assert.deepEqual(problems({ ...base, DEQUEUER_MAX_ATTEMPTS: 'x', DEQUEUER_DELIVERY_LIMIT: '2' }).map((p) => p.variable), ['DEQUEUER_MAX_ATTEMPTS', 'DEQUEUER_DELIVERY_LIMIT'])
+  })
+
   it('every variable has a doc line and parses its own default', () => {
-    for (const spec of Object.values(SPEC)) {
+    for (const spec of Object.values(SPEC) as VarSpec[]) {
       assert.ok(spec.doc.length > 10, spec.name)
       if (spec.default !== undefined) assert.doesNotThrow(() => (spec.parse as (r: string) => unknown)(spec.default!), spec.name)
     }
