@@ -1,13 +1,14 @@
 // One published request waiting for its outcome. Exactly one of these ends
 // it: the reply, a broker nack or return, the confirm or reply timeout, the
 // loss of its channel, or the client going away. Every ending goes through
-// finish(), which frees the request's slot, its timer and its table entry.
+// end(), which frees its timer and table entry and releases its admission ticket.
 import type { ServerResponse } from 'node:http'
 import type { ConsumeMessage } from 'amqplib'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
 import { sendError } from '../http/respond'
-import { requestDone, type EnqueuerContext } from './context'
+import type { Ticket } from './admission'
+import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
 
 export interface CallInit {
@@ -20,12 +21,10 @@ export interface CallInit {
   /** Absolute reply deadline, epoch ms. */
   readonly deadline: number
   readonly timeoutMs: number
-  /** This request is the breaker's half-open probe for its service. */
-  readonly probe: boolean
+  /** What admission gave the request (its slot, a breaker probe, a pending job); released when the call ends. */
+  readonly ticket: Ticket
   /** Set for async jobs: answer 202 once the broker confirms, do not wait for a reply. */
   readonly onConfirmed?: (call: Call) => void
-  /** Called when relayq answers the request with an error (the job never existed). */
-  readonly onFailed?: () => void
 }
 
 export class Call implements Waiter {
@@ -150,7 +149,6 @@ export class Call implements Waiter {
   fail (code: ErrorCode, detail: string, retryAfter?: number): void {
     if (this.done) return
     this.end()
-    this.init.onFailed?.()
     this.ctx.metrics.failed(this.init.service, code)
     this.ctx.metrics.answered(this.init.service, statusOf(code), this.elapsedSeconds())
     const { res } = this.init
@@ -160,7 +158,7 @@ export class Call implements Waiter {
       : { correlationId: this.correlationId, retryAfter })
   }
 
-  /** Frees what the call holds: its timer, its table entry, its admission slot and a breaker probe. */
+  /** Frees what the call holds: its timer, its table entry and its admission ticket. */
   end (): void {
     this.done = true
     if (this.timer !== null) {
@@ -168,8 +166,7 @@ export class Call implements Waiter {
       this.timer = null
     }
     this.channel?.forget(this.correlationId)
-    if (this.init.probe) this.ctx.breakers.release(this.init.service)
-    requestDone(this.ctx)
+    this.init.ticket.release()
   }
 
   private elapsedSeconds (): number {

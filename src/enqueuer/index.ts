@@ -13,6 +13,7 @@ import { sendError } from '../http/respond'
 import { createHttpServer, listen } from '../http/server'
 import { createEnqueuerMetrics } from '../metrics/enqueuer'
 import type { Registry } from '../metrics/registry'
+import { Admission } from './admission'
 import { TokenSet } from './auth'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
@@ -46,6 +47,8 @@ export interface RunningEnqueuer {
   /** Resolves once the broker connection is first up; rejects on a fatal setup error. */
   readonly connected: Promise<void>
   readonly context: EnqueuerContext
+  /** In-flight counts (tests and metrics read them here). */
+  readonly admission: Admission
   drain: () => Promise<void>
   close: () => Promise<void>
 }
@@ -68,7 +71,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     onReconnect: () => metrics.reconnected(),
   })
   const metrics = createEnqueuerMetrics(registry, cfg.replyTimeoutMs / 1000, {
-    inflight: () => ctx.inflight,
+    inflight: () => admission.inflight,
     pendingReplies: () => pool.pendingReplies,
     brokerUp: () => connection.up,
     brokerBlocked: () => connection.blocked,
@@ -77,6 +80,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
   })
+  const admission = new Admission(cfg.maxInflight)
   const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
   const ctx: EnqueuerContext = {
     config: cfg,
@@ -88,10 +92,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     breakers,
     tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
     jobs,
-    inflight: 0,
-    notReady: false,
-    draining: false,
-    onIdle: null,
+    admission,
   }
   connection.on('down', () => {
     pool.detach()
@@ -99,33 +100,23 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     jobs?.detach()
   })
 
+  let notReady = false
   const hooks: AdminHooks = {
     metrics: deps.metricsText ?? (async () => ({ contentType: registry?.contentType ?? 'text/plain', body: registry === null ? '' : await registry.metrics() })),
     notReadyReason: () => {
-      if (ctx.notReady) return 'draining'
+      if (notReady) return 'draining'
       if (!connection.up || !pool.ready) return 'not connected to the broker'
       return null
     },
   }
-  const adminOnMainPort = cfg.admin === null
-  const server = createHttpServer(cfg, (req: IncomingMessage, res: ServerResponse) => {
-    const path = pathOf(req.url)
-    if (ADMIN_PATHS.has(path) && path !== '/drain') {
-      if (adminOnMainPort) handleAdmin(req, res, hooks)
-      else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
-      return
-    }
-    if (path.startsWith('/jobs/') && jobs !== null) {
-      if (req.method === 'GET' || req.method === 'HEAD') jobs.handleGet(req, res, path.slice('/jobs/'.length))
-      else sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'jobs are read with GET')
-      return
-    }
-    handleServiceRequest(ctx, req, res)
-  })
+  const server = createHttpServer(cfg, router(ctx, hooks))
   const port = await listen(server, deps.port ?? cfg.port, cfg.host)
   let adminServer: Server | null = null
   let adminPort: number | null = null
-  const drain = onceAsync(() => drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs))
+  const drain = onceAsync(() => {
+    notReady = true
+    return drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs)
+  })
   if (cfg.admin !== null) {
     adminServer = createAdminServer({ ...hooks, drain })
     adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
@@ -139,6 +130,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     adminPort,
     connected,
     context: ctx,
+    admission,
     drain,
     close: onceAsync(async () => {
       await drain()
@@ -163,29 +155,39 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
  * connection.
  */
 async function drainEnqueuer (ctx: EnqueuerContext, server: Server, delayMs: number, timeoutMs: number): Promise<void> {
-  ctx.notReady = true
-  ctx.logger.info({ inflight: ctx.inflight, delayMs }, 'draining')
+  const { admission } = ctx
+  ctx.logger.info({ inflight: admission.inflight, delayMs }, 'draining')
   if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
-  ctx.draining = true
+  admission.close()
   // net.Server's close stops listening only; http.Server's would also drop idle
   // keep-alive connections, racing any request a client is sending on one.
   net.Server.prototype.close.call(server)
-  if (ctx.inflight > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
-      ctx.onIdle = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    ctx.onIdle = null
-  }
-  if (ctx.inflight > 0) {
-    ctx.logger.warn({ inflight: ctx.inflight }, 'drain timeout: answering the remaining requests 503')
+  if (!await admission.idle(timeoutMs)) {
+    ctx.logger.warn({ inflight: admission.inflight }, 'drain timeout: answering the remaining requests 503')
     ctx.pool.shutdown()
   }
   server.closeAllConnections()
   ctx.logger.info('drained')
+}
+
+/** Reserved paths first (admin, jobs), then `/{service}/...`. */
+function router (ctx: EnqueuerContext, hooks: AdminHooks): (req: IncomingMessage, res: ServerResponse) => void {
+  const adminOnMainPort = ctx.config.admin === null
+  const { jobs } = ctx
+  return (req, res) => {
+    const path = pathOf(req.url)
+    if (ADMIN_PATHS.has(path) && path !== '/drain') {
+      if (adminOnMainPort) handleAdmin(req, res, hooks)
+      else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
+      return
+    }
+    if (path.startsWith('/jobs/') && jobs !== null) {
+      if (req.method === 'GET' || req.method === 'HEAD') jobs.handleGet(req, res, path.slice('/jobs/'.length))
+      else sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'jobs are read with GET')
+      return
+    }
+    handleServiceRequest(ctx, req, res)
+  }
 }
 
 function defaultJobStore (cfg: AsyncConfig): JobStore {
