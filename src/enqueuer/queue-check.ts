@@ -1,8 +1,10 @@
 // Whether a service's queue exists and has consumers, without a broker round
-// trip per request. Answers are cached for ENQUEUER_QUEUE_CHECK_TTL_MS and
-// served stale while one background refresh runs, so only the first request
-// for a service waits on the broker. (A queue deleted in between is still
-// caught: requests are published `mandatory` and come back as returns.)
+// trip per request. An answer is used for at most ENQUEUER_QUEUE_CHECK_TTL_MS:
+// past half of it one background refresh runs, so steady traffic never waits;
+// an older answer is never used (the request waits for a fresh one), so the
+// first request after the last consumer left hears 503 at once instead of
+// waiting out the reply timeout. (A queue deleted in between is still caught:
+// requests are published `mandatory` and come back as returns.)
 import type { ChannelModel } from 'amqplib'
 import type { Logger } from 'pino'
 
@@ -31,7 +33,7 @@ export class QueueChecker {
   private readonly checking = new Map<string, Promise<QueueState>>()
   private conn: ChannelModel | null = null
 
-  constructor (private readonly ttlMs: number, private readonly logger: Logger) {}
+  constructor (private readonly ttlMs: number, private readonly logger: Logger, private readonly now: () => number = Date.now) {}
 
   /** A new connection: whatever was cached about the queues may have changed while disconnected. */
   attach (conn: ChannelModel): void {
@@ -44,17 +46,18 @@ export class QueueChecker {
   }
 
   /**
-   * The cached state (refreshed in the background when stale), or a promise
-   * of the first check. Rejects when the broker cannot be asked.
+   * The cached state while it is younger than the TTL (refreshed ahead in the
+   * background past half of it), else a promise of a fresh check. Rejects when
+   * the broker cannot be asked.
    */
   state (queue: string): QueueState | Promise<QueueState> {
     const entry = this.cache.get(queue)
     if (entry === undefined || this.ttlMs === 0) return this.refresh(queue)
     // A bad answer (no queue, no consumer) is rechecked sooner, so recovery shows within half a second.
     const ttl = entry.state.exists && entry.state.consumers > 0 ? this.ttlMs : Math.min(this.ttlMs, NEGATIVE_TTL_MS)
-    if (Date.now() - entry.checkedAt > ttl && !this.checking.has(queue)) {
-      this.refresh(queue).catch(() => {})
-    }
+    const age = this.now() - entry.checkedAt
+    if (age > ttl) return this.refresh(queue)
+    if (age > ttl / 2 && !this.checking.has(queue)) this.refresh(queue).catch(() => {})
     return entry.state
   }
 
@@ -100,13 +103,13 @@ export class QueueChecker {
     const prev = this.cache.get(queue)
     if (prev !== undefined) {
       prev.state = state
-      prev.checkedAt = Date.now()
+      prev.checkedAt = this.now()
       return
     }
     if (this.cache.size >= MAX_ENTRIES) {
       const oldest = this.cache.keys().next().value
       if (oldest !== undefined) this.cache.delete(oldest)
     }
-    this.cache.set(queue, { state, checkedAt: Date.now() })
+    this.cache.set(queue, { state, checkedAt: this.now() })
   }
 }
