@@ -96,8 +96,8 @@ function afterCheck (p: Pending, state: QueueState): void {
     return refuse('RQ_ERR_QUEUE_NOT_FOUND', `no queue for service ${service}`, ctx.config.services === null ? '_unknown' : service)
   }
   ctx.metrics.received(service, p.method)
+  // Not a breaker failure: answered at once, and often a sub-second gap (see service-breaker.ts).
   if (state.consumers === 0) {
-    ctx.breakers.failure(service)
     ticket.release()
     return refuse('RQ_ERR_NO_CONSUMERS', `service ${service} has no consumer`, service, 1)
   }

@@ -49,4 +49,28 @@ describe('edge admission', () => {
       await enq.close()
     }
   })
+
+  it('a queue without a consumer is not a breaker failure: many NO_CONSUMERS answers, then the first request after the consumer arrives is served', async () => {
+    const service = unique('late')
+    // The queue as a dequeuer declares it, then no consumer on it.
+    const first = await startTestDequeuer(service, echo.url)
+    await first.consuming
+    await first.close()
+    await waitFor(async () => (await broker.consumers(`${service}_requests`)) === 0, { what: 'the consumer to go' })
+    const enq = await startTestEnqueuer({ ENQUEUER_QUEUE_CHECK_TTL_MS: '0', ENQUEUER_BREAKER_THRESHOLD: '3', ENQUEUER_BREAKER_COOLDOWN_MS: '60000', ASYNC_JOBS: 'false' })
+    let deq: Awaited<ReturnType<typeof startTestDequeuer>> | null = null
+    try {
+      // Requests arriving before the dequeuer consumes (start-up, a reconnect).
+      for (let i = 0; i < 10; i++) assertRelayqError(await send(`${enq.url}/${service}/early-${i}`), 503, 'RQ_ERR_NO_CONSUMERS')
+      deq = await startTestDequeuer(service, echo.url)
+      await deq.consuming
+      const res = await send(`${enq.url}/${service}/first`, { method: 'POST', body: 'hello' })
+      assert.equal(res.status, 200, `${res.status} ${String(res.headers['x-relayq-error'])}: the breaker must not have opened`)
+      const metrics = (await send(`${enq.url}/metrics`)).body.toString()
+      assert.doesNotMatch(metrics, /enqueuer_circuit_breaker_transitions_total\{[^}]*state="open"\}/)
+    } finally {
+      await deq?.close()
+      await enq.close()
+    }
+  })
 })
