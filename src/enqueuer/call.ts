@@ -12,7 +12,10 @@ import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
 
 export interface CallInit {
+  /** relayq's own id on the message; the client sees its own id instead when it sent one. */
   readonly correlationId: string
+  /** The client's x-correlation-id (or x-request-id), returned and logged. */
+  readonly clientId?: string
   readonly service: string
   readonly queue: string
   readonly res: ServerResponse
@@ -54,7 +57,7 @@ export class Call implements Waiter {
         this.fail('RQ_ERR_HEADERS_UNENCODABLE', 'the request headers cannot be carried in a broker message (a header name over 255 bytes, or over 64 KiB of headers)')
         return
       }
-      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId }, 'publish failed')
+      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId, clientId: this.init.clientId }, 'publish failed')
       this.fail('RQ_ERR_INTERNAL', 'the request could not be published')
     }
   }
@@ -83,7 +86,7 @@ export class Call implements Waiter {
     }
     const reply = decodeResponse(msg)
     const headers = reply.headers
-    headers.push('x-correlation-id', this.correlationId)
+    headers.push('x-correlation-id', this.answerId)
     // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any.
     if (!this.init.isHead) headers.push('content-length', String(reply.body.length))
     else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
@@ -154,8 +157,8 @@ export class Call implements Waiter {
     const { res } = this.init
     if (res.destroyed) return
     sendError(res, code, detail, retryAfter === undefined
-      ? { correlationId: this.correlationId }
-      : { correlationId: this.correlationId, retryAfter })
+      ? { correlationId: this.answerId }
+      : { correlationId: this.answerId, retryAfter })
   }
 
   /** Frees what the call holds: its timer, its table entry and its admission ticket. */
@@ -167,6 +170,10 @@ export class Call implements Waiter {
     }
     this.channel?.forget(this.correlationId)
     this.init.ticket.release()
+  }
+
+  private get answerId (): string {
+    return this.init.clientId ?? this.correlationId
   }
 
   private elapsedSeconds (): number {

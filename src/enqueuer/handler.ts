@@ -24,9 +24,14 @@ type TrackedSocket = Socket & { [kCall]?: Call | undefined }
 /** Handles `/{service}/...`; the caller has already routed reserved paths (/metrics, /jobs, ...). */
 export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
   const startedAt = performance.now()
+  const clientId = clientRequestId(req)
   const refuse = (code: ErrorCode, detail: string, service = '_invalid', retryAfter?: number, close?: boolean): void => {
     ctx.metrics.failed(service, code)
-    const opts = { ...(retryAfter === undefined ? {} : { retryAfter }), ...(close === true ? { close } : {}) }
+    const opts = {
+      ...(retryAfter === undefined ? {} : { retryAfter }),
+      ...(close === true ? { close } : {}),
+      ...(clientId === undefined ? {} : { correlationId: clientId }),
+    }
     sendError(res, code, detail, opts)
     ctx.metrics.answered(service, res.statusCode, (performance.now() - startedAt) / 1000)
   }
@@ -62,7 +67,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   res.once('close', () => ticket.release())
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
-  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, refuse }
+  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse }
   if (state instanceof Promise) {
     state.then((s) => afterCheck(request, s), (err: unknown) => {
       ticket.release()
@@ -85,6 +90,8 @@ interface Pending {
   readonly startedAt: number
   readonly queue: string
   readonly ticket: Ticket
+  /** The client's own x-correlation-id (or x-request-id): returned and logged, never put on the message. */
+  readonly clientId: string | undefined
   readonly refuse: (code: ErrorCode, detail: string, service?: string, retryAfter?: number, close?: boolean) => void
 }
 
@@ -154,6 +161,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     ticket.release()
     return refuse(brokerProblem ?? 'RQ_ERR_BROKER_UNAVAILABLE', 'the broker cannot take requests now', service, 1)
   }
+  // Always relayq's own: a client's chosen id on the message could capture another request's reply.
   const correlationId = job?.job_id ?? randomUUID()
   // A job waits in the queue as long as it may live; the client is not waiting on it.
   const deadline = Date.now() + (job === null ? p.timeoutMs : ctx.config.async.jobTtlSeconds * 1000)
@@ -167,6 +175,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     deadline,
     timeoutMs: p.timeoutMs,
     ticket,
+    ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
     ...(job === null || jobs === null || keepJob === null
       ? {}
       : {
@@ -177,6 +186,8 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
         }),
   })
   trackOnSocket(p.req.socket, call)
+  // The client sees its own id; this line ties it to the message's (the id the dequeuer logs).
+  if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId }, 'request published under the client\'s id')
   call.start(channel, encodeRequest({
     method: p.method,
     path: target.path,
@@ -201,6 +212,15 @@ function trackOnSocket (socket: TrackedSocket, call: Call): void {
     })
   }
   socket[kCall] = call
+}
+
+/**
+ * The id a client chose for its request, when it is one relayq may echo: visible
+ * ASCII, no spaces or commas (two copies of the header read as one "a, b"), short.
+ */
+export function clientRequestId (req: IncomingMessage): string | undefined {
+  const id = req.headers['x-correlation-id'] ?? req.headers['x-request-id']
+  return typeof id === 'string' && /^[\x21-\x2b\x2d-\x7e]{1,128}$/.test(id) ? id : undefined
 }
 
 function brokerRefusal (ctx: EnqueuerContext): ErrorCode | null {
