@@ -209,6 +209,7 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     maxHeaders: r.get('ENQUEUER_MAX_HEADERS') ?? 100,
     maxUrlBytes: Math.min(maxUrlBytes, maxHeaderBytes),
     queueCheckTtlMs: r.get('ENQUEUER_QUEUE_CHECK_TTL_MS') ?? 2000,
+    newServiceChecksPerSecond: r.get('ENQUEUER_NEW_SERVICE_CHECKS_PER_SECOND') ?? 100,
     breaker: {
       enabled: r.get('ENQUEUER_BREAKER_ENABLED') ?? true,
       threshold: r.get('ENQUEUER_BREAKER_THRESHOLD') ?? 5,

@@ -59,6 +59,8 @@ export interface EnqueuerConfig {
   readonly maxHeaders: number
   readonly maxUrlBytes: number
   readonly queueCheckTtlMs: number
+  /** Checks per second of names not known to exist; 0: no limit. */
+  readonly newServiceChecksPerSecond: number
   readonly breaker: EnqueuerBreakerConfig
   readonly authTokensFile: string | null
   readonly drainDelayMs: number

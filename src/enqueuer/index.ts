@@ -58,7 +58,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   if (cfg === null) throw new Error('startEnqueuer needs the enqueuer configuration')
   const { logger, registry } = deps
   const pool = new RpcPool(cfg.channels, logger, () => metrics.lateReply())
-  const checker = new QueueChecker(cfg.queueCheckTtlMs, logger)
+  const checker = new QueueChecker(cfg.queueCheckTtlMs, logger, { newChecksPerSecond: cfg.newServiceChecksPerSecond })
   const connection: BrokerConnection = new BrokerConnection({
     name: 'enqueuer',
     broker: config.broker,
