@@ -191,6 +191,11 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     r.problem('ENQUEUER_BODY_TIMEOUT_MS', `must be at least ENQUEUER_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`)
   }
   const adminPort = r.get('ADMIN_PORT')
+  const maxInflight = r.get('ENQUEUER_MAX_INFLIGHT') ?? 10000
+  const perService = r.get('ENQUEUER_MAX_INFLIGHT_PER_SERVICE') ?? 0
+  if (perService > maxInflight) r.problem('ENQUEUER_MAX_INFLIGHT_PER_SERVICE', `must be at most ENQUEUER_MAX_INFLIGHT (${maxInflight})`)
+  // Envoy's per-cluster limits are the model; half leaves the other services room when one goes silent.
+  const defaultShare = services !== undefined && services.length === 1 ? maxInflight : Math.ceil(maxInflight / 2)
   return {
     port: r.get('ENQUEUER_PORT') ?? 8000,
     host: r.get('ENQUEUER_HOST') ?? '0.0.0.0',
@@ -200,7 +205,8 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     channels: r.get('ENQUEUER_POOL_SIZE') ?? 2,
     publishTimeoutMs: r.get('ENQUEUER_PUBLISH_TIMEOUT_MS') ?? 5000,
     persistent: r.get('ENQUEUER_PERSISTENT') ?? false,
-    maxInflight: r.get('ENQUEUER_MAX_INFLIGHT') ?? 10000,
+    maxInflight,
+    maxInflightPerService: perService === 0 ? defaultShare : perService,
     maxConnections: r.get('ENQUEUER_MAX_CONNECTIONS') ?? 10000,
     headersTimeoutMs,
     requestTimeoutMs,

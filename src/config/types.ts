@@ -51,6 +51,8 @@ export interface EnqueuerConfig {
   readonly publishTimeoutMs: number
   readonly persistent: boolean
   readonly maxInflight: number
+  /** Requests in flight one service may hold (the default already resolved). */
+  readonly maxInflightPerService: number
   readonly maxConnections: number
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number

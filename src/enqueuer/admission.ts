@@ -7,7 +7,7 @@
 // handler releases it from the response's close as well as on each ending it
 // knows, so an ending nobody thought of cannot leak a slot.
 
-export type Refusal = 'RQ_ERR_DRAINING' | 'RQ_ERR_OVERLOADED'
+export type Refusal = 'RQ_ERR_DRAINING' | 'RQ_ERR_OVERLOADED' | 'RQ_ERR_SERVICE_OVERLOADED'
 
 export class Admission {
   private count = 0
@@ -15,7 +15,8 @@ export class Admission {
   private closed = false
   private idleWaiters: Array<() => void> = []
 
-  constructor (readonly maxInflight: number) {}
+  /** `maxPerService`: the share of `maxInflight` one service may hold, so a silent one cannot take every slot. */
+  constructor (readonly maxInflight: number, readonly maxPerService: number = maxInflight) {}
 
   get inflight (): number {
     return this.count
@@ -35,6 +36,7 @@ export class Admission {
     if (this.closed) return 'RQ_ERR_DRAINING'
     if (this.count >= this.maxInflight) return 'RQ_ERR_OVERLOADED'
     const held = this.perService.get(service) ?? 0
+    if (held >= this.maxPerService) return 'RQ_ERR_SERVICE_OVERLOADED'
     this.count++
     this.perService.set(service, held + 1)
     return new Ticket(service, () => this.free(service))

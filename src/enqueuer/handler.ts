@@ -59,9 +59,13 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
 
   const ticket = ctx.admission.admit(target.service)
   if (typeof ticket === 'string') {
-    return ticket === 'RQ_ERR_DRAINING'
-      ? refuse(ticket, 'this enqueuer is shutting down', '_invalid', 1, true)
-      : refuse(ticket, 'too many requests in flight', '_invalid', 1)
+    switch (ticket) {
+      case 'RQ_ERR_DRAINING': return refuse(ticket, 'this enqueuer is shutting down', '_invalid', 1, true)
+      case 'RQ_ERR_OVERLOADED': return refuse(ticket, 'too many requests in flight', '_invalid', 1)
+      // Labelled like the queue check labels the name: only allow-listed names become metric labels.
+      case 'RQ_ERR_SERVICE_OVERLOADED':
+        return refuse(ticket, `too many requests in flight for service ${target.service}`, config.services === null ? '_unknown' : target.service, 1)
+    }
   }
   // The catch-all: whatever path ends this request, its answer's close gives the slot back.
   res.once('close', () => ticket.release())

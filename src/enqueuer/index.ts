@@ -80,7 +80,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
   })
-  const admission = new Admission(cfg.maxInflight)
+  const admission = new Admission(cfg.maxInflight, cfg.maxInflightPerService)
   const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
   const ctx: EnqueuerContext = {
     config: cfg,

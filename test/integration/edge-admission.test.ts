@@ -2,6 +2,7 @@
 // queue check's age, what a missing consumer does to the service breaker.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { Agent } from 'undici'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
 import { startEcho, type Echo } from '../helpers/echo'
 import { send } from '../helpers/http'
@@ -70,6 +71,39 @@ describe('edge admission', () => {
       assert.doesNotMatch(metrics, /enqueuer_circuit_breaker_transitions_total\{[^}]*state="open"\}/)
     } finally {
       await deq?.close()
+      await enq.close()
+    }
+  })
+
+  it('a silent service holds at most its share of ENQUEUER_MAX_INFLIGHT: the rest of its requests get 503 SERVICE_OVERLOADED, another service is served', async () => {
+    const silent = unique('silent')
+    const healthy = unique('served')
+    const ch = await broker.channel()
+    // A consumer that takes every request and never answers.
+    await ch.assertQueue(`${silent}_requests`, { durable: false })
+    await ch.consume(`${silent}_requests`, () => {}, { noAck: true })
+    const deq = await startTestDequeuer(healthy, echo.url)
+    const enq = await startTestEnqueuer({ ENQUEUER_MAX_INFLIGHT: '10', ENQUEUER_REPLY_TIMEOUT: '3', ENQUEUER_BREAKER_ENABLED: 'false', ASYNC_JOBS: 'false' })
+    const agent = new Agent({ connections: 30 })
+    try {
+      await deq.consuming
+      const stuck = Array.from({ length: 8 }, (_, i) => send(`${enq.url}/${silent}/s-${i}`, { dispatcher: agent }))
+      await waitFor(() => enq.admission.inflightOf(silent) === 5, { what: 'the silent service to hold its share' })
+      const served = await Promise.all(Array.from({ length: 5 }, (_, i) => send(`${enq.url}/${healthy}/h-${i}`, { dispatcher: agent })))
+      assert.deepEqual(served.map((a) => a.status), [200, 200, 200, 200, 200], served.map((a) => String(a.headers['x-relayq-error'])).join(' '))
+      const silentAnswers = await Promise.all(stuck)
+      const refused = silentAnswers.filter((a) => a.headers['x-relayq-error'] === 'RQ_ERR_SERVICE_OVERLOADED')
+      assert.equal(refused.length, 3)
+      for (const r of refused) {
+        assertRelayqError(r, 503, 'RQ_ERR_SERVICE_OVERLOADED')
+        assert.equal(r.headers['retry-after'], '1')
+      }
+      assert.equal(silentAnswers.filter((a) => a.status === 504).length, 5)
+      assert.equal(enq.admission.inflight, 0)
+    } finally {
+      await agent.close()
+      await ch.close()
+      await deq.close()
       await enq.close()
     }
   })

@@ -145,7 +145,7 @@ describe('S7: slow clients and caps', () => {
   })
 
   it('ENQUEUER_MAX_INFLIGHT: beyond it a JSON 503 with Retry-After, before anything is published', async () => {
-    const limited = await startTestEnqueuer({ ENQUEUER_MAX_INFLIGHT: '5', ASYNC_JOBS: 'false' })
+    const limited = await startTestEnqueuer({ ENQUEUER_MAX_INFLIGHT: '5', ENQUEUER_MAX_INFLIGHT_PER_SERVICE: '5', ASYNC_JOBS: 'false' })
     const wide = new Agent({ connections: 20 })
     const traffic = new BrokerTraffic(limited.context.connection.model!)
     try {

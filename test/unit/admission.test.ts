@@ -76,3 +76,16 @@ describe('admission ticket', () => {
     assert.equal(await new Admission(1).idle(10), true, 'nothing in flight: idle at once')
   })
 })
+
+describe('per-service share', () => {
+  it('refuses a service past its share while others are still admitted; a freed slot admits it again', () => {
+    const a = new Admission(10, 3)
+    const held = [ticket(a, 'silent'), ticket(a, 'silent'), ticket(a, 'silent')]
+    assert.equal(a.admit('silent'), 'RQ_ERR_SERVICE_OVERLOADED')
+    assert.equal(a.inflight, 3, 'a refusal takes no slot')
+    ticket(a, 'other')
+    held[0]!.release()
+    ticket(a, 'silent')
+    assert.equal(a.inflightOf('silent'), 3)
+  })
+})
