@@ -222,6 +222,7 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
       cooldownMs: r.get('ENQUEUER_BREAKER_COOLDOWN_MS') ?? 5000,
     },
     authTokensFile: r.get('ENQUEUER_AUTH_TOKENS_FILE') ?? null,
+    trustedProxies: r.get('ENQUEUER_TRUSTED_PROXIES') ?? null,
     drainDelayMs: Math.round((r.get('ENQUEUER_DRAIN_DELAY_SECONDS') ?? 0) * 1000),
     workers: r.get('ENQUEUER_WORKERS') ?? 1,
     admin: adminPort === undefined ? null : { port: adminPort, host: r.get('ADMIN_HOST') ?? '0.0.0.0' },

@@ -65,6 +65,8 @@ export interface EnqueuerConfig {
   readonly newServiceChecksPerSecond: number
   readonly breaker: EnqueuerBreakerConfig
   readonly authTokensFile: string | null
+  /** CIDR ranges (`address/prefix`) of trusted front proxies; null: every peer's forwarding headers are kept. */
+  readonly trustedProxies: readonly string[] | null
   readonly drainDelayMs: number
   readonly workers: number
   readonly admin: { readonly port: number, readonly host: string } | null

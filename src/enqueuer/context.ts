@@ -2,6 +2,7 @@
 // admission, which owns the counters that drain and admission control read.
 import type { Logger } from 'pino'
 import type { Admission } from './admission'
+import type { ForwardedFor } from './forwarded'
 import type { BrokerConnection } from '../amqp/connection'
 import type { EnqueuerConfig } from '../config/types'
 import type { EnqueuerMetrics } from '../metrics/enqueuer'
@@ -21,6 +22,8 @@ export interface EnqueuerContext {
   readonly breakers: ServiceBreakers
   readonly tokens: TokenSet | null
   readonly jobs: Jobs | null
+  /** Appends the peer to X-Forwarded-For (and drops untrusted peers' forwarding headers). */
+  readonly forwarded: ForwardedFor
   /** In-flight counts, intake and drain: the one owner of the request path's counters. */
   readonly admission: Admission
 }

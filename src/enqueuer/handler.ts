@@ -69,6 +69,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   }
   // The catch-all: whatever path ends this request, its answer's close gives the slot back.
   res.once('close', () => ticket.release())
+  ctx.forwarded.apply(headers.table, req.socket.remoteAddress)
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
   const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse }

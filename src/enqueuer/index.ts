@@ -15,6 +15,7 @@ import { createEnqueuerMetrics } from '../metrics/enqueuer'
 import type { Registry } from '../metrics/registry'
 import { Admission } from './admission'
 import { TokenSet } from './auth'
+import { ForwardedFor } from './forwarded'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
 import { ClusterJobStore } from './jobs/cluster-store'
@@ -93,6 +94,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
     jobs,
     admission,
+    forwarded: new ForwardedFor(cfg.trustedProxies),
   }
   connection.on('down', () => {
     pool.detach()
