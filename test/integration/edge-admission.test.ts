@@ -107,4 +107,43 @@ describe('edge admission', () => {
       await enq.close()
     }
   })
+
+  it('a failing service (2 in 3): the dequeuer\'s breaker pauses its consumer, the enqueuer never answers CIRCUIT_OPEN for it', async () => {
+    const service = unique('half')
+    let n = 0
+    const flaky = await startEcho((req, res) => {
+      n++
+      // Two in three fail: enough for the dequeuer's breaker (50 %) to open whatever the order of its window.
+      res.writeHead(n % 3 === 0 ? 200 : 503)
+      res.end(req.url)
+    })
+    const deq = await startTestDequeuer(service, flaky.url, { CIRCUIT_BREAKER_VOLUME: '4', CIRCUIT_BREAKER_ERROR_PERCENT: '50', CIRCUIT_BREAKER_RESET_MS: '500', DEQUEUER_MAX_ATTEMPTS: '1' })
+    const enq = await startTestEnqueuer({ ENQUEUER_QUEUE_CHECK_TTL_MS: '50', ENQUEUER_REPLY_TIMEOUT: '10', ENQUEUER_BREAKER_THRESHOLD: '2', ASYNC_JOBS: 'false' })
+    const codes = new Map<string, number>()
+    try {
+      await deq.consuming
+      let pausedSeen = false
+      let servedAfter = 0
+      const until = Date.now() + 20_000
+      // Until the dequeuer's breaker has opened (consumer cancelled) and its consumer is back serving.
+      for (let i = 0; Date.now() < until && servedAfter < 10; i++) {
+        const res = await send(`${enq.url}/${service}/r${i}`)
+        const code = String(res.headers['x-relayq-error'] ?? res.status)
+        codes.set(code, (codes.get(code) ?? 0) + 1)
+        if (code === 'RQ_ERR_NO_CONSUMERS') pausedSeen = true
+        else if (pausedSeen && (code === '200' || code === '503')) servedAfter++
+        // Pacing, so the refusals spread over the dequeuer's reset time (not synchronisation).
+        if (code.startsWith('RQ_ERR')) await sleep(20)
+      }
+      const metrics = (await send(`${deq.adminUrl}/metrics`)).body.toString()
+      assert.match(metrics, /dequeuer_circuit_breaker_transitions_total\{service="[^"]+",state="open"\} [1-9]/, 'the dequeuer\'s breaker opened')
+      assert.ok(pausedSeen, `the consumer pause was seen: ${JSON.stringify(Object.fromEntries(codes))}`)
+      assert.equal(servedAfter, 10, `the service answers again once its consumer is back: ${JSON.stringify(Object.fromEntries(codes))}`)
+      assert.equal(codes.get('RQ_ERR_CIRCUIT_OPEN') ?? 0, 0, JSON.stringify(Object.fromEntries(codes)))
+    } finally {
+      await deq.close()
+      await enq.close()
+      await flaky.close()
+    }
+  })
 })
