@@ -7,7 +7,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import type { AsyncConfig, Config } from '../config/types'
+import type { AsyncConfig, Config, EnqueuerConfig } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
 import { createHttpServer, listen } from '../http/server'
@@ -57,6 +57,47 @@ export interface RunningEnqueuer {
 export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promise<RunningEnqueuer> {
   const cfg = config.enqueuer
   if (cfg === null) throw new Error('startEnqueuer needs the enqueuer configuration')
+  const ctx = createContext(config, cfg, deps)
+  const { connection, pool, jobs } = ctx
+  let notReady = false
+  const hooks = adminHooks(ctx, deps, () => notReady)
+  const server = createHttpServer(cfg, router(ctx, hooks))
+  const port = await listen(server, deps.port ?? cfg.port, cfg.host)
+  const drain = onceAsync(() => {
+    notReady = true
+    return drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs)
+  })
+  const adminServer = cfg.admin === null ? null : createAdminServer({ ...hooks, drain })
+  const adminPort = adminServer === null || cfg.admin === null ? null : await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
+  const connected = connection.waitUntilUp()
+  connected.catch(() => {})
+  connection.start()
+
+  return {
+    port,
+    adminPort,
+    connected,
+    context: ctx,
+    admission: ctx.admission,
+    drain,
+    // Shutdown: (1) drain the requests, (2) the job store, (3) the channels,
+    // (4) the broker connection, (5) client connections, (6) the admin server.
+    close: onceAsync(async () => {
+      await drain()
+      await jobs?.close()
+      await pool.close()
+      await connection.close()
+      server.closeAllConnections()
+      if (adminServer !== null) {
+        adminServer.closeAllConnections()
+        await new Promise<void>((resolve) => adminServer.close(() => resolve()))
+      }
+    }),
+  }
+}
+
+/** The parts of the request path, wired to the broker connection that feeds them. */
+function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps): EnqueuerContext {
   const { logger, registry } = deps
   const pool = new RpcPool(cfg.channels, logger, () => metrics.lateReply())
   const checker = new QueueChecker(cfg.queueCheckTtlMs, logger, { newChecksPerSecond: cfg.newServiceChecksPerSecond })
@@ -71,6 +112,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     },
     onReconnect: () => metrics.reconnected(),
   })
+  const admission = new Admission(cfg.maxInflight, cfg.maxInflightPerService)
   const metrics = createEnqueuerMetrics(registry, cfg.replyTimeoutMs / 1000, {
     inflight: () => admission.inflight,
     pendingReplies: () => pool.pendingReplies,
@@ -81,9 +123,13 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
   })
-  const admission = new Admission(cfg.maxInflight, cfg.maxInflightPerService)
   const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
-  const ctx: EnqueuerContext = {
+  connection.on('down', () => {
+    pool.detach()
+    checker.detach()
+    jobs?.detach()
+  })
+  return {
     config: cfg,
     logger,
     metrics,
@@ -96,55 +142,17 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     admission,
     forwarded: new ForwardedFor(cfg.trustedProxies),
   }
-  connection.on('down', () => {
-    pool.detach()
-    checker.detach()
-    jobs?.detach()
-  })
+}
 
-  let notReady = false
-  const hooks: AdminHooks = {
+function adminHooks (ctx: EnqueuerContext, deps: EnqueuerDeps, draining: () => boolean): AdminHooks {
+  const { registry } = deps
+  return {
     metrics: deps.metricsText ?? (async () => ({ contentType: registry?.contentType ?? 'text/plain', body: registry === null ? '' : await registry.metrics() })),
     notReadyReason: () => {
-      if (notReady) return 'draining'
-      if (!connection.up || !pool.ready) return 'not connected to the broker'
+      if (draining()) return 'draining'
+      if (!ctx.connection.up || !ctx.pool.ready) return 'not connected to the broker'
       return null
     },
-  }
-  const server = createHttpServer(cfg, router(ctx, hooks))
-  const port = await listen(server, deps.port ?? cfg.port, cfg.host)
-  let adminServer: Server | null = null
-  let adminPort: number | null = null
-  const drain = onceAsync(() => {
-    notReady = true
-    return drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs)
-  })
-  if (cfg.admin !== null) {
-    adminServer = createAdminServer({ ...hooks, drain })
-    adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
-  }
-  const connected = connection.waitUntilUp()
-  connected.catch(() => {})
-  connection.start()
-
-  return {
-    port,
-    adminPort,
-    connected,
-    context: ctx,
-    admission,
-    drain,
-    close: onceAsync(async () => {
-      await drain()
-      await jobs?.close()
-      await pool.close()
-      await connection.close()
-      server.closeAllConnections()
-      if (adminServer !== null) {
-        adminServer.closeAllConnections()
-        await new Promise<void>((resolve) => adminServer.close(() => resolve()))
-      }
-    }),
   }
 }
 
