@@ -210,6 +210,11 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     r.problem('ENQUEUER_BODY_TIMEOUT_MS', `must be at least ENQUEUER_HEADERS_TIMEOUT_MS (${headersTimeoutMs})`)
   }
   const adminPort = r.get('ADMIN_PORT')
+  const maxInflight = r.get('ENQUEUER_MAX_INFLIGHT')
+  const perService = r.get('ENQUEUER_MAX_INFLIGHT_PER_SERVICE')
+  if (perService > maxInflight) r.problem('ENQUEUER_MAX_INFLIGHT_PER_SERVICE', `must be at most ENQUEUER_MAX_INFLIGHT (${maxInflight})`)
+  // Envoy's per-cluster limits are the model; half leaves the other services room when one goes silent.
+  const defaultShare = services !== undefined && services.length === 1 ? maxInflight : Math.ceil(maxInflight / 2)
   return {
     port: r.get('ENQUEUER_PORT'),
     host: r.get('ENQUEUER_HOST'),
@@ -219,7 +224,8 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     channels: r.get('ENQUEUER_POOL_SIZE'),
     publishTimeoutMs: r.get('ENQUEUER_PUBLISH_TIMEOUT_MS'),
     persistent: r.get('ENQUEUER_PERSISTENT'),
-    maxInflight: r.get('ENQUEUER_MAX_INFLIGHT'),
+    maxInflight,
+    maxInflightPerService: perService === 0 ? defaultShare : perService,
     maxConnections: r.get('ENQUEUER_MAX_CONNECTIONS'),
     headersTimeoutMs,
     requestTimeoutMs,
@@ -228,12 +234,14 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     maxHeaders: r.get('ENQUEUER_MAX_HEADERS'),
     maxUrlBytes,
     queueCheckTtlMs: r.get('ENQUEUER_QUEUE_CHECK_TTL_MS'),
+    newServiceChecksPerSecond: r.get('ENQUEUER_NEW_SERVICE_CHECKS_PER_SECOND'),
     breaker: {
       enabled: r.get('ENQUEUER_BREAKER_ENABLED'),
       threshold: r.get('ENQUEUER_BREAKER_THRESHOLD'),
       cooldownMs: r.get('ENQUEUER_BREAKER_COOLDOWN_MS'),
     },
     authTokensFile: r.get('ENQUEUER_AUTH_TOKENS_FILE') ?? null,
+    trustedProxies: r.get('ENQUEUER_TRUSTED_PROXIES') ?? null,
     drainDelayMs: Math.round(r.get('ENQUEUER_DRAIN_DELAY_SECONDS') * 1000),
     workers: r.get('ENQUEUER_WORKERS'),
     admin: adminPort === undefined ? null : { port: adminPort, host: r.get('ADMIN_HOST') },

@@ -1,6 +1,7 @@
 // Parsers turn one raw env string into a typed value or throw a message that
 // the loader prefixes with the variable's name. They never fall back to a
 // default on bad input: a typo must stop start-up, not change behaviour.
+import { isIP } from 'node:net'
 
 export type Parser<T> = (raw: string) => T
 
@@ -85,4 +86,17 @@ export const hostname: Parser<string> = (raw) => {
   const v = raw.trim()
   if (v === '' || /[\s/]/.test(v)) throw new ParseError(`expected a host name or address, got "${raw}"`)
   return v
+}
+
+/** An IP address or a CIDR range, returned as `address/prefix`. */
+export const cidr: Parser<string> = (raw) => {
+  const v = raw.trim()
+  const slash = v.indexOf('/')
+  const address = slash === -1 ? v : v.slice(0, slash)
+  const family = isIP(address)
+  if (family === 0) throw new ParseError(`expected an IP address or CIDR range, got "${raw}"`)
+  const max = family === 4 ? 32 : 128
+  const prefix = slash === -1 ? String(max) : v.slice(slash + 1)
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) throw new ParseError(`expected a prefix length from 0 to ${max} in "${raw}"`)
+  return `${address}/${Number(prefix)}`
 }

@@ -51,6 +51,8 @@ export interface EnqueuerConfig {
   readonly publishTimeoutMs: number
   readonly persistent: boolean
   readonly maxInflight: number
+  /** Requests in flight one service may hold (the default already resolved). */
+  readonly maxInflightPerService: number
   readonly maxConnections: number
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number
@@ -59,8 +61,12 @@ export interface EnqueuerConfig {
   readonly maxHeaders: number
   readonly maxUrlBytes: number
   readonly queueCheckTtlMs: number
+  /** Checks per second of names not known to exist; 0: no limit. */
+  readonly newServiceChecksPerSecond: number
   readonly breaker: EnqueuerBreakerConfig
   readonly authTokensFile: string | null
+  /** CIDR ranges (`address/prefix`) of trusted front proxies; null: every peer's forwarding headers are kept. */
+  readonly trustedProxies: readonly string[] | null
   readonly drainDelayMs: number
   readonly workers: number
   readonly admin: { readonly port: number, readonly host: string } | null

@@ -1,17 +1,21 @@
 // One published request waiting for its outcome. Exactly one of these ends
 // it: the reply, a broker nack or return, the confirm or reply timeout, the
 // loss of its channel, or the client going away. Every ending goes through
-// finish(), which frees the request's slot, its timer and its table entry.
+// end(), which frees its timer and table entry and releases its admission ticket.
 import type { ServerResponse } from 'node:http'
 import type { ConsumeMessage } from 'amqplib'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
 import { sendError } from '../http/respond'
-import { requestDone, type EnqueuerContext } from './context'
+import type { Ticket } from './admission'
+import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
 
 export interface CallInit {
+  /** relayq's own id on the message; the client sees its own id instead when it sent one. */
   readonly correlationId: string
+  /** The client's x-correlation-id (or x-request-id), returned and logged. */
+  readonly clientId?: string
   readonly service: string
   readonly queue: string
   readonly res: ServerResponse
@@ -20,12 +24,10 @@ export interface CallInit {
   /** Absolute reply deadline, epoch ms. */
   readonly deadline: number
   readonly timeoutMs: number
-  /** This request is the breaker's half-open probe for its service. */
-  readonly probe: boolean
+  /** What admission gave the request (its slot, a breaker probe, a pending job); released when the call ends. */
+  readonly ticket: Ticket
   /** Set for async jobs: answer 202 once the broker confirms, do not wait for a reply. */
   readonly onConfirmed?: (call: Call) => void
-  /** Called when relayq answers the request with an error (the job never existed). */
-  readonly onFailed?: () => void
 }
 
 export class Call implements Waiter {
@@ -55,7 +57,7 @@ export class Call implements Waiter {
         this.fail('RQ_ERR_HEADERS_UNENCODABLE', 'the request headers cannot be carried in a broker message (a header name over 255 bytes, or over 64 KiB of headers)')
         return
       }
-      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId }, 'publish failed')
+      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId, clientId: this.init.clientId }, 'publish failed')
       this.fail('RQ_ERR_INTERNAL', 'the request could not be published')
     }
   }
@@ -84,7 +86,7 @@ export class Call implements Waiter {
     }
     const reply = decodeResponse(msg)
     const headers = reply.headers
-    headers.push('x-correlation-id', this.correlationId)
+    headers.push('x-correlation-id', this.answerId)
     // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any.
     if (!this.init.isHead) headers.push('content-length', String(reply.body.length))
     else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
@@ -150,17 +152,16 @@ export class Call implements Waiter {
   fail (code: ErrorCode, detail: string, retryAfter?: number): void {
     if (this.done) return
     this.end()
-    this.init.onFailed?.()
     this.ctx.metrics.failed(this.init.service, code)
     this.ctx.metrics.answered(this.init.service, statusOf(code), this.elapsedSeconds())
     const { res } = this.init
     if (res.destroyed) return
     sendError(res, code, detail, retryAfter === undefined
-      ? { correlationId: this.correlationId }
-      : { correlationId: this.correlationId, retryAfter })
+      ? { correlationId: this.answerId }
+      : { correlationId: this.answerId, retryAfter })
   }
 
-  /** Frees what the call holds: its timer, its table entry, its admission slot and a breaker probe. */
+  /** Frees what the call holds: its timer, its table entry and its admission ticket. */
   end (): void {
     this.done = true
     if (this.timer !== null) {
@@ -168,8 +169,11 @@ export class Call implements Waiter {
       this.timer = null
     }
     this.channel?.forget(this.correlationId)
-    if (this.init.probe) this.ctx.breakers.release(this.init.service)
-    requestDone(this.ctx)
+    this.init.ticket.release()
+  }
+
+  private get answerId (): string {
+    return this.init.clientId ?? this.correlationId
   }
 
   private elapsedSeconds (): number {

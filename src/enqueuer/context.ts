@@ -1,6 +1,8 @@
 // What the enqueuer's request path shares: settings, broker parts, metrics and
-// the few counters that drain and admission control read.
+// admission, which owns the counters that drain and admission control read.
 import type { Logger } from 'pino'
+import type { Admission } from './admission'
+import type { ForwardedFor } from './forwarded'
 import type { BrokerConnection } from '../amqp/connection'
 import type { EnqueuerConfig } from '../config/types'
 import type { EnqueuerMetrics } from '../metrics/enqueuer'
@@ -20,17 +22,8 @@ export interface EnqueuerContext {
   readonly breakers: ServiceBreakers
   readonly tokens: TokenSet | null
   readonly jobs: Jobs | null
-  /** Requests being handled (admission control and drain). */
-  inflight: number
-  /** Readiness reports 503 (set first when a drain starts). */
-  notReady: boolean
-  /** New requests are refused with 503 and Connection: close. */
-  draining: boolean
-  /** Called when inflight drops to zero while draining. */
-  onIdle: (() => void) | null
-}
-
-export function requestDone (ctx: EnqueuerContext): void {
-  ctx.inflight--
-  if (ctx.inflight === 0 && ctx.onIdle !== null) ctx.onIdle()
+  /** Appends the peer to X-Forwarded-For (and drops untrusted peers' forwarding headers). */
+  readonly forwarded: ForwardedFor
+  /** In-flight counts, intake and drain: the one owner of the request path's counters. */
+  readonly admission: Admission
 }

@@ -12,7 +12,8 @@ import { scanRequestHeaders, type ScannedRequestHeaders } from '../http/headers'
 import { sendError } from '../http/respond'
 import { parseTarget, type Target } from '../http/target'
 import { Call } from './call'
-import { requestDone, type EnqueuerContext } from './context'
+import type { Ticket } from './admission'
+import type { EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
 import type { NewJob } from './jobs/jobs'
 import { QueueChecksBusy, type QueueState } from './queue-check'
@@ -23,15 +24,19 @@ type TrackedSocket = Socket & { [kCall]?: Call | undefined }
 /** Handles `/{service}/...`; the caller has already routed reserved paths (/metrics, /jobs, ...). */
 export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
   const startedAt = performance.now()
+  const clientId = clientRequestId(req)
   const refuse = (code: ErrorCode, detail: string, service = '_invalid', retryAfter?: number, close?: boolean): void => {
     ctx.metrics.failed(service, code)
-    const opts = { ...(retryAfter === undefined ? {} : { retryAfter }), ...(close === true ? { close } : {}) }
+    const opts = {
+      ...(retryAfter === undefined ? {} : { retryAfter }),
+      ...(close === true ? { close } : {}),
+      ...(clientId === undefined ? {} : { correlationId: clientId }),
+    }
     sendError(res, code, detail, opts)
     ctx.metrics.answered(service, res.statusCode, (performance.now() - startedAt) / 1000)
   }
   const { config } = ctx
-  if (ctx.draining) return refuse('RQ_ERR_DRAINING', 'this enqueuer is shutting down', '_invalid', 1, true)
-  if (ctx.inflight >= config.maxInflight) return refuse('RQ_ERR_OVERLOADED', 'too many requests in flight', '_invalid', 1)
+  if (ctx.admission.draining) return refuse('RQ_ERR_DRAINING', 'this enqueuer is shutting down', '_invalid', 1, true)
   const url = req.url ?? '/'
   if (url.length > config.maxUrlBytes) return refuse('RQ_ERR_URI_TOO_LONG', `request target longer than ${config.maxUrlBytes} bytes`)
   if (req.rawHeaders.length > config.maxHeaders * 2) return refuse('RQ_ERR_HEADERS_TOO_LARGE', `more than ${config.maxHeaders} headers`, '_invalid', undefined, true)
@@ -52,13 +57,25 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   const brokerProblem = brokerRefusal(ctx)
   if (brokerProblem !== null) return refuse(brokerProblem, 'the broker cannot take requests now', '_unknown', 1)
 
+  const ticket = ctx.admission.admit(target.service)
+  if (typeof ticket === 'string') {
+    switch (ticket) {
+      case 'RQ_ERR_DRAINING': return refuse(ticket, 'this enqueuer is shutting down', '_invalid', 1, true)
+      case 'RQ_ERR_OVERLOADED': return refuse(ticket, 'too many requests in flight', '_invalid', 1)
+      // Labelled like the queue check labels the name: only allow-listed names become metric labels.
+      case 'RQ_ERR_SERVICE_OVERLOADED':
+        return refuse(ticket, `too many requests in flight for service ${target.service}`, config.services === null ? '_unknown' : target.service, 1)
+    }
+  }
+  // The catch-all: whatever path ends this request, its answer's close gives the slot back.
+  res.once('close', () => ticket.release())
+  ctx.forwarded.apply(headers.table, req.socket.remoteAddress)
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
-  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, refuse }
-  ctx.inflight++
+  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse }
   if (state instanceof Promise) {
     state.then((s) => afterCheck(request, s), (err: unknown) => {
-      requestDone(ctx)
+      ticket.release()
       if (err instanceof QueueChecksBusy) refuse('RQ_ERR_OVERLOADED', 'too many services are being looked up at once; retry shortly', '_unknown', 1)
       else refuse('RQ_ERR_BROKER_UNAVAILABLE', 'cannot check the service queue now', '_unknown', 1)
     })
@@ -77,77 +94,79 @@ interface Pending {
   readonly timeoutMs: number
   readonly startedAt: number
   readonly queue: string
+  readonly ticket: Ticket
+  /** The client's own x-correlation-id (or x-request-id): returned and logged, never put on the message. */
+  readonly clientId: string | undefined
   readonly refuse: (code: ErrorCode, detail: string, service?: string, retryAfter?: number, close?: boolean) => void
 }
 
 function afterCheck (p: Pending, state: QueueState): void {
-  const { ctx, target, refuse } = p
+  const { ctx, target, ticket, refuse } = p
   const service = target.service
   if (!state.exists) {
-    requestDone(ctx)
+    ticket.release()
     return refuse('RQ_ERR_QUEUE_NOT_FOUND', `no queue for service ${service}`, ctx.config.services === null ? '_unknown' : service)
   }
   ctx.metrics.received(service, p.method)
+  // Not a breaker failure: answered at once, and often a sub-second gap (see service-breaker.ts).
   if (state.consumers === 0) {
-    ctx.breakers.failure(service)
-    requestDone(ctx)
+    ticket.release()
     return refuse('RQ_ERR_NO_CONSUMERS', `service ${service} has no consumer`, service, 1)
   }
   const admission = ctx.breakers.admit(service)
   if (typeof admission === 'number') {
-    requestDone(ctx)
+    ticket.release()
     return refuse('RQ_ERR_CIRCUIT_OPEN', `service ${service} keeps failing; retry later`, service, admission)
   }
+  // A probe that ends without a verdict (client gone, broker lost) lets the next request probe.
+  if (admission === 'probe') ticket.hold(() => ctx.breakers.release(service))
   const job: NewJob | null = ctx.jobs?.wanted(p.headers.prefer) === true
     ? { service, token: p.headers.jobToken, callbackUrl: p.headers.callbackUrl }
     : null
   const jobRefusal = job === null ? null : ctx.jobs!.refusal(job)
   if (jobRefusal !== null) {
-    requestDone(ctx)
-    if (admission === 'probe') ctx.breakers.release(service)
+    ticket.release()
     return refuse(jobRefusal.code, jobRefusal.detail, service)
   }
   const expectBody = p.headers.contentLength !== undefined || p.headers.transferEncoding !== undefined
   readBody(p.req, ctx.config.maxBodyBytes, expectBody, (body) => {
-    if (job === null) afterBody(p, body, admission === 'probe', null)
-    else afterJobBody(p, body, admission === 'probe', job)
+    if (job === null) afterBody(p, body, null)
+    else afterJobBody(p, body, job)
   })
 }
 
 /** A job: recorded as pending first, so the 202 (sent once the broker confirms) names a job that exists. */
-function afterJobBody (p: Pending, body: BodyResult, probe: boolean, job: NewJob): void {
+function afterJobBody (p: Pending, body: BodyResult, job: NewJob): void {
   if (typeof body === 'string') {
-    afterBody(p, body, probe, null)
+    afterBody(p, body, null)
     return
   }
-  const { ctx, refuse } = p
-  ctx.jobs!.create(job).then((record) => afterBody(p, body, probe, record), (err: Error) => {
+  const { ctx, ticket, refuse } = p
+  ctx.jobs!.create(job).then((record) => afterBody(p, body, record), (err: Error) => {
     ctx.logger.warn({ err: err.message }, 'job store unavailable')
-    requestDone(ctx)
-    if (probe) ctx.breakers.release(job.service)
+    ticket.release()
     refuse('RQ_ERR_JOB_STORE_UNAVAILABLE', 'the job store cannot be reached', job.service, 1)
   })
 }
 
-function afterBody (p: Pending, body: BodyResult, probe: boolean, job: JobRecord | null): void {
-  const { ctx, target, refuse } = p
+function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
+  const { ctx, target, ticket, refuse } = p
   const service = target.service
+  const jobs = ctx.jobs
+  // Until its 202 goes out, a job ends with its request: nobody was told its id.
+  const keepJob = job === null || jobs === null ? null : ticket.hold(() => jobs.abandon(job))
   if (body === 'too_large' || body === 'aborted') {
-    requestDone(ctx)
-    if (probe) ctx.breakers.release(service)
-    if (job !== null) ctx.jobs?.abandon(job)
+    ticket.release()
     if (body === 'aborted') return
     return refuse('RQ_ERR_BODY_TOO_LARGE', `body larger than ${ctx.config.maxBodyBytes} bytes`, service, undefined, true)
   }
   const channel = ctx.pool.pick()
   const brokerProblem = channel === null ? (ctx.connection.up ? 'RQ_ERR_OVERLOADED' : 'RQ_ERR_BROKER_UNAVAILABLE') : brokerRefusal(ctx)
   if (brokerProblem !== null || channel === null) {
-    requestDone(ctx)
-    if (probe) ctx.breakers.release(service)
-    if (job !== null) ctx.jobs?.abandon(job)
+    ticket.release()
     return refuse(brokerProblem ?? 'RQ_ERR_BROKER_UNAVAILABLE', 'the broker cannot take requests now', service, 1)
   }
-  const jobs = ctx.jobs
+  // Always relayq's own: a client's chosen id on the message could capture another request's reply.
   const correlationId = job?.job_id ?? randomUUID()
   // A job waits in the queue as long as it may live; the client is not waiting on it.
   const deadline = Date.now() + (job === null ? p.timeoutMs : ctx.config.async.jobTtlSeconds * 1000)
@@ -160,15 +179,20 @@ function afterBody (p: Pending, body: BodyResult, probe: boolean, job: JobRecord
     startedAt: p.startedAt,
     deadline,
     timeoutMs: p.timeoutMs,
-    probe,
-    ...(job === null || jobs === null
+    ticket,
+    ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
+    ...(job === null || jobs === null || keepJob === null
       ? {}
       : {
-          onConfirmed: (c: Call) => c.accepted(() => jobs.accepted(p.res, job)),
-          onFailed: () => jobs.abandon(job),
+          onConfirmed: (c: Call) => {
+            keepJob()
+            c.accepted(() => jobs.accepted(p.res, job))
+          },
         }),
   })
   trackOnSocket(p.req.socket, call)
+  // The client sees its own id; this line ties it to the message's (the id the dequeuer logs).
+  if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId }, 'request published under the client\'s id')
   call.start(channel, encodeRequest({
     method: p.method,
     path: target.path,
@@ -193,6 +217,15 @@ function trackOnSocket (socket: TrackedSocket, call: Call): void {
     })
   }
   socket[kCall] = call
+}
+
+/**
+ * The id a client chose for its request, when it is one relayq may echo: visible
+ * ASCII, no spaces or commas (two copies of the header read as one "a, b"), short.
+ */
+export function clientRequestId (req: IncomingMessage): string | undefined {
+  const id = req.headers['x-correlation-id'] ?? req.headers['x-request-id']
+  return typeof id === 'string' && /^[\x21-\x2b\x2d-\x7e]{1,128}$/.test(id) ? id : undefined
 }
 
 function brokerRefusal (ctx: EnqueuerContext): ErrorCode | null {

@@ -7,13 +7,15 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import type { AsyncConfig, Config } from '../config/types'
+import type { AsyncConfig, Config, EnqueuerConfig } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
 import { createHttpServer, listen } from '../http/server'
 import { createEnqueuerMetrics } from '../metrics/enqueuer'
 import type { Registry } from '../metrics/registry'
+import { Admission } from './admission'
 import { TokenSet } from './auth'
+import { ForwardedFor } from './forwarded'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
 import { ClusterJobStore } from './jobs/cluster-store'
@@ -50,6 +52,8 @@ export interface RunningEnqueuer {
   /** The same promise under the name both modes share. */
   readonly ready: Promise<void>
   readonly context: EnqueuerContext
+  /** In-flight counts (tests and metrics read them here). */
+  readonly admission: Admission
   drain: () => Promise<void>
   close: () => Promise<void>
 }
@@ -57,86 +61,19 @@ export interface RunningEnqueuer {
 export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promise<RunningEnqueuer> {
   const cfg = config.enqueuer
   if (cfg === null) throw new Error('startEnqueuer needs the enqueuer configuration')
-  const { logger, registry } = deps
-  const pool = new RpcPool(cfg.channels, logger, () => metrics.lateReply())
-  const checker = new QueueChecker(cfg.queueCheckTtlMs, logger)
-  const connection: BrokerConnection = new BrokerConnection({
-    name: 'enqueuer',
-    broker: config.broker,
-    logger,
-    setup: async (conn) => {
-      checker.attach(conn)
-      await pool.attach(conn)
-      await jobs?.attach(conn)
-    },
-    onReconnect: () => metrics.reconnected(),
-  })
-  const metrics = createEnqueuerMetrics(registry, cfg.replyTimeoutMs / 1000, {
-    inflight: () => ctx.inflight,
-    pendingReplies: () => pool.pendingReplies,
-    brokerUp: () => connection.up,
-    brokerBlocked: () => connection.blocked,
-  })
-  const breakers = new ServiceBreakers(cfg.breaker, (service, state) => {
-    metrics.breaker(service, state)
-    logger.warn({ service, state }, 'service breaker changed state')
-  })
-  const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
-  const ctx: EnqueuerContext = {
-    config: cfg,
-    logger,
-    metrics,
-    connection,
-    pool,
-    checker,
-    breakers,
-    tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
-    jobs,
-    inflight: 0,
-    notReady: false,
-    draining: false,
-    onIdle: null,
-  }
-  connection.on('down', () => {
-    pool.detach()
-    checker.detach()
-    jobs?.detach()
-  })
-
-  const hooks: AdminHooks = {
-    metrics: deps.metricsText ?? (async () => ({ contentType: registry?.contentType ?? 'text/plain', body: registry === null ? '' : await registry.metrics() })),
-    notReadyReason: () => {
-      if (ctx.notReady) return 'draining'
-      if (!connection.up || !pool.ready) return 'not connected to the broker'
-      return null
-    },
-  }
-  const adminOnMainPort = cfg.admin === null
-  const server = createHttpServer(cfg, (req: IncomingMessage, res: ServerResponse) => {
-    const path = pathOf(req.url)
-    if (ADMIN_PATHS.has(path) && path !== '/drain') {
-      if (adminOnMainPort) handleAdmin(req, res, hooks)
-      else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
-      return
-    }
-    if (path.startsWith('/jobs/') && jobs !== null) {
-      if (req.method === 'GET' || req.method === 'HEAD') jobs.handleGet(req, res, path.slice('/jobs/'.length))
-      else sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'jobs are read with GET')
-      return
-    }
-    handleServiceRequest(ctx, req, res)
-  })
-  const port = await listen(server, deps.port ?? cfg.port, cfg.host, { port: 'ENQUEUER_PORT', host: 'ENQUEUER_HOST', logger })
-  let adminServer: Server | null = null
-  let adminPort: number | null = null
+  const ctx = createContext(config, cfg, deps)
+  const { connection, pool, jobs } = ctx
+  let notReady = false
+  const hooks = adminHooks(ctx, deps, () => notReady)
+  const server = createHttpServer(cfg, router(ctx, hooks))
+  const port = await listen(server, deps.port ?? cfg.port, cfg.host, { port: 'ENQUEUER_PORT', host: 'ENQUEUER_HOST', logger: deps.logger })
   const drain = onceAsync(async () => {
+    notReady = true
     await drainEnqueuer(ctx, server, cfg.drainDelayMs, config.shutdownTimeoutMs)
     deps.onDrained?.()
   })
-  if (cfg.admin !== null) {
-    adminServer = createAdminServer({ ...hooks, drain })
-    adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger })
-  }
+  const adminServer = cfg.admin === null ? null : createAdminServer({ ...hooks, drain })
+  const adminPort = adminServer === null || cfg.admin === null ? null : await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger: deps.logger })
   const connected = connection.waitUntilUp()
   connected.catch(() => {})
   connection.start()
@@ -147,7 +84,10 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     connected,
     ready: connected,
     context: ctx,
+    admission: ctx.admission,
     drain,
+    // Shutdown: (1) drain the requests, (2) the job store, (3) the channels,
+    // (4) the broker connection, (5) client connections, (6) the admin server.
     close: onceAsync(async () => {
       await drain()
       await jobs?.close()
@@ -162,6 +102,66 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   }
 }
 
+/** The parts of the request path, wired to the broker connection that feeds them. */
+function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps): EnqueuerContext {
+  const { logger, registry } = deps
+  const pool = new RpcPool(cfg.channels, logger, () => metrics.lateReply())
+  const checker = new QueueChecker(cfg.queueCheckTtlMs, logger, { newChecksPerSecond: cfg.newServiceChecksPerSecond })
+  const connection: BrokerConnection = new BrokerConnection({
+    name: 'enqueuer',
+    broker: config.broker,
+    logger,
+    setup: async (conn) => {
+      checker.attach(conn)
+      await pool.attach(conn)
+      await jobs?.attach(conn)
+    },
+    onReconnect: () => metrics.reconnected(),
+  })
+  const admission = new Admission(cfg.maxInflight, cfg.maxInflightPerService)
+  const metrics = createEnqueuerMetrics(registry, cfg.replyTimeoutMs / 1000, {
+    inflight: () => admission.inflight,
+    pendingReplies: () => pool.pendingReplies,
+    brokerUp: () => connection.up,
+    brokerBlocked: () => connection.blocked,
+  })
+  const breakers = new ServiceBreakers(cfg.breaker, (service, state) => {
+    metrics.breaker(service, state)
+    logger.warn({ service, state }, 'service breaker changed state')
+  })
+  const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
+  connection.on('down', () => {
+    pool.detach()
+    checker.detach()
+    jobs?.detach()
+  })
+  return {
+    config: cfg,
+    logger,
+    metrics,
+    connection,
+    pool,
+    checker,
+    breakers,
+    tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
+    jobs,
+    admission,
+    forwarded: new ForwardedFor(cfg.trustedProxies),
+  }
+}
+
+function adminHooks (ctx: EnqueuerContext, deps: EnqueuerDeps, draining: () => boolean): AdminHooks {
+  const { registry } = deps
+  return {
+    metrics: deps.metricsText ?? (async () => ({ contentType: registry?.contentType ?? 'text/plain', body: registry === null ? '' : await registry.metrics() })),
+    notReadyReason: () => {
+      if (draining()) return 'draining'
+      if (!ctx.connection.up || !ctx.pool.ready) return 'not connected to the broker'
+      return null
+    },
+  }
+}
+
 /**
  * Drain, in order: (1) readiness goes 503 and, for ENQUEUER_DRAIN_DELAY_SECONDS,
  * requests are still served while load balancers take the endpoint out;
@@ -171,29 +171,39 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
  * connection.
  */
 async function drainEnqueuer (ctx: EnqueuerContext, server: Server, delayMs: number, timeoutMs: number): Promise<void> {
-  ctx.notReady = true
-  ctx.logger.info({ inflight: ctx.inflight, delayMs }, 'draining')
+  const { admission } = ctx
+  ctx.logger.info({ inflight: admission.inflight, delayMs }, 'draining')
   if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
-  ctx.draining = true
+  admission.close()
   // net.Server's close stops listening only; http.Server's would also drop idle
   // keep-alive connections, racing any request a client is sending on one.
   net.Server.prototype.close.call(server)
-  if (ctx.inflight > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
-      ctx.onIdle = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    ctx.onIdle = null
-  }
-  if (ctx.inflight > 0) {
-    ctx.logger.warn({ inflight: ctx.inflight }, 'drain timeout: answering the remaining requests 503')
+  if (!await admission.idle(timeoutMs)) {
+    ctx.logger.warn({ inflight: admission.inflight }, 'drain timeout: answering the remaining requests 503')
     ctx.pool.shutdown()
   }
   server.closeAllConnections()
   ctx.logger.info('drained')
+}
+
+/** Reserved paths first (admin, jobs), then `/{service}/...`. */
+function router (ctx: EnqueuerContext, hooks: AdminHooks): (req: IncomingMessage, res: ServerResponse) => void {
+  const adminOnMainPort = ctx.config.admin === null
+  const { jobs } = ctx
+  return (req, res) => {
+    const path = pathOf(req.url)
+    if (ADMIN_PATHS.has(path) && path !== '/drain') {
+      if (adminOnMainPort) handleAdmin(req, res, hooks)
+      else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
+      return
+    }
+    if (path.startsWith('/jobs/') && jobs !== null) {
+      if (req.method === 'GET' || req.method === 'HEAD') jobs.handleGet(req, res, path.slice('/jobs/'.length))
+      else sendError(res, 'RQ_ERR_METHOD_NOT_ALLOWED', 'jobs are read with GET')
+      return
+    }
+    handleServiceRequest(ctx, req, res)
+  }
 }
 
 function defaultJobStore (cfg: AsyncConfig): JobStore {

@@ -1,8 +1,17 @@
 // Whether a service's queue exists and has consumers, without a broker round
-// trip per request. Answers are cached for ENQUEUER_QUEUE_CHECK_TTL_MS and
-// served stale while one background refresh runs, so only the first request
-// for a service waits on the broker. (A queue deleted in between is still
-// caught: requests are published `mandatory` and come back as returns.)
+// trip per request. An answer is used for at most ENQUEUER_QUEUE_CHECK_TTL_MS:
+// past half of it one background refresh runs, so steady traffic never waits;
+// an older answer is never used (the request waits for a fresh one), so the
+// first request after the last consumer left hears 503 at once instead of
+// waiting out the reply timeout. (A queue deleted in between is still caught:
+// requests are published `mandatory` and come back as returns.)
+//
+// Names come from clients, so a flood of random ones must cost the broker
+// little and the real services nothing: queues that exist (known) and missing
+// ones (the negative cache) are kept apart, each evicting its least recently
+// used, so random names never push a real service out; and checks of names
+// not known are limited in number in flight and per second, while checks of
+// known names never wait behind them.
 import type { ChannelModel } from 'amqplib'
 import type { Logger } from 'pino'
 
@@ -16,10 +25,18 @@ interface Entry {
   checkedAt: number
 }
 
-/** Checks in flight at once; beyond it, first-time checks are refused rather than piled on the broker. */
+/** First-time checks in flight at once; beyond it they are refused rather than piled on the broker. */
 const MAX_CONCURRENT_CHECKS = 32
 const MAX_ENTRIES = 10000
 const NEGATIVE_TTL_MS = 500
+
+export interface QueueCheckerOptions {
+  /** Checks of names not known to exist, per second (a token bucket of one second's worth); 0: no limit. */
+  readonly newChecksPerSecond?: number
+  /** Entries kept of each kind (known, missing). */
+  readonly maxEntries?: number
+  readonly now?: () => number
+}
 
 /** Refused because too many first-time checks are already in flight: a flood of new names, not a broker fault. */
 export class QueueChecksBusy extends Error {
@@ -27,16 +44,34 @@ export class QueueChecksBusy extends Error {
 }
 
 export class QueueChecker {
-  private readonly cache = new Map<string, Entry>()
+  /** Queues that existed when last checked; never evicted by names that do not exist. */
+  private readonly known = new Map<string, Entry>()
+  /** The negative cache: names checked and found missing. */
+  private readonly missing = new Map<string, Entry>()
   private readonly checking = new Map<string, Promise<QueueState>>()
+  private newChecks = 0
+  private tokens: number
+  private refilledAt: number
   private conn: ChannelModel | null = null
+  private readonly rate: number
+  private readonly maxEntries: number
+  private readonly now: () => number
+  /** Broker checks made (tests and figures). */
+  checksMade = 0
 
-  constructor (private readonly ttlMs: number, private readonly logger: Logger) {}
+  constructor (private readonly ttlMs: number, private readonly logger: Logger, opts: QueueCheckerOptions = {}) {
+    this.rate = opts.newChecksPerSecond ?? 0
+    this.maxEntries = opts.maxEntries ?? MAX_ENTRIES
+    this.now = opts.now ?? Date.now
+    this.tokens = this.rate
+    this.refilledAt = this.now()
+  }
 
-  /** A new connection: whatever was cached about the queues may have changed while disconnected. */
+  /** A new connection: whatever was cached may have changed while disconnected, but which names are real has not. */
   attach (conn: ChannelModel): void {
     this.conn = conn
-    this.cache.clear()
+    for (const e of this.known.values()) e.checkedAt = -Infinity
+    this.missing.clear()
   }
 
   detach (): void {
@@ -44,17 +79,19 @@ export class QueueChecker {
   }
 
   /**
-   * The cached state (refreshed in the background when stale), or a promise
-   * of the first check. Rejects when the broker cannot be asked.
+   * The cached state while it is younger than the TTL (refreshed ahead in the
+   * background past half of it), else a promise of a fresh check. Rejects when
+   * the broker cannot be asked.
    */
   state (queue: string): QueueState | Promise<QueueState> {
-    const entry = this.cache.get(queue)
+    const entry = this.known.get(queue) ?? this.missing.get(queue)
     if (entry === undefined || this.ttlMs === 0) return this.refresh(queue)
     // A bad answer (no queue, no consumer) is rechecked sooner, so recovery shows within half a second.
     const ttl = entry.state.exists && entry.state.consumers > 0 ? this.ttlMs : Math.min(this.ttlMs, NEGATIVE_TTL_MS)
-    if (Date.now() - entry.checkedAt > ttl && !this.checking.has(queue)) {
-      this.refresh(queue).catch(() => {})
-    }
+    const age = this.now() - entry.checkedAt
+    if (age > ttl) return this.refresh(queue)
+    if (age > ttl / 2 && !this.checking.has(queue)) this.refresh(queue).catch(() => {})
+    if (entry.state.exists) touch(this.known, queue, entry)
     return entry.state
   }
 
@@ -66,13 +103,29 @@ export class QueueChecker {
   private refresh (queue: string): Promise<QueueState> {
     const running = this.checking.get(queue)
     if (running !== undefined) return running
-    if (this.checking.size >= MAX_CONCURRENT_CHECKS) return Promise.reject(new QueueChecksBusy())
+    const isNew = !this.known.has(queue)
+    if (isNew && (this.newChecks >= MAX_CONCURRENT_CHECKS || !this.takeToken())) return Promise.reject(new QueueChecksBusy())
+    if (isNew) this.newChecks++
+    this.checksMade++
     const p = this.ask(queue).then((state) => {
       this.store(queue, state)
       return state
-    }).finally(() => this.checking.delete(queue))
+    }).finally(() => {
+      this.checking.delete(queue)
+      if (isNew) this.newChecks--
+    })
     this.checking.set(queue, p)
     return p
+  }
+
+  private takeToken (): boolean {
+    if (this.rate === 0) return true
+    const now = this.now()
+    this.tokens = Math.min(this.rate, this.tokens + (now - this.refilledAt) * this.rate / 1000)
+    this.refilledAt = now
+    if (this.tokens < 1) return false
+    this.tokens--
+    return true
   }
 
   private async ask (queue: string): Promise<QueueState> {
@@ -97,16 +150,19 @@ export class QueueChecker {
   }
 
   private store (queue: string, state: QueueState): void {
-    const prev = this.cache.get(queue)
-    if (prev !== undefined) {
-      prev.state = state
-      prev.checkedAt = Date.now()
-      return
+    const [into, other] = state.exists ? [this.known, this.missing] : [this.missing, this.known]
+    other.delete(queue)
+    into.delete(queue)
+    if (into.size >= this.maxEntries) {
+      const oldest = into.keys().next().value
+      if (oldest !== undefined) into.delete(oldest)
     }
-    if (this.cache.size >= MAX_ENTRIES) {
-      const oldest = this.cache.keys().next().value
-      if (oldest !== undefined) this.cache.delete(oldest)
-    }
-    this.cache.set(queue, { state, checkedAt: Date.now() })
+    into.set(queue, { state, checkedAt: this.now() })
   }
+}
+
+/** Least recently used first: a Map iterates in insertion order, so a use re-inserts. */
+function touch (map: Map<string, Entry>, key: string, entry: Entry): void {
+  map.delete(key)
+  map.set(key, entry)
 }

@@ -1,8 +1,13 @@
 // A breaker per service on the enqueuer. When a service's replies keep timing
-// out (or its queue has no consumer), piling up more requests only makes more
-// clients wait for a 504. After `threshold` consecutive such failures the
-// service fails fast (503 + Retry-After) for a cool-down; then one request at
-// a time is let through as a probe, and its success closes the breaker.
+// out, piling up more requests only makes more clients wait for a 504. After
+// `threshold` consecutive timeouts the service fails fast (503 + Retry-After)
+// for a cool-down; then one request at a time is let through as a probe, and
+// any reply closes the breaker.
+//
+// A queue without a consumer is not a failure of the service: the enqueuer
+// answers it at once (503 NO_CONSUMERS) and nothing waits, and the gap is
+// often sub-second (a dequeuer starting, reconnecting, or its own breaker
+// pausing it). Counting it would stretch such gaps into cool-downs.
 
 export type BreakerState = 'closed' | 'half_open' | 'open'
 
@@ -10,7 +15,8 @@ interface Entry {
   state: BreakerState
   failures: number
   openedAt: number
-  probing: boolean
+  /** When the current probe went through; 0: no probe out. */
+  probeAt: number
 }
 
 export interface ServiceBreakerOptions {
@@ -35,8 +41,10 @@ export class ServiceBreakers {
     if (e === undefined || e.state === 'closed') return 'pass'
     const waited = this.now() - e.openedAt
     if (e.state === 'open' && waited >= this.opts.cooldownMs) this.move(service, e, 'half_open')
-    if (e.state === 'half_open' && !e.probing) {
-      e.probing = true
+    // A probe is waited on for one cool-down at most: a probe that hangs (its
+    // reply timeout can be minutes) must not keep the service shut after it recovered.
+    if (e.state === 'half_open' && (e.probeAt === 0 || this.now() - e.probeAt >= this.opts.cooldownMs)) {
+      e.probeAt = this.now()
       return 'probe'
     }
     return Math.max(1, Math.ceil((this.opts.cooldownMs - waited) / 1000))
@@ -47,20 +55,20 @@ export class ServiceBreakers {
     const e = this.entries.get(service)
     if (e === undefined) return
     e.failures = 0
-    e.probing = false
+    e.probeAt = 0
     if (e.state !== 'closed') this.move(service, e, 'closed')
   }
 
-  /** A reply timed out, or the queue had no consumer. */
+  /** A reply timed out. */
   failure (service: string): void {
     if (!this.opts.enabled) return
     let e = this.entries.get(service)
     if (e === undefined) {
-      e = { state: 'closed', failures: 0, openedAt: 0, probing: false }
+      e = { state: 'closed', failures: 0, openedAt: 0, probeAt: 0 }
       this.entries.set(service, e)
     }
     e.failures++
-    e.probing = false
+    e.probeAt = 0
     if (e.state === 'half_open' || (e.state === 'closed' && e.failures >= this.opts.threshold)) {
       e.openedAt = this.now()
       this.move(service, e, 'open')
@@ -70,7 +78,7 @@ export class ServiceBreakers {
   /** A probe that ended neither way (client gone, broker lost) frees the slot for the next one. */
   release (service: string): void {
     const e = this.entries.get(service)
-    if (e !== undefined) e.probing = false
+    if (e !== undefined) e.probeAt = 0
   }
 
   stateOf (service: string): BreakerState {

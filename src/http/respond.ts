@@ -1,6 +1,7 @@
 // The only module that writes relayq's own answers. Each carries the JSON
 // body {error, detail, code} and an `x-relayq-error` header, so clients and
 // dashboards can tell relayq's failures from the service's own answers.
+import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorBody, phraseOf, RelayqError, statusOf, type ErrorCode } from '../errors'
@@ -8,6 +9,7 @@ import { errorBody, phraseOf, RelayqError, statusOf, type ErrorCode } from '../e
 export interface ErrorOptions {
   /** Seconds for a Retry-After header (on 503s the client may retry). */
   readonly retryAfter?: number
+  /** The id the client sees; a new one when the answer has none yet (every answer carries one). */
   readonly correlationId?: string
   /** Close the connection after this answer (draining, or an unread body). */
   readonly close?: boolean
@@ -25,7 +27,7 @@ export function sendError (res: ServerResponse, code: ErrorCode, detail: string,
     'x-relayq-error', code,
   ]
   if (options.retryAfter !== undefined) headers.push('retry-after', String(options.retryAfter))
-  if (options.correlationId !== undefined) headers.push('x-correlation-id', options.correlationId)
+  headers.push('x-correlation-id', options.correlationId ?? randomUUID())
   if (options.close === true) {
     headers.push('connection', 'close')
     res.shouldKeepAlive = false
@@ -58,6 +60,7 @@ export function writeRawError (socket: Socket, code: ErrorCode, detail: string):
     'content-type: application/json\r\n' +
     `content-length: ${body.length}\r\n` +
     `x-relayq-error: ${code}\r\n` +
+    `x-correlation-id: ${randomUUID()}\r\n` +
     'connection: close\r\n\r\n' + body.toString(),
   )
 }

@@ -139,7 +139,7 @@ describe('round trip', () => {
       await agent.close()
     }
     assert.equal(enq.context.pool.pendingReplies, 0)
-    assert.equal(enq.context.inflight, 0)
+    assert.equal(enq.admission.inflight, 0)
   })
 
   it('forwards a ProxyMQ-format message and replies in ProxyMQ\'s format', async () => {

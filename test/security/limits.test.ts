@@ -136,7 +136,7 @@ describe('S6: size limits', () => {
       assert.equal(wide.context.connection.up, true)
       const metrics = (await send(`${wide.url}/metrics`)).body.toString()
       assert.match(metrics, /^relayq_broker_reconnects_total\{connection="enqueuer"\} 0$/m)
-      assert.equal(wide.context.inflight, 0)
+      assert.equal(wide.admission.inflight, 0)
       assert.equal(wide.context.pool.pendingReplies, 0)
       assert.equal((await send(`${wide.url}/${service}/after`)).status, 200)
     })

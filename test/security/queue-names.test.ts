@@ -107,7 +107,8 @@ describe('S1/S2/S13: hostile and random service names', () => {
     deqA = await startTestDequeuer(tenantA, echoA.url, { DEQUEUER_RETRY_DELAY_MS: '1000' })
     deqB = await startTestDequeuer(tenantB, echoB.url)
     await Promise.all([deqA.consuming, deqB.consuming])
-    open = await startTestEnqueuer({ ENQUEUER_BREAKER_ENABLED: 'false', ASYNC_JOBS: 'false' })
+    // No rate limit on checks of new names here: this file is about where names lead (flood-checks.test.ts covers the limit).
+    open = await startTestEnqueuer({ ENQUEUER_BREAKER_ENABLED: 'false', ASYNC_JOBS: 'false', ENQUEUER_NEW_SERVICE_CHECKS_PER_SECOND: '0' })
     allowList = await startTestEnqueuer({ ENQUEUER_SERVICES: tenantA, ENQUEUER_BREAKER_ENABLED: 'false', ASYNC_JOBS: 'false' })
     agent = new Agent({ connections: 64, keepAliveTimeout: 10000 })
     baselineSeries = series((await send(`${allowList.url}/metrics`)).body.toString()).length

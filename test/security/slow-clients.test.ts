@@ -105,7 +105,7 @@ describe('S7: slow clients and caps', () => {
       await sleep(100)
       assert.deepEqual(traffic.publishes, [])
       assert.equal(echo.received.length, n)
-      assert.equal(enq.context.inflight, 0, 'the request still holds an in-flight slot')
+      assert.equal(enq.admission.inflight, 0, 'the request still holds an in-flight slot')
     } finally {
       traffic.stop()
     }
@@ -145,7 +145,7 @@ describe('S7: slow clients and caps', () => {
   })
 
   it('ENQUEUER_MAX_INFLIGHT: beyond it a JSON 503 with Retry-After, before anything is published', async () => {
-    const limited = await startTestEnqueuer({ ENQUEUER_MAX_INFLIGHT: '5', ASYNC_JOBS: 'false' })
+    const limited = await startTestEnqueuer({ ENQUEUER_MAX_INFLIGHT: '5', ENQUEUER_MAX_INFLIGHT_PER_SERVICE: '5', ASYNC_JOBS: 'false' })
     const wide = new Agent({ connections: 20 })
     const traffic = new BrokerTraffic(limited.context.connection.model!)
     try {
@@ -165,7 +165,7 @@ describe('S7: slow clients and caps', () => {
       }
       assert.equal(echo.received.length - n, 5)
       assert.equal(traffic.publishes.length, 5)
-      assert.equal(limited.context.inflight, 0)
+      assert.equal(limited.admission.inflight, 0)
     } finally {
       echo.behave(echoJson)
       traffic.stop()

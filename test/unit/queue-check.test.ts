@@ -11,7 +11,55 @@ function stalledBroker (): { conn: ChannelModel, opened: () => number } {
   return { conn: conn as unknown as ChannelModel, opened: () => opened }
 }
 
+// A broker that answers each check with the queue's current consumer count (or 404 when `exists` is false).
+function liveBroker (): { conn: ChannelModel, checks: () => number, queue: { exists: boolean, consumers: number } } {
+  let checks = 0
+  const queue = { exists: true, consumers: 1 }
+  const conn = {
+    createChannel: async () => ({
+      on: () => {},
+      close: async () => {},
+      checkQueue: async () => {
+        checks++
+        if (!queue.exists) throw Object.assign(new Error('Channel closed by server: 404 (NOT-FOUND) with message "NOT_FOUND - no queue"'), { code: 404 })
+        return { consumerCount: queue.consumers }
+      },
+    }),
+  }
+  return { conn: conn as unknown as ChannelModel, checks: () => checks, queue }
+}
+
 describe('queue checker', () => {
+  it('never admits on an entry older than the TTL: the last consumer left, the next request learns it', async () => {
+    let now = 0
+    const checker = new QueueChecker(2000, pino({ level: 'silent' }), { now: () => now })
+    const broker = liveBroker()
+    checker.attach(broker.conn)
+    assert.equal((await checker.state('a_requests')).consumers, 1)
+    broker.queue.consumers = 0
+    now = 60_000
+    const state = checker.state('a_requests')
+    assert.ok(state instanceof Promise, 'a stale entry must not be served: the request waits for the check')
+    assert.equal((await state).consumers, 0)
+  })
+
+  it('within the TTL the cached answer serves, refreshed ahead of expiry so steady traffic never waits', async () => {
+    let now = 0
+    const checker = new QueueChecker(2000, pino({ level: 'silent' }), { now: () => now })
+    const broker = liveBroker()
+    checker.attach(broker.conn)
+    await checker.state('a_requests')
+    now = 900
+    assert.deepEqual(checker.state('a_requests'), { exists: true, consumers: 1 })
+    assert.equal(broker.checks(), 1, 'young entry: no check')
+    now = 1500
+    assert.deepEqual(checker.state('a_requests'), { exists: true, consumers: 1 }, 'past half the TTL: served, and refreshed behind it')
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(broker.checks(), 2)
+    now = 3000
+    assert.deepEqual(checker.state('a_requests'), { exists: true, consumers: 1 }, 'the refresh at 1.5 s keeps it fresh until 3.5 s')
+  })
+
   it('refuses a flood of first-time checks with its own error, not a broker fault', async () => {
     const checker = new QueueChecker(1000, pino({ level: 'silent' }))
     const broker = stalledBroker()
@@ -35,5 +83,63 @@ describe('queue checker', () => {
   it('says the broker cannot be asked when it is not connected', async () => {
     const checker = new QueueChecker(1000, pino({ level: 'silent' }))
     await assert.rejects(Promise.resolve(checker.state('a_requests')), (err: Error) => !(err instanceof QueueChecksBusy) && /not connected/.test(err.message))
+  })
+
+  it('a flood of missing names never evicts a real service, and checks of new names are rate-limited while known names are not', async () => {
+    let now = 0
+    const checker = new QueueChecker(60_000, pino({ level: 'silent' }), { now: () => now, maxEntries: 100, newChecksPerSecond: 50 })
+    const broker = liveBroker()
+    checker.attach(broker.conn)
+    assert.equal((await checker.state('real_requests')).consumers, 1)
+    broker.queue.exists = false
+    let refused = 0
+    let missing = 0
+    // 1,000 random names over 10 s (the clock advances 10 ms per name).
+    for (let i = 0; i < 1000; i++) {
+      now += 10
+      try {
+        const s = await checker.state(`rnd${i}_requests`)
+        if (!s.exists) missing++
+      } catch (err) {
+        assert.ok(err instanceof QueueChecksBusy)
+        refused++
+      }
+    }
+    assert.ok(broker.checks() <= 1 + 50 + 10 * 50, `${broker.checks()} broker checks for 1,000 new names in 10 s at 50/s`)
+    assert.ok(refused > 0 && missing > 0)
+    broker.queue.exists = true
+    // The real service is still cached: 1,000 missing names (ten times the room) did not evict it.
+    const before = broker.checks()
+    assert.deepEqual(checker.state('real_requests'), { exists: true, consumers: 1 })
+    assert.equal(broker.checks(), before)
+    // Its refresh is never refused, though the new-name budget is spent.
+    now += 60_000
+    assert.equal((await checker.state('real_requests')).exists, true)
+  })
+
+  it('an entry in use is not the one evicted (least recently used, not first in)', async () => {
+    let now = 0
+    const checker = new QueueChecker(60_000, pino({ level: 'silent' }), { now: () => now, maxEntries: 3 })
+    const broker = liveBroker()
+    checker.attach(broker.conn)
+    for (const q of ['a', 'b', 'c']) await checker.state(q)
+    now = 10
+    void checker.state('a')
+    await checker.state('d')
+    const checks = broker.checks()
+    assert.deepEqual(checker.state('a'), { exists: true, consumers: 1 }, 'a was used, so b went')
+    assert.equal(broker.checks(), checks)
+    assert.ok(checker.state('b') instanceof Promise)
+  })
+
+  it('after a reconnect known names are rechecked without counting as new', async () => {
+    const checker = new QueueChecker(2000, pino({ level: 'silent' }), { newChecksPerSecond: 1, now: () => 0 })
+    const broker = liveBroker()
+    checker.attach(broker.conn)
+    await checker.state('a_requests')
+    checker.attach(broker.conn)
+    const s = checker.state('a_requests')
+    assert.ok(s instanceof Promise, 'rechecked after a reconnect')
+    assert.equal((await s).exists, true, 'not refused, although the one token per second is spent')
   })
 })
