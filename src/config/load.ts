@@ -226,6 +226,9 @@ function readAsync (r: Reader): EnqueuerConfig['async'] {
   const authHeader = (r.get('ASYNC_AUTH_HEADER') ?? 'Authorization').toLowerCase()
   if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(authHeader)) r.problem('ASYNC_AUTH_HEADER', 'is not a valid header name')
   const always = r.get('ASYNC_MODE') ?? false
+  const maxResultBytes = r.get('ASYNC_MAX_RESULT_BYTES') ?? 10 * 1024 * 1024
+  const maxStoredBytes = r.get('ASYNC_MAX_STORED_BYTES') ?? 256 * 1024 * 1024
+  if (maxStoredBytes < maxResultBytes) r.problem('ASYNC_MAX_STORED_BYTES', `must be at least ASYNC_MAX_RESULT_BYTES (${maxResultBytes})`)
   return {
     enabled: always || (r.get('ASYNC_JOBS') ?? true),
     always,
@@ -234,6 +237,8 @@ function readAsync (r: Reader): EnqueuerConfig['async'] {
     requireAuth: r.get('ASYNC_REQUIRE_AUTH') ?? false,
     resultsQueue: r.get('ASYNC_RESULTS_QUEUE') ?? 'relayq_results',
     maxJobs: r.get('ASYNC_MAX_JOBS') ?? 100000,
+    maxResultBytes,
+    maxStoredBytes,
     callbackAllowedHosts: (r.get('ASYNC_CALLBACK_ALLOWED_HOSTS') ?? []).map((h) => h.toLowerCase()),
     redisUrl: readRedisUrl(r),
   }

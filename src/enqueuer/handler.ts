@@ -14,7 +14,7 @@ import { parseTarget, type Target } from '../http/target'
 import { Call } from './call'
 import { requestDone, type EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
-import type { NewJob } from './jobs/jobs'
+import { jobCaller, type NewJob } from './jobs/jobs'
 import { QueueChecksBusy, type QueueState } from './queue-check'
 
 const kCall = Symbol('relayq.call')
@@ -99,7 +99,7 @@ function afterCheck (p: Pending, state: QueueState): void {
     return refuse('RQ_ERR_CIRCUIT_OPEN', `service ${service} keeps failing; retry later`, service, admission)
   }
   const job: NewJob | null = ctx.jobs?.wanted(p.headers.prefer) === true
-    ? { service, token: p.headers.jobToken, callbackUrl: p.headers.callbackUrl }
+    ? { service, token: p.headers.jobToken, callbackUrl: p.headers.callbackUrl, caller: jobCaller(p.req, ctx.tokens === null ? undefined : p.headers.authorization) }
     : null
   const jobRefusal = job === null ? null : ctx.jobs!.refusal(job)
   if (jobRefusal !== null) {

@@ -1,13 +1,12 @@
 // The enqueuer: an HTTP server at the edge that publishes each request to its
 // service's queue and answers with the reply. startEnqueuer() returns a
 // handle, so tests run it in-process and main.ts runs it for real.
-import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import type { AsyncConfig, Config } from '../config/types'
+import type { Config } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
 import { createHttpServer, listen } from '../http/server'
@@ -16,10 +15,8 @@ import type { Registry } from '../metrics/registry'
 import { TokenSet } from './auth'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
-import { ClusterJobStore } from './jobs/cluster-store'
+import { defaultJobStore } from './jobs/default-store'
 import { Jobs } from './jobs/jobs'
-import { MemoryJobStore } from './jobs/memory-store'
-import { RedisJobStore } from './jobs/redis-store'
 import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
 import { RpcPool } from './rpc-pool'
@@ -186,11 +183,6 @@ async function drainEnqueuer (ctx: EnqueuerContext, server: Server, delayMs: num
   }
   server.closeAllConnections()
   ctx.logger.info('drained')
-}
-
-function defaultJobStore (cfg: AsyncConfig): JobStore {
-  if (cfg.redisUrl !== null) return new RedisJobStore(cfg.redisUrl)
-  return cluster.isWorker ? new ClusterJobStore() : new MemoryJobStore(cfg.maxJobs)
 }
 
 function pathOf (url: string | undefined): string {

@@ -15,13 +15,21 @@ import { sendError, sendJson } from '../../http/respond'
 import type { EnqueuerMetrics } from '../../metrics/enqueuer'
 import { secretsEqual } from '../auth'
 import { sendCallback } from './callback'
-import { encodeBody, toApi, type JobRecord, type JobStore } from './store'
+import { encodeBody, notKept, outcomeBytes, toApi, type JobOutcome, type JobRecord, type JobStore } from './store'
 
 export interface NewJob {
   readonly service: string
   /** Value of ASYNC_AUTH_HEADER on the creating request. */
   readonly token: string | undefined
   readonly callbackUrl: string | undefined
+  /** Who asks (see jobCaller): eviction takes from whoever holds the most. */
+  readonly caller: string
+}
+
+/** A caller's identity for fairness: its bearer token when the enqueuer checks tokens, else its address (hashed either way). */
+export function jobCaller (req: IncomingMessage, verifiedAuthorization: string | undefined): string {
+  const who = verifiedAuthorization === undefined ? `addr:${req.socket.remoteAddress ?? ''}` : `token:${verifiedAuthorization}`
+  return sha256(who).slice(0, 24)
 }
 
 export class Jobs {
@@ -70,6 +78,7 @@ export class Jobs {
       created_at: Date.now() / 1000,
       ...(job.token === undefined ? {} : { token_sha256: sha256(job.token) }),
       ...(job.callbackUrl === undefined ? {} : { callback_url: job.callbackUrl }),
+      caller: job.caller,
     }
     await this.store.create(record, this.config.jobTtlSeconds)
     return record
@@ -142,9 +151,13 @@ export class Jobs {
       return
     }
     const failed = reply.errorCode !== undefined
-    const done: Pick<JobRecord, 'status' | 'completed_at' | 'result' | 'error'> = failed
+    let done: JobOutcome = failed
       ? { status: 'failed', completed_at: Date.now() / 1000, error: errorText(reply.body, reply.errorCode) }
       : { status: 'completed', completed_at: Date.now() / 1000, result: { status_code: reply.status, headers: headerObject(reply.headers), ...encodeBody(reply.body) } }
+    const size = outcomeBytes(done)
+    if (size > this.config.maxResultBytes) {
+      done = notKept(done, 'RQ_ERR_RESPONSE_TOO_LARGE', `the result (${size} bytes) is larger than ASYNC_MAX_RESULT_BYTES (${this.config.maxResultBytes})`)
+    }
     let job: JobRecord | null
     try {
       job = await this.store.complete(jobId, done, this.config.jobTtlSeconds)
