@@ -127,6 +127,8 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     adminServer = createAdminServer({ ...hooks, drain })
     adminPort = await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
   }
+  // A job callback must never reach these (a callback to the admin /drain drained the enqueuer).
+  jobs?.callbacks.addOwnPorts([port, adminPort, cfg.port, cfg.admin?.port])
   const connected = connection.waitUntilUp()
   connected.catch(() => {})
   connection.start()

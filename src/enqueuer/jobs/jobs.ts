@@ -15,6 +15,7 @@ import { sendError, sendJson } from '../../http/respond'
 import type { EnqueuerMetrics } from '../../metrics/enqueuer'
 import { secretsEqual } from '../auth'
 import { sendCallback } from './callback'
+import { CallbackTargets } from './callback-target'
 import { encodeBody, notKept, outcomeBytes, toApi, type JobOutcome, type JobRecord, type JobStore } from './store'
 
 export interface NewJob {
@@ -42,6 +43,8 @@ export class Jobs {
    */
   readonly resultsQueue: string
   private readonly resultsQueueArgs: Record<string, number>
+  /** Where callbacks may go; the enqueuer adds its own ports once listening. */
+  readonly callbacks: CallbackTargets
 
   constructor (
     readonly config: AsyncConfig,
@@ -53,6 +56,7 @@ export class Jobs {
     const shared = config.redisUrl !== null
     this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
     this.resultsQueueArgs = shared ? {} : { 'x-expires': config.jobTtlSeconds * 1000 }
+    this.callbacks = new CallbackTargets(config.callbackAllowedHosts)
   }
 
   /** Whether this request should become a job. */
@@ -63,9 +67,8 @@ export class Jobs {
   /** The refusal a job request gets before its body is read, or null. */
   refusal (job: NewJob): { code: ErrorCode, detail: string } | null {
     if (this.config.requireAuth && job.token === undefined) return { code: 'RQ_ERR_UNAUTHORIZED', detail: `jobs need the ${this.config.authHeader} header` }
-    if (job.callbackUrl !== undefined && !this.callbackAllowed(job.callbackUrl)) {
-      return { code: 'RQ_ERR_CALLBACK_NOT_ALLOWED', detail: 'x-relayq-callback-url must be an http(s) URL on a host listed in ASYNC_CALLBACK_ALLOWED_HOSTS' }
-    }
+    const callbackProblem = job.callbackUrl === undefined ? null : this.callbacks.refusal(job.callbackUrl)
+    if (callbackProblem !== null) return { code: 'RQ_ERR_CALLBACK_NOT_ALLOWED', detail: `x-relayq-callback-url ${callbackProblem}` }
     return null
   }
 
@@ -173,20 +176,7 @@ export class Jobs {
       return
     }
     this.metrics.jobCompleted(job.service, job.status)
-    if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger)
-  }
-
-  private callbackAllowed (raw: string): boolean {
-    let url: URL
-    try {
-      url = new URL(raw)
-    } catch {
-      return false
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return false
-    if (url.username !== '' || url.password !== '') return false
-    const host = url.hostname.toLowerCase()
-    return this.config.callbackAllowedHosts.some((allowed) => allowed === host || allowed === url.host.toLowerCase())
+    if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger, this.callbacks)
   }
 }
 
