@@ -98,9 +98,14 @@ export class RedisJobStore extends EventEmitter<{ up: [], down: [] }> implements
     await this.redis.set(KEY(job.job_id), JSON.stringify(job), 'EX', ttlSeconds, 'NX')
   }
 
+  /**
+   * Writes the outcome even when the job's record is gone (Redis restarted
+   * without persistence, or lost the key): the service ran the job, and its
+   * 202 promised the result. Such a record has lost its service name, creation
+   * time and token guard: its random id is then all that guards it.
+   */
   async complete (jobId: string, done: JobOutcome, ttlSeconds: number): Promise<JobRecord | null> {
-    const base = await this.get(jobId)
-    if (base === null) return null
+    const base = await this.get(jobId) ?? { job_id: jobId, service: 'unknown', status: 'pending', created_at: done.completed_at ?? this.now() / 1000 }
     const size = outcomeBytes(done)
     const job: JobRecord = { ...base, ...done }
     const full: JobRecord = { ...base, ...notKept(done, 'RQ_ERR_JOB_STORE_FULL', `the result (${size} bytes) did not fit ASYNC_MAX_STORED_BYTES (${this.maxBytes}) in the job store`) }

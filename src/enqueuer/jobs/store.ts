@@ -34,7 +34,7 @@ export type JobOutcome = Pick<JobRecord, 'status' | 'completed_at' | 'result' | 
 export interface JobStore {
   /** Records a new pending job (expires after the TTL). */
   create: (job: JobRecord, ttlSeconds: number) => Promise<void>
-  /** Records the outcome; false when the job is unknown (expired or never created here). */
+  /** Records the outcome; null when the job is unknown (expired, evicted or never created here) and the store drops it. */
   complete: (jobId: string, done: JobOutcome, ttlSeconds: number) => Promise<JobRecord | null>
   get: (jobId: string) => Promise<JobRecord | null>
   delete: (jobId: string) => Promise<void>
