@@ -101,7 +101,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     notReadyReason: () => {
       if (ctx.notReady) return 'draining'
       if (!connection.up || !pool.ready) return 'not connected to the broker'
-      return null
+      return jobs?.notReadyReason() ?? null
     },
   }
   const adminOnMainPort = cfg.admin === null

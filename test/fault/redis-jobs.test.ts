@@ -3,6 +3,7 @@
 // unreachable Redis is reported at start-up and in readiness, naming REDIS_URL.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import Redis from 'ioredis'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
@@ -71,5 +72,37 @@ describe('jobs in Redis under faults', () => {
     const ttl = await redis.ttl(`relayq:job:${id}`)
     assert.ok(ttl > 0 && ttl <= 600, `ttl ${ttl}`)
     await redis.del(`relayq:job:${id}`)
+  })
+
+  async function closedPort (): Promise<number> {
+    const s = net.createServer()
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+    const port = (s.address() as net.AddressInfo).port
+    await new Promise<void>((resolve) => s.close(() => resolve()))
+    return port
+  }
+
+  it('an unreachable Redis is said at start-up, naming REDIS_URL; jobs get 503, request/reply still works (it said "ready" and nothing else)', async () => {
+    const port = await closedPort()
+    const enq = await enqueuer({ REDIS_URL: `redis://:secret@127.0.0.1:${port}/0` })
+    const line = await waitFor(() => enq.logs.lines.find((l) => String(l.msg).includes(`REDIS_URL=redis://127.0.0.1:${port}/0`)), { what: 'a log line naming REDIS_URL' })
+    assert.equal(line.level, 'error')
+    assert.doesNotMatch(JSON.stringify(enq.logs.lines), /secret/)
+    // Degraded, as documented: ready for request/reply, jobs refused at once.
+    assert.equal((await send(`${enq.url}/readyz`)).status, 200)
+    assert.equal((await send(`${enq.url}/${service}/sync`)).status, 200)
+    const job = await send(`${enq.url}/${service}/x`, { method: 'POST', body: 'x', headers: { prefer: 'respond-async' } })
+    assert.equal(job.status, 503)
+    assert.equal(job.headers['x-relayq-error'], 'RQ_ERR_JOB_STORE_UNAVAILABLE')
+  })
+
+  it('with ASYNC_MODE=true, where every POST is a job, readiness is 503 and names REDIS_URL', async () => {
+    const port = await closedPort()
+    const enq = await enqueuer({ REDIS_URL: `redis://127.0.0.1:${port}/0`, ASYNC_MODE: 'true' })
+    const ready = await waitFor(async () => {
+      const r = await send(`${enq.url}/readyz`)
+      return r.status === 503 ? r.json<{ reason: string }>() : null
+    }, { what: 'readiness to say the job store is unreachable' })
+    assert.match(ready.reason, new RegExp(`REDIS_URL=redis://127\\.0\\.0\\.1:${port}/0`))
   })
 })

@@ -8,6 +8,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib'
 import type { Logger } from 'pino'
+import { redactUrl } from '../../amqp/connection'
 import { decodeResponse } from '../../amqp/wire'
 import type { AsyncConfig } from '../../config/types'
 import type { ErrorCode } from '../../errors'
@@ -16,6 +17,7 @@ import type { EnqueuerMetrics } from '../../metrics/enqueuer'
 import { secretsEqual } from '../auth'
 import { sendCallback } from './callback'
 import { CallbackTargets } from './callback-target'
+import { RedisJobStore } from './redis-store'
 import { encodeBody, notKept, outcomeBytes, toApi, type JobOutcome, type JobRecord, type JobStore } from './store'
 
 export interface NewJob {
@@ -45,6 +47,8 @@ export class Jobs {
   private readonly resultsQueueArgs: Record<string, number>
   /** Where callbacks may go; the enqueuer adds its own ports once listening. */
   readonly callbacks: CallbackTargets
+  /** Set while the job store is known to be unreachable (Redis): why. */
+  private storeDown: string | null = null
 
   constructor (
     readonly config: AsyncConfig,
@@ -57,6 +61,32 @@ export class Jobs {
     this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
     this.resultsQueueArgs = shared ? {} : { 'x-expires': config.jobTtlSeconds * 1000 }
     this.callbacks = new CallbackTargets(config.callbackAllowedHosts)
+    if (store instanceof RedisJobStore) this.watchRedis(store, config.redisUrl ?? '')
+  }
+
+  /**
+   * Why this enqueuer should not be ready, or null. Only with ASYNC_MODE=true,
+   * where a POST can only become a job: otherwise request/reply works without
+   * the job store, and a Redis outage (logged) is a degraded state in which
+   * jobs alone get 503.
+   */
+  notReadyReason (): string | null {
+    return this.config.always ? this.storeDown : null
+  }
+
+  /** Says when the job store cannot be reached (at start-up too) and when it can again, naming REDIS_URL. */
+  private watchRedis (store: RedisJobStore, url: string): void {
+    const where = `REDIS_URL=${redactUrl(url)}`
+    store.on('down', (err: Error & { code?: string }) => {
+      if (this.storeDown !== null) return
+      this.storeDown = `the job store cannot be reached at ${where}`
+      this.logger.error({ err: err.code ?? err.message }, `the job store cannot be reached at ${where}: jobs get 503 until it can`)
+    })
+    store.on('up', () => {
+      if (this.storeDown === null) return
+      this.storeDown = null
+      this.logger.info(`the job store at ${where} is reachable again`)
+    })
   }
 
   /** Whether this request should become a job. */

@@ -57,8 +57,9 @@ export interface RedisStoreOptions {
   readonly now?: () => number
 }
 
-export class RedisJobStore extends EventEmitter<{ up: [], down: [] }> implements JobStore {
+export class RedisJobStore extends EventEmitter<{ up: [], down: [Error] }> implements JobStore {
   private readonly redis: Redis
+  private closing = false
   private readonly maxBytes: number
   private readonly now: () => number
 
@@ -74,10 +75,11 @@ export class RedisJobStore extends EventEmitter<{ up: [], down: [] }> implements
       connectTimeout: 2000,
       ...(opts.keyPrefix === undefined ? {} : { keyPrefix: opts.keyPrefix }),
     })
-    // Errors surface on each command; ioredis keeps reconnecting meanwhile.
-    this.redis.on('error', () => {})
+    // Errors also surface on each command; ioredis keeps reconnecting meanwhile.
+    // 'down' tells the owner (who logs and reports readiness), once per error or close.
+    this.redis.on('error', (err: Error) => { if (!this.closing) this.emit('down', err) })
+    this.redis.on('close', () => { if (!this.closing) this.emit('down', new Error('connection closed')) })
     this.redis.on('ready', () => this.emit('up'))
-    this.redis.on('close', () => this.emit('down'))
   }
 
   get up (): boolean {
@@ -129,6 +131,7 @@ export class RedisJobStore extends EventEmitter<{ up: [], down: [] }> implements
   }
 
   async close (): Promise<void> {
+    this.closing = true
     this.redis.disconnect()
   }
 }
