@@ -18,6 +18,7 @@ import { secretsEqual } from '../auth'
 import { sendCallback } from './callback'
 import { CallbackTargets } from './callback-target'
 import { RedisJobStore } from './redis-store'
+import { ResultsConsumer } from './results-consumer'
 import { encodeBody, notKept, outcomeBytes, toApi, type JobOutcome, type JobRecord, type JobStore } from './store'
 
 export interface NewJob {
@@ -36,7 +37,6 @@ export function jobCaller (req: IncomingMessage, verifiedAuthorization: string |
 }
 
 export class Jobs {
-  private channel: Channel | null = null
   /**
    * Where job replies go. With Redis, one durable queue that every replica
    * consumes (any of them can record any result). With the in-memory store,
@@ -45,6 +45,7 @@ export class Jobs {
    */
   readonly resultsQueue: string
   private readonly resultsQueueArgs: Record<string, number>
+  private readonly results: ResultsConsumer
   /** Where callbacks may go; the enqueuer adds its own ports once listening. */
   readonly callbacks: CallbackTargets
   /** Set while the job store is known to be unreachable (Redis): why. */
@@ -60,6 +61,7 @@ export class Jobs {
     const shared = config.redisUrl !== null
     this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
     this.resultsQueueArgs = shared ? {} : { 'x-expires': config.jobTtlSeconds * 1000 }
+    this.results = new ResultsConsumer(this.resultsQueue, this.resultsQueueArgs, logger, (ch, msg) => { void this.onResult(ch, msg) })
     this.callbacks = new CallbackTargets(config.callbackAllowedHosts)
     if (store instanceof RedisJobStore) this.watchRedis(store, config.redisUrl ?? '')
   }
@@ -151,32 +153,19 @@ export class Jobs {
 
   /** Declares the results queue and consumes it; part of the connection's setup. */
   async attach (conn: ChannelModel): Promise<void> {
-    const ch = await conn.createChannel()
-    ch.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'results channel error'))
-    ch.on('close', () => { if (this.channel === ch) this.channel = null })
-    await ch.assertQueue(this.resultsQueue, { durable: true, arguments: this.resultsQueueArgs })
-    await ch.prefetch(50)
-    await ch.consume(this.resultsQueue, (msg) => { void this.onResult(ch, msg) }, { noAck: false })
-    this.channel = ch
+    await this.results.attach(conn)
   }
 
   detach (): void {
-    this.channel = null
+    this.results.detach()
   }
 
   async close (): Promise<void> {
-    const ch = this.channel
-    this.channel = null
-    if (ch !== null) await ch.close().catch(() => {})
+    await this.results.close()
     await this.store.close()
   }
 
-  private async onResult (ch: Channel, msg: ConsumeMessage | null): Promise<void> {
-    if (msg === null) {
-      this.logger.warn('the results queue consumer was cancelled by the broker')
-      ch.close().catch(() => {})
-      return
-    }
+  private async onResult (ch: Channel, msg: ConsumeMessage): Promise<void> {
     const reply = decodeResponse(msg)
     const jobId = reply.jobId ?? reply.correlationId
     if (jobId === undefined) {
