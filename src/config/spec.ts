@@ -80,7 +80,7 @@ export const SPEC = {
 
   // ---- enqueuer: async jobs ----
   ASYNC_JOBS: v({ name: 'ASYNC_JOBS', parse: p.bool, default: 'true', scope: 'enqueuer', group: 'async', doc: 'Accept jobs (`Prefer: respond-async`) and consume the results queue. `false`: no results queue, every request is request/reply (unless ASYNC_MODE).' }),
-  ASYNC_MODE: v({ name: 'ASYNC_MODE', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'async', doc: 'Every request becomes a job answered 202 (per request: `Prefer: respond-async`).' }),
+  ASYNC_MODE: v({ name: 'ASYNC_MODE', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'async', doc: 'ProxyMQ\'s async enqueuer: every POST becomes a job answered 202, other methods get 405 (per request, any method: `Prefer: respond-async`).' }),
   ASYNC_JOB_TTL: v({ name: 'ASYNC_JOB_TTL', parse: p.int(1, 30 * 86400), default: '3600', scope: 'enqueuer', group: 'async', doc: 'Seconds a job and its result are kept.' }),
   ASYNC_AUTH_HEADER: v({ name: 'ASYNC_AUTH_HEADER', parse: p.str, default: 'Authorization', scope: 'enqueuer', group: 'async', doc: 'Header whose value guards a job: it must be sent again to read the job.' }),
   ASYNC_REQUIRE_AUTH: v({ name: 'ASYNC_REQUIRE_AUTH', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'async', doc: 'Refuse (401) jobs created without ASYNC_AUTH_HEADER.' }),

@@ -41,6 +41,11 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   if (!METHODS.has(method)) return refuse('RQ_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`)
   const headers = scanRequestHeaders(req.rawHeaders, config.async.authHeader, ctx.tokens !== null)
   if (ctx.tokens !== null && !ctx.tokens.accepts(headers.authorization)) return refuse('RQ_ERR_UNAUTHORIZED', 'a valid bearer token is required')
+  const methodProblem = ctx.jobs?.methodRefusal(method, headers.prefer) ?? null
+  if (methodProblem !== null) {
+    allowPostOnly(res)
+    return refuse('RQ_ERR_METHOD_NOT_ALLOWED', methodProblem)
+  }
   if (config.services !== null && !config.services.has(target.service)) {
     return refuse('RQ_ERR_SERVICE_NOT_ALLOWED', `service ${target.service} is not served here`, '_unknown')
   }
@@ -182,6 +187,11 @@ function afterBody (p: Pending, body: BodyResult, probe: boolean, job: JobRecord
     contentType: p.headers.contentType,
     ...(job === null ? {} : { jobId: job.job_id }),
   }))
+}
+
+/** RFC 9110: a 405 lists the methods allowed. */
+function allowPostOnly (res: ServerResponse): void {
+  res.setHeader('allow', 'POST')
 }
 
 /** Node runs one request per connection at a time; one close listener per socket covers them all. */

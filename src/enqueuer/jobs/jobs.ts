@@ -93,7 +93,17 @@ export class Jobs {
 
   /** Whether this request should become a job. */
   wanted (prefer: string | undefined): boolean {
-    return this.config.always || (prefer !== undefined && /(^|[\s,;])respond-async(\s*[,;]|\s*$)/i.test(prefer))
+    return this.config.always || prefersAsync(prefer)
+  }
+
+  /**
+   * ASYNC_MODE=true keeps ProxyMQ's async enqueuer's semantics: a POST becomes
+   * a job and any other method is refused (405), since that enqueuer serves
+   * POST only; `Prefer: respond-async` still makes a job of any method.
+   */
+  methodRefusal (method: string, prefer: string | undefined): string | null {
+    if (!this.config.always || method === 'POST' || prefersAsync(prefer)) return null
+    return `ASYNC_MODE=true: only POST makes a job (or send Prefer: respond-async); ${method} is not allowed`
   }
 
   /** The refusal a job request gets before its body is read, or null. */
@@ -197,6 +207,10 @@ export class Jobs {
     this.metrics.jobCompleted(job.service, job.status)
     if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger, this.callbacks)
   }
+}
+
+function prefersAsync (prefer: string | undefined): boolean {
+  return prefer !== undefined && /(^|[\s,;])respond-async(\s*[,;]|\s*$)/i.test(prefer)
 }
 
 function sha256 (s: string): string {
