@@ -107,6 +107,11 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   const adminOnMainPort = cfg.admin === null
   const server = createHttpServer(cfg, (req: IncomingMessage, res: ServerResponse) => {
     const path = pathOf(req.url)
+    // With tokens configured, /metrics and /jobs/* need one too (before any lookup: a 403/404 told which job ids exist).
+    if (ctx.tokens !== null && (path === '/metrics' || path.startsWith('/jobs/')) && !ctx.tokens.accepts(req.headers.authorization)) {
+      sendError(res, 'RQ_ERR_UNAUTHORIZED', 'a valid bearer token is required')
+      return
+    }
     if (ADMIN_PATHS.has(path) && path !== '/drain') {
       if (adminOnMainPort) handleAdmin(req, res, hooks)
       else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')

@@ -147,9 +147,10 @@ export class Jobs {
     }
     const presented = req.headers[this.config.authHeader]
     const token = Array.isArray(presented) ? presented[0] : presented
+    // Before the lookup, so that without a token an existing job and a missing one look the same.
+    if (token === undefined && this.config.requireAuth) return sendError(res, 'RQ_ERR_UNAUTHORIZED', `reading a job needs the ${this.config.authHeader} header`)
     this.store.get(jobId).then((job) => {
       if (job === null) return sendError(res, 'RQ_ERR_JOB_NOT_FOUND', 'no such job, or it has expired')
-      if (token === undefined && this.config.requireAuth) return sendError(res, 'RQ_ERR_UNAUTHORIZED', `reading a job needs the ${this.config.authHeader} header`)
       if (job.token_sha256 !== undefined && (token === undefined || !secretsEqual(sha256(token), job.token_sha256))) {
         return sendError(res, 'RQ_ERR_FORBIDDEN', 'this job belongs to another token')
       }
