@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import Redis from 'ioredis'
+import { loadConfig } from '../../src/config/load'
 import { Heaviest } from '../../src/enqueuer/jobs/heaviest'
 import { MemoryJobStore } from '../../src/enqueuer/jobs/memory-store'
 import { RedisJobStore } from '../../src/enqueuer/jobs/redis-store'
@@ -67,6 +68,10 @@ describe('the in-memory job store', () => {
     }
     assert.ok(store.bytes <= 3 * MiB)
     for (let i = 0; i < 20; i++) assert.equal((await store.get(`small${i}`))?.status, 'completed', `small${i}`)
+  })
+
+  it('refuses a budget smaller than the largest result it must hold', () => {
+    assert.throws(() => loadConfig({ RELAYQ_MODE: 'enqueuer', ASYNC_MAX_RESULT_BYTES: '2048', ASYNC_MAX_STORED_BYTES: '1024' }), /ASYNC_MAX_STORED_BYTES/)
   })
 
   it('knows the heaviest caller after any sequence of changes', () => {
