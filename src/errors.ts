@@ -37,6 +37,8 @@ const TABLE = {
   RQ_ERR_CONNECTION_LOST: [502, 'Bad Gateway'],
   RQ_ERR_REPLY_TIMEOUT: [504, 'Gateway Timeout'],
   RQ_ERR_INTERNAL: [500, 'Internal Server Error'],
+  // a job ran but its result was not kept (the job's `error` says so; never an HTTP answer)
+  RQ_ERR_JOB_STORE_FULL: [507, 'Insufficient Storage'],
   // made by the dequeuer and carried back in the reply
   RQ_ERR_DOWNSTREAM_UNAVAILABLE: [502, 'Bad Gateway'],
   RQ_ERR_DOWNSTREAM_TIMEOUT: [504, 'Gateway Timeout'],

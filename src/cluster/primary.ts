@@ -11,7 +11,7 @@ import type { Server } from 'node:http'
 import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
 import { serveJobStore } from '../enqueuer/jobs/cluster-store'
-import { MemoryJobStore } from '../enqueuer/jobs/memory-store'
+import { memoryJobStore } from '../enqueuer/jobs/default-store'
 
 interface MetricsRequest { readonly relayq: 'metrics', readonly id: number }
 interface InstanceRequest { readonly relayq: 'instance' }
@@ -40,7 +40,7 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
   // The workers share one in-memory job store, so they share its results queue too; each asks for this id.
   const instanceId = randomBytes(6).toString('hex')
   // Without Redis, the workers share one in-memory job store, kept here.
-  const jobStore = cfg.async.enabled && cfg.async.redisUrl === null ? new MemoryJobStore(cfg.async.maxJobs) : null
+  const jobStore = cfg.async.enabled && cfg.async.redisUrl === null ? memoryJobStore(cfg.async) : null
   const aggregate = async (): Promise<string> => aggregator.clusterMetrics()
   let stopping = false
   const restarts = new Map<number, number>()

@@ -253,6 +253,9 @@ function readAsync (r: Reader): EnqueuerConfig['async'] {
   const authHeader = r.get('ASYNC_AUTH_HEADER').toLowerCase()
   if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(authHeader)) r.problem('ASYNC_AUTH_HEADER', 'is not a valid header name')
   const always = r.get('ASYNC_MODE')
+  const maxResultBytes = r.get('ASYNC_MAX_RESULT_BYTES')
+  const maxStoredBytes = r.get('ASYNC_MAX_STORED_BYTES')
+  if (maxStoredBytes < maxResultBytes) r.problem('ASYNC_MAX_STORED_BYTES', `must be at least ASYNC_MAX_RESULT_BYTES (${maxResultBytes})`)
   return {
     enabled: always || r.get('ASYNC_JOBS'),
     always,
@@ -261,6 +264,8 @@ function readAsync (r: Reader): EnqueuerConfig['async'] {
     requireAuth: r.get('ASYNC_REQUIRE_AUTH'),
     resultsQueue: r.get('ASYNC_RESULTS_QUEUE'),
     maxJobs: r.get('ASYNC_MAX_JOBS'),
+    maxResultBytes,
+    maxStoredBytes,
     callbackAllowedHosts: (r.get('ASYNC_CALLBACK_ALLOWED_HOSTS') ?? []).map((h) => h.toLowerCase()),
     redisUrl: readRedisUrl(r),
   }

@@ -36,6 +36,8 @@ export interface AsyncConfig {
   readonly requireAuth: boolean
   readonly resultsQueue: string
   readonly maxJobs: number
+  readonly maxResultBytes: number
+  readonly maxStoredBytes: number
   readonly callbackAllowedHosts: readonly string[]
   /** Redis URL of the job store; null: in memory. */
   readonly redisUrl: string | null

@@ -15,7 +15,7 @@ import { Call } from './call'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
-import type { NewJob } from './jobs/jobs'
+import { jobCaller, type NewJob } from './jobs/jobs'
 import { QueueChecksBusy, type QueueState } from './queue-check'
 
 const kCall = Symbol('relayq.call')
@@ -46,6 +46,11 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   if (!METHODS.has(method)) return refuse('RQ_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`)
   const headers = scanRequestHeaders(req.rawHeaders, config.async.authHeader, ctx.tokens !== null)
   if (ctx.tokens !== null && !ctx.tokens.accepts(headers.authorization)) return refuse('RQ_ERR_UNAUTHORIZED', 'a valid bearer token is required')
+  const methodProblem = ctx.jobs?.methodRefusal(method, headers.prefer) ?? null
+  if (methodProblem !== null) {
+    allowPostOnly(res)
+    return refuse('RQ_ERR_METHOD_NOT_ALLOWED', methodProblem)
+  }
   if (config.services !== null && !config.services.has(target.service)) {
     return refuse('RQ_ERR_SERVICE_NOT_ALLOWED', `service ${target.service} is not served here`, '_unknown')
   }
@@ -121,7 +126,7 @@ function afterCheck (p: Pending, state: QueueState): void {
   // A probe that ends without a verdict (client gone, broker lost) lets the next request probe.
   if (admission === 'probe') ticket.hold(() => ctx.breakers.release(service))
   const job: NewJob | null = ctx.jobs?.wanted(p.headers.prefer) === true
-    ? { service, token: p.headers.jobToken, callbackUrl: p.headers.callbackUrl }
+    ? { service, token: p.headers.jobToken, callbackUrl: p.headers.callbackUrl, caller: jobCaller(p.req, ctx.tokens === null ? undefined : p.headers.authorization) }
     : null
   const jobRefusal = job === null ? null : ctx.jobs!.refusal(job)
   if (jobRefusal !== null) {
@@ -206,6 +211,11 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     contentType: p.headers.contentType,
     ...(job === null ? {} : { jobId: job.job_id }),
   }))
+}
+
+/** RFC 9110: a 405 lists the methods allowed. */
+function allowPostOnly (res: ServerResponse): void {
+  res.setHeader('allow', 'POST')
 }
 
 /** Node runs one request per connection at a time; one close listener per socket covers them all. */

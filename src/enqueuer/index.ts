@@ -1,13 +1,12 @@
 // The enqueuer: an HTTP server at the edge that publishes each request to its
 // service's queue and answers with the reply. startEnqueuer() returns a
 // handle, so tests run it in-process and main.ts runs it for real.
-import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import type { AsyncConfig, Config, EnqueuerConfig } from '../config/types'
+import type { Config, EnqueuerConfig } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
 import { createHttpServer, listen } from '../http/server'
@@ -18,10 +17,8 @@ import { TokenSet } from './auth'
 import { ForwardedFor } from './forwarded'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
-import { ClusterJobStore } from './jobs/cluster-store'
+import { defaultJobStore } from './jobs/default-store'
 import { Jobs } from './jobs/jobs'
-import { MemoryJobStore } from './jobs/memory-store'
-import { RedisJobStore } from './jobs/redis-store'
 import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
 import { RpcPool } from './rpc-pool'
@@ -74,6 +71,8 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   })
   const adminServer = cfg.admin === null ? null : createAdminServer({ ...hooks, drain })
   const adminPort = adminServer === null || cfg.admin === null ? null : await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger: deps.logger })
+  // A job callback must never reach these (a callback to the admin /drain drained the enqueuer).
+  jobs?.callbacks.addOwnPorts([port, adminPort, cfg.port, cfg.admin?.port])
   const connected = connection.waitUntilUp()
   connected.catch(() => {})
   connection.start()
@@ -157,7 +156,7 @@ function adminHooks (ctx: EnqueuerContext, deps: EnqueuerDeps, draining: () => b
     notReadyReason: () => {
       if (draining()) return 'draining'
       if (!ctx.connection.up || !ctx.pool.ready) return 'not connected to the broker'
-      return null
+      return ctx.jobs?.notReadyReason() ?? null
     },
   }
 }
@@ -192,6 +191,11 @@ function router (ctx: EnqueuerContext, hooks: AdminHooks): (req: IncomingMessage
   const { jobs } = ctx
   return (req, res) => {
     const path = pathOf(req.url)
+    // With tokens configured, /metrics and /jobs/* need one too (before any lookup: a 403/404 told which job ids exist).
+    if (ctx.tokens !== null && (path === '/metrics' || path.startsWith('/jobs/')) && !ctx.tokens.accepts(req.headers.authorization)) {
+      sendError(res, 'RQ_ERR_UNAUTHORIZED', 'a valid bearer token is required')
+      return
+    }
     if (ADMIN_PATHS.has(path) && path !== '/drain') {
       if (adminOnMainPort) handleAdmin(req, res, hooks)
       else sendError(res, 'RQ_ERR_NOT_FOUND', 'admin endpoints are served on the admin port')
@@ -204,11 +208,6 @@ function router (ctx: EnqueuerContext, hooks: AdminHooks): (req: IncomingMessage
     }
     handleServiceRequest(ctx, req, res)
   }
-}
-
-function defaultJobStore (cfg: AsyncConfig): JobStore {
-  if (cfg.redisUrl !== null) return new RedisJobStore(cfg.redisUrl)
-  return cluster.isWorker ? new ClusterJobStore() : new MemoryJobStore(cfg.maxJobs)
 }
 
 function pathOf (url: string | undefined): string {

@@ -3,6 +3,7 @@
 // and no redirects followed. The hot path uses undici's Pool instead.
 import http from 'node:http'
 import https from 'node:https'
+import type { LookupFunction } from 'node:net'
 
 export interface CallOptions {
   readonly method?: string
@@ -11,6 +12,8 @@ export interface CallOptions {
   readonly timeoutMs: number
   /** Bodies beyond this are cut off (the call fails). */
   readonly maxBytes?: number
+  /** Resolves the host (callbacks use it to check the address connected to); such calls get a socket of their own. */
+  readonly lookup?: LookupFunction
 }
 
 export interface CallResult {
@@ -29,7 +32,8 @@ export function httpCall (target: URL | string, opts: CallOptions): Promise<Call
   const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:']
   const maxBytes = opts.maxBytes ?? 1024 * 1024
   return new Promise((resolve, reject) => {
-    const req = transport.request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent }, (res) => {
+    const connect = opts.lookup === undefined ? { agent } : { agent: false, lookup: opts.lookup }
+    const req = transport.request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, ...connect }, (res) => {
       const chunks: Buffer[] = []
       let size = 0
       res.on('data', (c: Buffer) => {

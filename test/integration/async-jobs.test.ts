@@ -96,10 +96,21 @@ describe('async jobs', () => {
     assert.match(metrics, new RegExp(`enqueuer_async_jobs_completed_total\\{service="${service}",status="completed"\\} 2`))
   })
 
-  it('ASYNC_MODE=true makes every request a job; unknown ids are 404', async () => {
+  it('ASYNC_MODE=true, as ProxyMQ: a POST is a job, other methods 405 unless they ask Prefer: respond-async; unknown ids are 404', async () => {
     const enq = await enqueuer({ ASYNC_MODE: 'true' })
-    const id = assertAccepted(await send(`${enq.url}/${service}/c`, { method: 'PUT', body: 'x' }))
+    const id = assertAccepted(await send(`${enq.url}/${service}/c`, { method: 'POST', body: 'x' }))
     assert.equal((await finished(`${enq.url}/jobs/${id}`)).status, 'completed')
+    const before = echo.received.length
+    for (const method of ['GET', 'PUT', 'DELETE', 'HEAD']) {
+      const refused = await send(`${enq.url}/${service}/c`, { method, ...(method === 'PUT' ? { body: 'x' } : {}) })
+      assert.equal(refused.status, 405, method)
+      assert.equal(refused.headers['x-relayq-error'], 'RQ_ERR_METHOD_NOT_ALLOWED')
+      assert.equal(refused.headers.allow, 'POST')
+      if (method !== 'HEAD') assert.match(refused.json<{ detail: string }>().detail, /ASYNC_MODE=true: only POST/)
+    }
+    assert.equal(echo.received.length, before)
+    const put = assertAccepted(await send(`${enq.url}/${service}/d`, { method: 'PUT', body: 'y', headers: { prefer: 'respond-async' } }))
+    assert.equal((await finished(`${enq.url}/jobs/${put}`)).result.body, 'y')
     const unknown = await send(`${enq.url}/jobs/00000000-0000-4000-8000-000000000000`)
     assert.equal(unknown.status, 404)
     assert.equal(unknown.headers['x-relayq-error'], 'RQ_ERR_JOB_NOT_FOUND')

@@ -60,12 +60,10 @@ describe('jobs and workers across processes', () => {
   })
 
   it('two workers share the port, the in-memory job store and one sum of metrics', async () => {
-    const { url } = await enqueuer({ ENQUEUER_WORKERS: '2' })
-    // Each new connection may land on either worker: ready means ten fresh connections in a row say so.
-    await waitFor(async () => {
-      for (let i = 0; i < 10; i++) if ((await send(`${url}/readyz`, { headers: { connection: 'close' } })).status !== 200) return false
-      return true
-    }, { what: 'both workers ready' })
+    const { p, url } = await enqueuer({ ENQUEUER_WORKERS: '2', LOG_LEVEL: 'info' })
+    // Fresh connections go only to workers already listening, so a run of 200s from /readyz can come from one worker
+    // while the other is still starting (and then answers 503): wait for each worker's own "ready" line.
+    await waitFor(() => new Set(p.logs().filter((l) => l.msg === 'ready').map((l) => l.pid)).size === 2, { what: 'both workers ready' })
     const accepted = await Promise.all(Array.from({ length: 20 }, (_, i) => send(`${url}/${service}/w`, { method: 'POST', body: `w${i}`, headers: { prefer: 'respond-async', connection: 'close' } })))
     const ids = accepted.map((r) => { assert.equal(r.status, 202); return r.json<{ job_id: string }>().job_id })
     for (const [i, id] of ids.entries()) {

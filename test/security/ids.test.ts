@@ -64,7 +64,7 @@ describe('S18: ids and replies', () => {
     const metrics = createEnqueuerMetrics(null, 1, { inflight: () => 0, pendingReplies: () => 0, brokerUp: () => true, brokerBlocked: () => false })
     const jobs = new Jobs(config, new MemoryJobStore(20000), createLogger('error'), metrics, '000000000000')
     const ids: string[] = []
-    for (let i = 0; i < 10000; i++) ids.push((await jobs.create({ service: 's', token: undefined, callbackUrl: undefined })).job_id)
+    for (let i = 0; i < 10000; i++) ids.push((await jobs.create({ service: 's', token: undefined, callbackUrl: undefined, caller: 'c' })).job_id)
     assert.equal(new Set(ids).size, 10000)
     for (const id of ids) assert.match(id, UUID_V4)
     assertUniformNibbles(ids)

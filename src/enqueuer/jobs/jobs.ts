@@ -8,6 +8,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib'
 import type { Logger } from 'pino'
+import { redactUrl } from '../../amqp/connection'
 import { decodeResponse } from '../../amqp/wire'
 import type { AsyncConfig } from '../../config/types'
 import type { ErrorCode } from '../../errors'
@@ -15,17 +16,27 @@ import { sendError, sendJson } from '../../http/respond'
 import type { EnqueuerMetrics } from '../../metrics/enqueuer'
 import { secretsEqual } from '../auth'
 import { sendCallback } from './callback'
-import { encodeBody, toApi, type JobRecord, type JobStore } from './store'
+import { CallbackTargets } from './callback-target'
+import { RedisJobStore } from './redis-store'
+import { ResultsConsumer } from './results-consumer'
+import { encodeBody, notKept, outcomeBytes, toApi, type JobOutcome, type JobRecord, type JobStore } from './store'
 
 export interface NewJob {
   readonly service: string
   /** Value of ASYNC_AUTH_HEADER on the creating request. */
   readonly token: string | undefined
   readonly callbackUrl: string | undefined
+  /** Who asks (see jobCaller): eviction takes from whoever holds the most. */
+  readonly caller: string
+}
+
+/** A caller's identity for fairness: its bearer token when the enqueuer checks tokens, else its address (hashed either way). */
+export function jobCaller (req: IncomingMessage, verifiedAuthorization: string | undefined): string {
+  const who = verifiedAuthorization === undefined ? `addr:${req.socket.remoteAddress ?? ''}` : `token:${verifiedAuthorization}`
+  return sha256(who).slice(0, 24)
 }
 
 export class Jobs {
-  private channel: Channel | null = null
   /**
    * Where job replies go. With Redis, one durable queue that every replica
    * consumes (any of them can record any result). With the in-memory store,
@@ -34,6 +45,11 @@ export class Jobs {
    */
   readonly resultsQueue: string
   private readonly resultsQueueArgs: Record<string, number>
+  private readonly results: ResultsConsumer
+  /** Where callbacks may go; the enqueuer adds its own ports once listening. */
+  readonly callbacks: CallbackTargets
+  /** Set while the job store is known to be unreachable (Redis): why. */
+  private storeDown: string | null = null
 
   constructor (
     readonly config: AsyncConfig,
@@ -45,19 +61,56 @@ export class Jobs {
     const shared = config.redisUrl !== null
     this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
     this.resultsQueueArgs = shared ? {} : { 'x-expires': config.jobTtlSeconds * 1000 }
+    this.results = new ResultsConsumer(this.resultsQueue, this.resultsQueueArgs, logger, (ch, msg) => { void this.onResult(ch, msg) })
+    this.callbacks = new CallbackTargets(config.callbackAllowedHosts)
+    if (store instanceof RedisJobStore) this.watchRedis(store, config.redisUrl ?? '')
+  }
+
+  /**
+   * Why this enqueuer should not be ready, or null. Only with ASYNC_MODE=true,
+   * where a POST can only become a job: otherwise request/reply works without
+   * the job store, and a Redis outage (logged) is a degraded state in which
+   * jobs alone get 503.
+   */
+  notReadyReason (): string | null {
+    return this.config.always ? this.storeDown : null
+  }
+
+  /** Says when the job store cannot be reached (at start-up too) and when it can again, naming REDIS_URL. */
+  private watchRedis (store: RedisJobStore, url: string): void {
+    const where = `REDIS_URL=${redactUrl(url)}`
+    store.on('down', (err: Error & { code?: string }) => {
+      if (this.storeDown !== null) return
+      this.storeDown = `the job store cannot be reached at ${where}`
+      this.logger.error({ err: err.code ?? err.message }, `the job store cannot be reached at ${where}: jobs get 503 until it can`)
+    })
+    store.on('up', () => {
+      if (this.storeDown === null) return
+      this.storeDown = null
+      this.logger.info(`the job store at ${where} is reachable again`)
+    })
   }
 
   /** Whether this request should become a job. */
   wanted (prefer: string | undefined): boolean {
-    return this.config.always || (prefer !== undefined && /(^|[\s,;])respond-async(\s*[,;]|\s*$)/i.test(prefer))
+    return this.config.always || prefersAsync(prefer)
+  }
+
+  /**
+   * ASYNC_MODE=true keeps ProxyMQ's async enqueuer's semantics: a POST becomes
+   * a job and any other method is refused (405), since that enqueuer serves
+   * POST only; `Prefer: respond-async` still makes a job of any method.
+   */
+  methodRefusal (method: string, prefer: string | undefined): string | null {
+    if (!this.config.always || method === 'POST' || prefersAsync(prefer)) return null
+    return `ASYNC_MODE=true: only POST makes a job (or send Prefer: respond-async); ${method} is not allowed`
   }
 
   /** The refusal a job request gets before its body is read, or null. */
   refusal (job: NewJob): { code: ErrorCode, detail: string } | null {
     if (this.config.requireAuth && job.token === undefined) return { code: 'RQ_ERR_UNAUTHORIZED', detail: `jobs need the ${this.config.authHeader} header` }
-    if (job.callbackUrl !== undefined && !this.callbackAllowed(job.callbackUrl)) {
-      return { code: 'RQ_ERR_CALLBACK_NOT_ALLOWED', detail: 'x-relayq-callback-url must be an http(s) URL on a host listed in ASYNC_CALLBACK_ALLOWED_HOSTS' }
-    }
+    const callbackProblem = job.callbackUrl === undefined ? null : this.callbacks.refusal(job.callbackUrl)
+    if (callbackProblem !== null) return { code: 'RQ_ERR_CALLBACK_NOT_ALLOWED', detail: `x-relayq-callback-url ${callbackProblem}` }
     return null
   }
 
@@ -70,6 +123,7 @@ export class Jobs {
       created_at: Date.now() / 1000,
       ...(job.token === undefined ? {} : { token_sha256: sha256(job.token) }),
       ...(job.callbackUrl === undefined ? {} : { callback_url: job.callbackUrl }),
+      caller: job.caller,
     }
     await this.store.create(record, this.config.jobTtlSeconds)
     return record
@@ -93,9 +147,10 @@ export class Jobs {
     }
     const presented = req.headers[this.config.authHeader]
     const token = Array.isArray(presented) ? presented[0] : presented
+    // Before the lookup, so that without a token an existing job and a missing one look the same.
+    if (token === undefined && this.config.requireAuth) return sendError(res, 'RQ_ERR_UNAUTHORIZED', `reading a job needs the ${this.config.authHeader} header`)
     this.store.get(jobId).then((job) => {
       if (job === null) return sendError(res, 'RQ_ERR_JOB_NOT_FOUND', 'no such job, or it has expired')
-      if (token === undefined && this.config.requireAuth) return sendError(res, 'RQ_ERR_UNAUTHORIZED', `reading a job needs the ${this.config.authHeader} header`)
       if (job.token_sha256 !== undefined && (token === undefined || !secretsEqual(sha256(token), job.token_sha256))) {
         return sendError(res, 'RQ_ERR_FORBIDDEN', 'this job belongs to another token')
       }
@@ -109,32 +164,19 @@ export class Jobs {
 
   /** Declares the results queue and consumes it; part of the connection's setup. */
   async attach (conn: ChannelModel): Promise<void> {
-    const ch = await conn.createChannel()
-    ch.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'results channel error'))
-    ch.on('close', () => { if (this.channel === ch) this.channel = null })
-    await ch.assertQueue(this.resultsQueue, { durable: true, arguments: this.resultsQueueArgs })
-    await ch.prefetch(50)
-    await ch.consume(this.resultsQueue, (msg) => { void this.onResult(ch, msg) }, { noAck: false })
-    this.channel = ch
+    await this.results.attach(conn)
   }
 
   detach (): void {
-    this.channel = null
+    this.results.detach()
   }
 
   async close (): Promise<void> {
-    const ch = this.channel
-    this.channel = null
-    if (ch !== null) await ch.close().catch(() => {})
+    await this.results.close()
     await this.store.close()
   }
 
-  private async onResult (ch: Channel, msg: ConsumeMessage | null): Promise<void> {
-    if (msg === null) {
-      this.logger.warn('the results queue consumer was cancelled by the broker')
-      ch.close().catch(() => {})
-      return
-    }
+  private async onResult (ch: Channel, msg: ConsumeMessage): Promise<void> {
     const reply = decodeResponse(msg)
     const jobId = reply.jobId ?? reply.correlationId
     if (jobId === undefined) {
@@ -142,9 +184,13 @@ export class Jobs {
       return
     }
     const failed = reply.errorCode !== undefined
-    const done: Pick<JobRecord, 'status' | 'completed_at' | 'result' | 'error'> = failed
+    let done: JobOutcome = failed
       ? { status: 'failed', completed_at: Date.now() / 1000, error: errorText(reply.body, reply.errorCode) }
       : { status: 'completed', completed_at: Date.now() / 1000, result: { status_code: reply.status, headers: headerObject(reply.headers), ...encodeBody(reply.body) } }
+    const size = outcomeBytes(done)
+    if (size > this.config.maxResultBytes) {
+      done = notKept(done, 'RQ_ERR_RESPONSE_TOO_LARGE', `the result (${size} bytes) is larger than ASYNC_MAX_RESULT_BYTES (${this.config.maxResultBytes})`)
+    }
     let job: JobRecord | null
     try {
       job = await this.store.complete(jobId, done, this.config.jobTtlSeconds)
@@ -160,21 +206,12 @@ export class Jobs {
       return
     }
     this.metrics.jobCompleted(job.service, job.status)
-    if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger)
+    if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger, this.callbacks)
   }
+}
 
-  private callbackAllowed (raw: string): boolean {
-    let url: URL
-    try {
-      url = new URL(raw)
-    } catch {
-      return false
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return false
-    if (url.username !== '' || url.password !== '') return false
-    const host = url.hostname.toLowerCase()
-    return this.config.callbackAllowedHosts.some((allowed) => allowed === host || allowed === url.host.toLowerCase())
-  }
+function prefersAsync (prefer: string | undefined): boolean {
+  return prefer !== undefined && /(^|[\s,;])respond-async(\s*[,;]|\s*$)/i.test(prefer)
 }
 
 function sha256 (s: string): string {

@@ -1,0 +1,81 @@
+// The results queue deleted while jobs are pending (issue 22, item 3): the
+// enqueuer logged the consumer cancel and never declared the queue again, so
+// every job stayed pending. Now it declares and consumes again, with backoff,
+// and pending and new jobs complete.
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
+import { startEcho, type Echo } from '../helpers/echo'
+import { send } from '../helpers/http'
+import { REDIS_URL } from '../helpers/redis'
+import { startTestDequeuer, startTestEnqueuer, type TestDequeuer, type TestEnqueuer } from '../helpers/relay'
+import { waitFor } from '../helpers/wait'
+
+describe('the results queue deleted under the enqueuer', () => {
+  let broker: TestBroker
+  let echo: Echo
+  let deq: TestDequeuer
+  const service = uniqueService('resultsq')
+  const running: TestEnqueuer[] = []
+  const queues: string[] = []
+  const held: Array<() => void> = []
+
+  before(async () => {
+    broker = await connectBroker()
+    echo = await startEcho(async (req, res) => {
+      if (req.url.startsWith('/held')) await new Promise<void>((resolve) => held.push(resolve))
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end(`ran ${req.url}`)
+    })
+    deq = await startTestDequeuer(service, echo.url)
+    await deq.consuming
+  })
+  after(async () => {
+    for (const r of held) r()
+    for (const e of running) await e.close()
+    await deq.close()
+    await echo.close()
+    await broker.deleteService(service)
+    const ch = await broker.channel()
+    for (const q of queues) await ch.deleteQueue(q).catch(() => {})
+    await ch.close().catch(() => {})
+    await broker.close()
+  })
+
+  async function job (url: string, path: string): Promise<string> {
+    const res = await send(`${url}/${service}${path}`, { method: 'POST', body: 'x', headers: { prefer: 'respond-async' } })
+    assert.equal(res.status, 202, res.body.toString())
+    return res.json<{ job_id: string }>().job_id
+  }
+
+  async function completed (url: string, id: string): Promise<string> {
+    const j = await waitFor(async () => {
+      const r = (await send(`${url}/jobs/${id}`)).json<{ status: string, result?: { body: string } }>()
+      return r.status === 'pending' ? null : r
+    }, { timeoutMs: 20000, what: `job ${id} to end` })
+    assert.equal(j.status, 'completed')
+    return j.result?.body ?? ''
+  }
+
+  for (const store of ['memory', 'redis'] as const) {
+    it(`${store} store: declared and consumed again; the pending job and new ones complete`, async () => {
+      const results = `t-results-${randomBytes(4).toString('hex')}`
+      const enq = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, ...(store === 'redis' ? { REDIS_URL } : {}) })
+      running.push(enq)
+      const queue = enq.context.jobs!.resultsQueue
+      queues.push(queue)
+      const pending = await job(enq.url, '/held')
+      await waitFor(() => held.length === 1, { what: 'the service to hold the job' })
+      const ch = await broker.channel()
+      await ch.deleteQueue(queue)
+      await ch.close()
+      await waitFor(() => enq.logs.has('the broker cancelled the results queue consumer (queue deleted?); declaring it again'), { what: 'the cancel' })
+      await waitFor(async () => (await broker.exists(queue)) && (await broker.consumers(queue)) === 1, { what: 'the results queue declared and consumed again' })
+      held.shift()!()
+      assert.equal(await completed(enq.url, pending), 'ran /held')
+      const fresh = await job(enq.url, '/after')
+      assert.equal(await completed(enq.url, fresh), 'ran /after')
+    })
+  }
+})
