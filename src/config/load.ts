@@ -283,6 +283,7 @@ function readDequeuer (r: Reader): DequeuerConfig {
     deliveryLimit,
     maxReplyBytes: r.get('DEQUEUER_MAX_REPLY_BYTES') ?? 15 * 1024 * 1024,
     maxMessageBytes: r.get('DEQUEUER_MAX_MESSAGE_BYTES') ?? 16 * 1024 * 1024,
+    messageKey: r.get('RELAYQ_MESSAGE_KEY') ?? null,
     messageTtlMs: r.get('MESSAGE_TTL_MS') ?? 0,
     dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS') ?? 10000,
     breaker: {

@@ -112,7 +112,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed a dequeuer: running suspects alone' : 'back to full prefetch'),
     quietMs: CAREFUL_QUIET_MS,
   })
-  const control = new ControlHeaders()
+  const control = new ControlHeaders(cfg.messageKey, everyMinute(() => log.warn('ignored relayq control headers without a valid signature (RELAYQ_MESSAGE_KEY): a publisher other than relayq, or a key that differs between dequeuers')))
   const pipeline = createPipeline({
     cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, gate, control, inflight, queue, strategy, isolation,
     holding: () => isolation.holding,
@@ -258,6 +258,17 @@ async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig,
     }
   } catch {
     // The next poll tries again.
+  }
+}
+
+/** Runs `fn` at most once a minute (a warning that a flood of messages could repeat). */
+function everyMinute (fn: () => void): () => void {
+  let last = -Infinity
+  return () => {
+    const now = Date.now()
+    if (now - last < 60000) return
+    last = now
+    fn()
   }
 }
 
