@@ -13,7 +13,7 @@ import type { ErrorCode } from '../errors'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
 import { OPEN, type CallResult } from './breaker'
 import type { Delivery } from './consumer'
-import type { ControlHeaders } from './control'
+import type { ControlHeaders, Counts } from './control'
 import type { Inflight } from './inflight'
 import { jitteredTtl, type Outcome } from './outcome'
 import { PublishError, type Publisher } from './publisher'
@@ -87,7 +87,7 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
 async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
   const { cfg, metrics, publisher } = deps
   const quorum = cfg.queueType === 'quorum'
-  const read = deps.control.counts(msg, quorum)
+  const read = countsOrNone(deps.control, msg, quorum)
   const counts = { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
   switch (outcome.kind) {
     case 'reply':
@@ -146,6 +146,15 @@ async function publishReply (deps: SettleDeps, msg: ConsumeMessage, reply: Reply
   const replyTo = msg.properties.replyTo as string | undefined
   if (replyTo === undefined || replyTo === '') return
   await deps.publisher.publish('', replyTo, reply.message, { confirm: isDurableReplyTo(replyTo) })
+}
+
+/** The counts to carry on a copy; a message whose counts cannot be read (it is being dead-lettered as malformed) carries none, rather than failing its settling for ever. */
+function countsOrNone (control: ControlHeaders, msg: ConsumeMessage, quorum: boolean): Counts {
+  try {
+    return control.counts(msg, quorum)
+  } catch {
+    return { attempts: 0, lostDeliveries: 0, firstAttemptAt: null }
+  }
 }
 
 export function reasonOf (code: ErrorCode): string {
