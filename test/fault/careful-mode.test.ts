@@ -79,8 +79,9 @@ describe('careful mode after a crash', () => {
     const agent = new Agent({ connections: 100 })
     try {
       // 1. Load that fills both dequeuers, then kill -9 one of them holding its messages.
-      const pre = Array.from({ length: 60 }, (_, i) => send(`${enq!.url}/${service}/pre`, { method: 'POST', body: `p${i}`, dispatcher: agent }))
-      await waitFor(() => active >= 30, { timeoutMs: 30000, intervalMs: 5, what: 'both dequeuers busy' })
+      const pre = Array.from({ length: 120 }, (_, i) => send(`${enq!.url}/${service}/pre`, { method: 'POST', body: `p${i}`, dispatcher: agent }))
+      // Both hold calls once more than one prefetch (20) is at the service.
+      await waitFor(() => active >= 25, { timeoutMs: 60000, intervalMs: 5, what: 'both dequeuers busy' })
       process.kill(a.p.pid, 'SIGKILL')
       const preAnswers = await Promise.all(pre)
       assert.deepEqual(preAnswers.map((r) => r.status), preAnswers.map(() => 200), 'every request of the first load is answered')
