@@ -69,9 +69,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: (conn) => publisher.attach(conn), onReconnect: () => metrics.reconnected('publish') })
   // The consumer's deliveries go to the pipeline built below; nothing arrives before the connections start.
   const consumer = new Consumer({ queue, prefetch: cfg.concurrency, gate, logger: log, onDelivery: (d) => pipeline(d), onCancelled: () => onCancelled() })
-  // Quorum queues refuse a channel-wide limit: they get a new consumer with a prefetch of 1 instead.
-  const quorum = cfg.queueType === 'quorum'
-  const oneAtATime = new OneAtATime((n) => (quorum ? consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency) : consumer.limitChannel(n)))
+  const { oneAtATime, pauseConsuming } = holding(cfg, consumer, gate)
   const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
     inflight: () => inflight.count,
     prefetch: () => (oneAtATime.on ? 1 : cfg.concurrency),
@@ -100,13 +98,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const strategy = await callStrategy(cfg, breaker, metrics, log)
   // 3. The message path: careful mode after a crash, then prepare → call → settle.
   const isolation = new Isolation({
-    pauseConsuming: quorum
-      ? async (on) => {
-        if (on) gate.pause('isolating')
-        else gate.resume('isolating')
-        await consumer.reconcile()
-      }
-      : null,
+    pauseConsuming,
     oneAtATime: (on) => oneAtATime.set('careful', on),
     whenBusyAtMost: (n) => inflight.whenAtMost(n),
     onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed a dequeuer: running suspects alone' : 'back to full prefetch'),
@@ -189,6 +181,23 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
       admin.closeAllConnections()
       await new Promise<void>((resolve) => admin.close(() => resolve()))
     }),
+  }
+}
+
+/**
+ * How deliveries are held to one unacked at a time (careful mode, the breaker's probe). Classic queues: a
+ * channel-wide limit the broker applies at once. Quorum queues refuse one: a new consumer with a prefetch of 1,
+ * and consuming paused while a suspect runs.
+ */
+function holding (cfg: DequeuerConfig, consumer: Consumer, gate: Gate): { oneAtATime: OneAtATime, pauseConsuming: ((on: boolean) => Promise<void>) | null } {
+  if (cfg.queueType !== 'quorum') return { oneAtATime: new OneAtATime((n) => consumer.limitChannel(n)), pauseConsuming: null }
+  return {
+    oneAtATime: new OneAtATime((n) => consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency)),
+    pauseConsuming: async (on) => {
+      if (on) gate.pause('isolating')
+      else gate.resume('isolating')
+      await consumer.reconcile()
+    },
   }
 }
 
