@@ -315,6 +315,7 @@ function readDequeuer (r: Reader): DequeuerConfig {
     deliveryLimit,
     maxReplyBytes: r.get('DEQUEUER_MAX_REPLY_BYTES'),
     maxMessageBytes: r.get('DEQUEUER_MAX_MESSAGE_BYTES'),
+    messageKey: r.get('RELAYQ_MESSAGE_KEY') ?? null,
     messageTtlMs: r.get('MESSAGE_TTL_MS'),
     dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS'),
     breaker: {

@@ -9,6 +9,12 @@ export class ParseError extends Error {}
 
 export const str: Parser<string> = (raw) => raw
 
+/** A shared secret key: at least 32 characters, so it cannot be guessed. */
+export const secretKey: Parser<string> = (raw) => {
+  if (raw.length < 32) throw new ParseError('must be at least 32 characters')
+  return raw
+}
+
 export function int (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
   return (raw) => {
     if (!/^-?\d+$/.test(raw.trim())) throw new ParseError(`expected an integer, got "${raw}"`)

@@ -116,6 +116,8 @@ export interface DequeuerConfig {
   readonly deliveryLimit: number
   readonly maxReplyBytes: number
   readonly maxMessageBytes: number
+  /** RELAYQ_MESSAGE_KEY: signs relayq's control headers; null trusts them unsigned. */
+  readonly messageKey: string | null
   readonly messageTtlMs: number
   readonly dlqPollIntervalMs: number
   readonly breaker: BreakerConfig

@@ -2,15 +2,16 @@
 // gathered, up to BATCH_SIZE or for BATCH_WINDOW_MS, and sent to the service
 // in one POST; each item of the answer goes back to its own requester. An
 // item missing from the answer, or a failed batch call, is a failed attempt
-// for each message, under the usual retry and dead-letter rules; each message
-// is acked only once its own outcome is carried out.
+// for each message, under the usual retry and dead-letter rules. A call
+// strategy: it gives back one result per message and decides nothing else.
 import type { Logger } from 'pino'
 import { httpCall } from '../http/client'
 import type { BatchConfig } from '../config/types'
-import type { DequeuerContext } from './context'
-import { OPEN } from './breaker'
+import type { DequeuerMetrics } from '../metrics/dequeuer'
+import { OPEN, type Breaker, type CallResult } from './breaker'
+import type { CallStrategy } from './call'
 import { Forwarder, type ForwardResult } from './forward'
-import { afterCall, settle, type Prepared } from './process'
+import type { Prepared } from './prepare'
 
 interface BatchItem {
   readonly correlation_id: string
@@ -32,28 +33,44 @@ interface AnswerItem {
   detail?: unknown
 }
 
-export class Batcher {
-  private pending: Prepared[] = []
+interface Waiting {
+  readonly p: Prepared
+  readonly resolve: (r: CallResult) => void
+}
+
+export interface BatcherOptions {
+  readonly breaker: Breaker
+  readonly metrics: DequeuerMetrics
+  /** The single-call pool size (DEQUEUER_POOL_SIZE, by default the prefetch). */
+  readonly connections: number
+  readonly maxReplyBytes: number
+}
+
+export class Batcher implements CallStrategy {
+  private pending: Waiting[] = []
   private timer: NodeJS.Timeout | null = null
   private readonly forwarder: Forwarder
   private readonly path: string
 
-  constructor (private readonly ctx: DequeuerContext, private readonly cfg: BatchConfig & { url: URL }, readonly size: number) {
-    // The single-call pool (DEQUEUER_POOL_SIZE, by default the prefetch) in batches: no full batch waits for a socket.
-    const connections = Math.max(1, Math.ceil(ctx.cfg.connections / size))
-    this.forwarder = new Forwarder({ origin: cfg.url.origin, connections, maxResponseBytes: ctx.cfg.maxReplyBytes * size, connectTimeoutMs: 5000 })
+  constructor (private readonly opts: BatcherOptions, private readonly cfg: BatchConfig & { url: URL }, readonly size: number) {
+    // The single-call pool in batches: no full batch waits for a socket.
+    const connections = Math.max(1, Math.ceil(opts.connections / size))
+    this.forwarder = new Forwarder({ origin: cfg.url.origin, connections, maxResponseBytes: opts.maxReplyBytes * size, connectTimeoutMs: 5000 })
     this.path = cfg.url.pathname + cfg.url.search
   }
 
-  add (p: Prepared): void {
-    this.pending.push(p)
-    if (this.pending.length >= this.size) this.flush()
-    else this.timer ??= setTimeout(() => this.flush(), this.cfg.windowMs)
+  call (p: Prepared): Promise<CallResult> {
+    return new Promise((resolve) => {
+      this.pending.push({ p, resolve })
+      if (this.pending.length >= this.size) this.flush()
+      else this.timer ??= setTimeout(() => this.flush(), this.cfg.windowMs)
+    })
   }
 
   /** A batch of one, sent now (a suspect, which runs alone). */
-  async one (p: Prepared): Promise<void> {
-    await this.send([p])
+  async callAlone (p: Prepared): Promise<CallResult> {
+    const [result] = await this.send([p])
+    return result as CallResult
   }
 
   async close (): Promise<void> {
@@ -69,12 +86,15 @@ export class Batcher {
     if (this.pending.length === 0) return
     const batch = this.pending
     this.pending = []
-    void this.send(batch)
+    void this.send(batch.map((w) => w.p)).then((results) => {
+      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]!)
+    })
   }
 
-  private async send (batch: Prepared[]): Promise<void> {
-    const { ctx } = this
-    ctx.metrics.batch(batch.length)
+  /** One result per item, in order; never rejects. */
+  private async send (batch: Prepared[]): Promise<CallResult[]> {
+    const { metrics, breaker } = this.opts
+    metrics.batch(batch.length)
     const ids = batch.map((p, i) => p.req.correlationId ?? `item-${i}`)
     const unique = new Set(ids).size === ids.length
     const keys = unique ? ids : batch.map((_, i) => `item-${i}`)
@@ -86,19 +106,15 @@ export class Batcher {
       ...encode(p.req.body),
     }))
     const started = performance.now()
-    const answer = await ctx.breaker.run(() => this.forwarder.forward({
+    const answer = await breaker.run(() => this.forwarder.forward({
       method: 'POST',
       path: this.path,
       headers: { 'content-type': 'application/json' },
       body: Buffer.from(JSON.stringify({ requests: items })),
       deadline: Date.now() + this.cfg.timeoutMs,
-    }).then(failOnBadStatus))
-    ctx.metrics.downstream((performance.now() - started) / 1000)
-    const results = answer === OPEN ? null : split(answer, keys)
-    await Promise.all(batch.map((p, i) => {
-      const r = results === null ? OPEN : results[i] as ForwardResult
-      return settle(ctx, p.d, afterCall(ctx, p, r), p.req)
-    }))
+    }).then(failOnBadStatus)).catch((err: unknown): ForwardResult => ({ kind: 'error', code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', message: `the batch call failed: ${(err as Error).message}` }))
+    metrics.downstream((performance.now() - started) / 1000)
+    return answer === OPEN ? batch.map(() => OPEN) : split(answer, keys)
   }
 }
 
@@ -111,7 +127,7 @@ function failOnBadStatus (r: ForwardResult): ForwardResult {
 }
 
 /** One result per batch item, matched by correlation_id. */
-function split (answer: ForwardResult, keys: readonly string[]): ForwardResult[] {
+export function split (answer: ForwardResult, keys: readonly string[]): ForwardResult[] {
   if (answer.kind === 'error') return keys.map(() => answer)
   let parsed: unknown
   try {
@@ -133,7 +149,11 @@ function split (answer: ForwardResult, keys: readonly string[]): ForwardResult[]
 
 function itemResult (item: AnswerItem): ForwardResult {
   const isError = item.status === 'error'
-  const status = typeof item.status_code === 'number' && item.status_code >= 100 && item.status_code <= 599 ? item.status_code : isError ? 500 : 200
+  // A status given but unusable (not an integer, or outside 200-599) reaches the decision as it is, which answers 502.
+  const status = item.status_code === undefined || item.status_code === null
+    ? isError ? 500 : 200
+    : typeof item.status_code === 'number' ? item.status_code
+      : typeof item.status_code === 'string' && /^[0-9]{3}$/.test(item.status_code) ? Number(item.status_code) : NaN
   const raw = item.body ?? item.content
   // ProxyMQ answers a failed item with its description as a JSON body.
   const body = typeof raw === 'string'

@@ -29,6 +29,7 @@ export class Consumer {
   private tag: string | null = null
   private chain: Promise<void> = Promise.resolve()
   private prefetch: number
+  private channelLimit = 0
 
   constructor (private readonly opts: ConsumerOptions) {
     this.prefetch = opts.prefetch
@@ -57,6 +58,7 @@ export class Consumer {
       this.tag = null
     })
     await ch.prefetch(this.prefetch)
+    if (this.channelLimit > 0) await ch.prefetch(this.channelLimit, true)
     this.ch = ch
     this.acker = new Acker(ch)
     this.tag = null
@@ -104,6 +106,21 @@ export class Consumer {
       await this.step()
     }).catch((err: Error) => {
       this.opts.logger.warn({ err: err.message }, 'cannot change the prefetch')
+    })
+    return this.chain
+  }
+
+  /**
+   * A limit on unacked deliveries for the whole channel, beside the
+   * consumer's prefetch (0: none). Unlike the prefetch, the broker applies it
+   * to the running consumer at once, so nothing is cancelled.
+   */
+  limitChannel (n: number): Promise<void> {
+    this.channelLimit = n
+    this.chain = this.chain.then(async () => {
+      await this.ch?.prefetch(n, true)
+    }).catch((err: Error) => {
+      this.opts.logger.warn({ err: err.message }, 'cannot change the channel limit')
     })
     return this.chain
   }

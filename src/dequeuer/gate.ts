@@ -10,12 +10,16 @@ export type PauseReason =
   | 'breaker' // the circuit breaker is open
   | 'draining' // SIGTERM or POST /drain
   | 'queue_missing' // the broker cancelled the consumer (queue deleted)
-  | 'isolating' // a suspect message is being forwarded alone
+  | 'isolating' // quorum queues: a suspect message is being forwarded alone
 
 export class Gate {
   private readonly reasons = new Set<PauseReason>(['starting'])
+  private listener: () => void = () => {}
 
-  constructor (private readonly onChange: () => void) {}
+  /** The consumer follows the gate: told of every change. */
+  subscribe (listener: () => void): void {
+    this.listener = listener
+  }
 
   get open (): boolean {
     return this.reasons.size === 0
@@ -38,10 +42,39 @@ export class Gate {
   pause (reason: PauseReason): void {
     if (this.reasons.has(reason)) return
     this.reasons.add(reason)
-    this.onChange()
+    this.listener()
   }
 
   resume (reason: PauseReason): void {
-    if (this.reasons.delete(reason)) this.onChange()
+    if (this.reasons.delete(reason)) this.listener()
+  }
+}
+
+export type OneAtATimeReason =
+  | 'careful' // a suspect message runs alone (isolation.ts)
+  | 'probe' // the half-open breaker probes with one real message
+
+/**
+ * Why deliveries are held to one unacked at a time. It is a channel-wide
+ * limit the broker applies at once, so holding and releasing it never
+ * cancels the consumer (a queue without a consumer refuses requests).
+ */
+export class OneAtATime {
+  private readonly reasons = new Set<OneAtATimeReason>()
+  private last: Promise<void> = Promise.resolve()
+
+  constructor (private readonly apply: (limit: number) => Promise<void>) {}
+
+  get on (): boolean {
+    return this.reasons.size > 0
+  }
+
+  /** Resolves once the broker has the limit that follows from this change. */
+  set (reason: OneAtATimeReason, on: boolean): Promise<void> {
+    const before = this.on
+    if (on) this.reasons.add(reason)
+    else this.reasons.delete(reason)
+    if (this.on !== before) this.last = this.apply(this.on ? 1 : 0)
+    return this.last
   }
 }

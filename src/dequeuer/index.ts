@@ -1,26 +1,31 @@
 // The dequeuer: a sidecar that consumes its service's queue, forwards each
 // message to the service over HTTP, publishes the answer back and acks.
-// startDequeuer() returns a handle, so tests run it in-process and main.ts
-// runs it for real.
+// startDequeuer() composes the parts and returns a handle, so tests run it
+// in-process and main.ts runs it for real. Policy lives in the parts: the
+// message path in process.ts, the breaker's in breaker.ts, careful mode in
+// isolation.ts.
+import type { ChannelModel } from 'amqplib'
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import { declareServiceTopology, deadLetterQueue, requestQueue, type TopologySettings } from '../amqp/topology'
+import { declareServiceTopology, deadLetterQueue, requestQueue } from '../amqp/topology'
 import type { Config, DequeuerConfig } from '../config/types'
 import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
-import { createDequeuerMetrics } from '../metrics/dequeuer'
+import { createDequeuerMetrics, type DequeuerMetrics } from '../metrics/dequeuer'
 import type { Registry } from '../metrics/registry'
 import { Batcher, discoverBatchSize } from './batch'
-import { Breaker, type BreakerState } from './breaker'
+import { Breaker } from './breaker'
+import { SingleCall, type CallStrategy } from './call'
 import { Consumer } from './consumer'
-import type { DequeuerContext } from './context'
+import { ControlHeaders } from './control'
 import { Forwarder } from './forward'
-import { Gate } from './gate'
+import { Gate, OneAtATime } from './gate'
 import { HealthMonitor } from './health'
+import { Inflight } from './inflight'
 import { Isolation } from './isolation'
 import { retryDelays } from './outcome'
-import { processDelivery } from './process'
+import { createPipeline } from './process'
 import { Publisher } from './publisher'
 
 export interface DequeuerDeps {
@@ -38,83 +43,96 @@ export interface RunningDequeuer {
   readonly adminPort: number
   /** Resolves once the dequeuer first consumes; rejects on a fatal error. */
   readonly consuming: Promise<void>
-  /** The same promise under the name both modes share. */
+  /** The same promise as `consuming`, under the name both modes' handles share. */
   readonly ready: Promise<void>
-  readonly context: DequeuerContext
   readonly gate: Gate
+  readonly inflight: Inflight
+  readonly isolation: Isolation
   drain: () => Promise<void>
   close: () => Promise<void>
 }
 
+/** How long careful mode outlasts the last suspect while suspects counted elsewhere may still come. */
+const CAREFUL_QUIET_MS = 2000
+
 export async function startDequeuer (config: Config, deps: DequeuerDeps): Promise<RunningDequeuer> {
   const cfg = config.dequeuer
   if (cfg === null) throw new Error('startDequeuer needs the dequeuer configuration')
-  const { logger } = deps
+  const log = deps.logger.child({ service: cfg.service })
   const queue = requestQueue(cfg.service)
-  const log = logger.child({ service: cfg.service })
-  let consumer: Consumer | null = null
-  const gate = new Gate(() => { void consumer?.reconcile() })
+  // 1. What the message path shares: why consumption is paused, what is in flight, where replies go.
+  const gate = new Gate()
   gate.pause('broker')
   gate.pause('publisher')
+  const inflight = new Inflight()
   const publisher = new Publisher(log)
-  const forwarder = new Forwarder({
-    origin: cfg.downstreamUrl.origin,
-    connections: cfg.connections,
-    maxResponseBytes: cfg.maxReplyBytes,
-    connectTimeoutMs: Math.min(5000, cfg.downstreamTimeoutMs),
-  })
+  const startup = startupSignal(deps.onFatal)
   const consumeConn = new BrokerConnection({ name: 'consume', broker: config.broker, logger: log, setup: (conn) => setupConsume(conn), onReconnect: () => metrics.reconnected('consume') })
   const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: (conn) => publisher.attach(conn), onReconnect: () => metrics.reconnected('publish') })
+  // The consumer's deliveries go to the pipeline built below; nothing arrives before the connections start.
+  const consumer = new Consumer({ queue, prefetch: cfg.concurrency, gate, logger: log, onDelivery: (d) => pipeline(d), onCancelled: () => onCancelled() })
+  const { oneAtATime, pauseConsuming } = holding(cfg, consumer, gate)
   const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
-    inflight: () => ctx.inflight,
-    prefetch: () => consumer?.currentPrefetch ?? cfg.concurrency,
-    consuming: () => consumer?.consuming === true,
+    inflight: () => inflight.count,
+    prefetch: () => (oneAtATime.on ? 1 : cfg.concurrency),
+    consuming: () => consumer.consuming,
     consumeUp: () => consumeConn.up,
     publishUp: () => publishConn.up,
   })
-  const breaker = new Breaker(cfg.breaker, (state) => onBreakerState(state))
-  // Prefetch 1 while the breaker probes with one real message, or while careful after a crash.
-  let breakerProbing = false
-  const applyPrefetch = (): Promise<void> => consumer?.setPrefetch(breakerProbing || isolation.active ? 1 : cfg.concurrency) ?? Promise.resolve()
-  const isolation = new Isolation({
+  // 2. The service: health gating, the breaker and its probing, the call strategy.
+  const health = cfg.health.url === null
+    ? null
+    : new HealthMonitor({ ...cfg.health, url: cfg.health.url }, log, metrics, {
+      onHealthy: () => gate.resume('unhealthy'),
+      onUnhealthy: () => gate.pause('unhealthy'),
+      onGiveUp: (why) => startup.fatal(new Error(`the service never became healthy: ${why}`)),
+    })
+  if (health !== null) gate.pause('unhealthy')
+  const breaker = new Breaker(cfg.breaker, {
     gate,
-    stopConsuming: () => consumer?.reconcile() ?? Promise.resolve(),
-    busy: () => ctx.inflight,
-    applyPrefetch,
-    onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed this dequeuer: processing one at a time' : 'back to full prefetch'),
-  }, cfg.concurrency)
-  const ctx: DequeuerContext = { cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, forwarder, breaker, gate, isolation, batcher: null, queue, inflight: 0, onIdle: null }
-  if (cfg.batch.enabled && cfg.batch.url !== null) {
-    const batchCfg = { ...cfg.batch, url: cfg.batch.url }
-    const size = await discoverBatchSize(batchCfg, log)
-    ctx.batcher = new Batcher(ctx, batchCfg, size)
-    log.info({ size, windowMs: cfg.batch.windowMs }, 'batch mode')
-  }
-  consumer = new Consumer({
-    queue,
-    prefetch: cfg.concurrency,
-    gate,
-    logger: log,
-    onDelivery: (d) => processDelivery(ctx, d),
-    onCancelled: () => {
-      log.warn({ queue }, 'the broker cancelled the consumer (queue deleted?); declaring again')
-      gate.pause('queue_missing')
-      setTimeout(() => consumeConn.recycle('consumer cancelled by the broker'), 1000).unref()
+    probeOneAtATime: (on) => oneAtATime.set('probe', on),
+    healthCheck: health === null ? null : () => health.check(),
+    onState: (state) => {
+      metrics.breaker(state)
+      log.warn({ state }, 'circuit breaker changed state')
     },
   })
-  const topology: TopologySettings = cfg
+  const strategy = await callStrategy(cfg, breaker, metrics, log)
+  // 3. The message path: careful mode after a crash, then prepare → call → settle.
+  const isolation = new Isolation({
+    pauseConsuming,
+    oneAtATime: (on) => oneAtATime.set('careful', on),
+    whenBusyAtMost: (n) => inflight.whenAtMost(n),
+    onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed a dequeuer: running suspects alone' : 'back to full prefetch'),
+    quietMs: CAREFUL_QUIET_MS,
+  })
+  const control = new ControlHeaders(cfg.messageKey, everyMinute(() => log.warn('ignored relayq control headers without a valid signature (RELAYQ_MESSAGE_KEY): a publisher other than relayq, or a key that differs between dequeuers')))
+  const pipeline = createPipeline({
+    cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, gate, control, inflight, queue, strategy, isolation,
+    holding: () => isolation.holding,
+    expectSuspect: () => isolation.expect(),
+  })
+  // 4. The broker: topology and consuming on one connection, publishing on the other.
   const delays = retryDelays(cfg)
-
-  async function setupConsume (conn: import('amqplib').ChannelModel): Promise<void> {
-    await declareServiceTopology(() => conn.createChannel(), topology, delays)
-    await consumer!.attach(conn)
+  const reconcile = (): void => {
+    void consumer.reconcile().then(() => { if (consumer.consuming) startup.consuming(metrics) })
+  }
+  gate.subscribe(reconcile)
+  async function setupConsume (conn: ChannelModel): Promise<void> {
+    await declareServiceTopology(() => conn.createChannel(), cfg!, delays)
+    await consumer.attach(conn)
     gate.resume('starting')
     gate.resume('queue_missing')
     gate.resume('broker')
-    await consumer!.reconcile()
+    reconcile()
+  }
+  function onCancelled (): void {
+    log.warn({ queue }, 'the broker cancelled the consumer (queue deleted?); declaring again')
+    gate.pause('queue_missing')
+    setTimeout(() => consumeConn.recycle('consumer cancelled by the broker'), 1000).unref()
   }
   consumeConn.on('down', () => {
-    consumer?.detach()
+    consumer.detach()
     gate.pause('broker')
   })
   publishConn.on('up', () => gate.resume('publisher'))
@@ -122,70 +140,17 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     publisher.detach()
     gate.pause('publisher')
   })
-
-  let fatal: ((err: Error) => void) | null = null
-  const consuming = new Promise<void>((resolve, reject) => {
-    fatal = (err) => {
-      reject(err)
-      deps.onFatal?.(err)
-    }
-    const poll = setInterval(() => {
-      if (consumer?.consuming === true) {
-        clearInterval(poll)
-        metrics.ready(Date.now() / 1000)
-        resolve()
-      }
-    }, 10)
-    poll.unref()
-  })
-  consuming.catch(() => {})
-  consumeConn.on('fatal', (err) => fatal?.(err))
-  publishConn.on('fatal', (err) => fatal?.(err))
-
-  const health = cfg.health.url === null
-    ? null
-    : new HealthMonitor({ ...cfg.health, url: cfg.health.url }, log, metrics, {
-      onHealthy: () => gate.resume('unhealthy'),
-      onUnhealthy: () => gate.pause('unhealthy'),
-      onGiveUp: (why) => fatal?.(new Error(`the service never became healthy: ${why}`)),
-    })
-  if (health !== null) gate.pause('unhealthy')
-
-  function onBreakerState (state: BreakerState): void {
-    metrics.breaker(state)
-    log.warn({ state }, 'circuit breaker changed state')
-    if (state === 'open') {
-      breakerProbing = false
-      gate.pause('breaker')
-      return
-    }
-    if (state === 'closed') {
-      breakerProbing = false
-      void applyPrefetch()
-      gate.resume('breaker')
-      return
-    }
-    // Half-open: one probe. With a health URL, the probe is a health check;
-    // otherwise one real message, with prefetch 1 so no other is held meanwhile.
-    if (health !== null) {
-      void breaker.run(async () => {
-        const { ok, why } = await health.check()
-        return ok ? { kind: 'response', status: 200, rawHeaders: [], body: Buffer.alloc(0) } : { kind: 'error', code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', message: why }
-      })
-      return
-    }
-    breakerProbing = true
-    void applyPrefetch().then(() => gate.resume('breaker'))
-  }
-
+  consumeConn.on('fatal', (err) => startup.fatal(err))
+  publishConn.on('fatal', (err) => startup.fatal(err))
+  // 5. The admin port.
   const drain = once(async () => {
-    await drainDequeuer(ctx, consumer, config.shutdownTimeoutMs)
+    await drainDequeuer(gate, consumer, inflight, log, config.shutdownTimeoutMs)
     deps.onDrained?.()
   })
   const admin: Server = createAdminServer({
     metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
     // A short pause to run a suspect alone is not a reason to leave the endpoints.
-    notReadyReason: () => ((consumer?.consuming === true && gate.open) || gate.only('isolating') ? null : `not consuming: ${gate.describe() || 'starting'}`),
+    notReadyReason: () => ((consumer.consuming && gate.open) || gate.only('isolating') ? null : `not consuming: ${gate.describe() || 'starting'}`),
     started: () => true,
     drain,
   })
@@ -199,25 +164,80 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
 
   return {
     adminPort,
-    consuming,
-    ready: consuming,
-    context: ctx,
+    consuming: startup.promise,
+    ready: startup.promise,
     gate,
+    inflight,
+    isolation,
     drain,
+    // Shutdown order: (1) drain; (2) stop the timers and probes; (3) close the consumer, then its
+    // connection; (4) the publisher, then its connection; (5) the service's sockets; (6) the admin port.
     close: once(async () => {
       await drain()
       if (dlqPoll !== null) clearInterval(dlqPoll)
       health?.stop()
       breaker.shutdown()
+      isolation.close()
       await consumer.close()
       await consumeConn.close()
       await publisher.close()
       await publishConn.close()
-      await ctx.batcher?.close()
-      await forwarder.close()
+      await strategy.close()
       admin.closeAllConnections()
       await new Promise<void>((resolve) => admin.close(() => resolve()))
     }),
+  }
+}
+
+/**
+ * How deliveries are held to one unacked at a time (careful mode, the breaker's probe). Classic queues: a
+ * channel-wide limit the broker applies at once. Quorum queues refuse one: a new consumer with a prefetch of 1,
+ * and consuming paused while a suspect runs.
+ */
+function holding (cfg: DequeuerConfig, consumer: Consumer, gate: Gate): { oneAtATime: OneAtATime, pauseConsuming: ((on: boolean) => Promise<void>) | null } {
+  if (cfg.queueType !== 'quorum') return { oneAtATime: new OneAtATime((n) => consumer.limitChannel(n)), pauseConsuming: null }
+  return {
+    oneAtATime: new OneAtATime((n) => consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency)),
+    pauseConsuming: async (on) => {
+      if (on) gate.pause('isolating')
+      else gate.resume('isolating')
+      await consumer.reconcile()
+    },
+  }
+}
+
+/** One call per message, or (BATCH_ENABLED) the batch strategy. */
+async function callStrategy (cfg: DequeuerConfig, breaker: Breaker, metrics: DequeuerMetrics, log: Logger): Promise<CallStrategy> {
+  if (cfg.batch.enabled && cfg.batch.url !== null) {
+    const batchCfg = { ...cfg.batch, url: cfg.batch.url }
+    const size = await discoverBatchSize(batchCfg, log)
+    log.info({ size, windowMs: cfg.batch.windowMs }, 'batch mode')
+    return new Batcher({ breaker, metrics, connections: cfg.connections, maxReplyBytes: cfg.maxReplyBytes }, batchCfg, size)
+  }
+  const forwarder = new Forwarder({ origin: cfg.downstreamUrl.origin, connections: cfg.connections, maxResponseBytes: cfg.maxReplyBytes, connectTimeoutMs: Math.min(5000, cfg.downstreamTimeoutMs) })
+  return new SingleCall(forwarder, breaker, metrics)
+}
+
+/** The `consuming` promise: resolved by the first consume (an event, not a poll), rejected by a fatal error. */
+function startupSignal (onFatal: ((err: Error) => void) | undefined): { promise: Promise<void>, consuming: (metrics: DequeuerMetrics) => void, fatal: (err: Error) => void } {
+  let resolve!: () => void
+  let reject!: (err: Error) => void
+  let settled = false
+  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  promise.catch(() => {})
+  return {
+    promise,
+    consuming: (metrics) => {
+      if (settled) return
+      settled = true
+      metrics.ready(Date.now() / 1000)
+      resolve()
+    },
+    fatal: (err) => {
+      settled = true
+      reject(err)
+      onFatal?.(err)
+    },
   }
 }
 
@@ -228,22 +248,15 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
  * shutdown timeout: whatever is still unacked returns to the queue when the
  * channel closes.
  */
-async function drainDequeuer (ctx: DequeuerContext, consumer: Consumer, timeoutMs: number): Promise<void> {
-  ctx.gate.pause('draining')
+async function drainDequeuer (gate: Gate, consumer: Consumer, inflight: Inflight, log: Logger, timeoutMs: number): Promise<void> {
+  gate.pause('draining')
   await consumer.reconcile()
-  ctx.logger.info({ inflight: ctx.inflight }, 'draining')
-  if (ctx.inflight > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
-      ctx.onIdle = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    ctx.onIdle = null
-  }
-  if (ctx.inflight > 0) ctx.logger.warn({ inflight: ctx.inflight }, 'drain timeout: unfinished messages go back to the queue')
-  ctx.logger.info('drained')
+  log.info({ inflight: inflight.count }, 'draining')
+  let timer: NodeJS.Timeout | null = null
+  await Promise.race([inflight.whenAtMost(0), new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs) })])
+  if (timer !== null) clearTimeout(timer)
+  if (inflight.count > 0) log.warn({ inflight: inflight.count }, 'drain timeout: unfinished messages go back to the queue')
+  log.info('drained')
 }
 
 async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig, report: (n: number) => void): Promise<void> {
@@ -259,6 +272,17 @@ async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig,
     }
   } catch {
     // The next poll tries again.
+  }
+}
+
+/** Runs `fn` at most once a minute (a warning that a flood of messages could repeat). */
+function everyMinute (fn: () => void): () => void {
+  let last = -Infinity
+  return () => {
+    const now = Date.now()
+    if (now - last < 60000) return
+    last = now
+    fn()
   }
 }
 

@@ -1,75 +1,97 @@
-// Careful mode: after a crash, one message at a time.
+// Careful mode: after a crash, suspects run alone.
 //
 // A message with a lost delivery (a suspect) may be the one that crashed the
 // dequeuer. If it ran beside others, a second crash would count a lost
 // delivery against each of them too, and innocent messages travelling with a
 // poison one would reach the dead-letter queue with it. So when a suspect
-// arrives, consuming pauses, what is in flight settles (deliveries that were
-// already on their way go back uncounted), the suspect runs alone, and the
-// dequeuer goes on with a prefetch of 1 until `cleanRunToExit` messages in a
-// row have gone through without trouble. Each pause cancels and restarts the
-// consumer, so careful mode is entered once per crash episode, not per suspect.
-import type { Gate } from './gate'
-
+// arrives, the channel is held to one unacked delivery (a channel-wide
+// limit, which the broker applies at once: the consumer is never cancelled),
+// deliveries already on their way go back uncounted, what is in flight
+// settles, and the suspect runs alone. Quorum queues refuse a channel-wide
+// limit, so there consuming pauses while the suspect runs and the consumer
+// comes back with a prefetch of 1 (a cancel and a new consume).
+//
+// Careful mode ends as soon as the suspects this dequeuer knows of have run:
+// each lost delivery it counts (a recount copy) or gives back is one more to
+// expect. Suspects counted elsewhere cannot be known, so careful mode also
+// ends after a short quiet window with no new suspect. A suspect arriving
+// later starts it again.
 export interface IsolationDeps {
-  readonly gate: Gate
-  /** Resolves once the consumer is cancelled (after the gate closed). */
-  readonly stopConsuming: () => Promise<void>
-  /** Deliveries being processed now (the suspect included). */
-  readonly busy: () => number
-  /** Re-applies the prefetch (1 while careful). */
-  readonly applyPrefetch: () => Promise<void>
+  /** Stops (true) or restarts (false) consuming while a suspect runs; null where the one-at-a-time hold suffices. */
+  readonly pauseConsuming: ((on: boolean) => Promise<void>) | null
+  /** Holds the channel at one unacked delivery (true) or lets it go (false); resolves once the broker applied it. */
+  readonly oneAtATime: (on: boolean) => Promise<void>
+  /** Resolves once at most `n` deliveries are being processed. */
+  readonly whenBusyAtMost: (n: number) => Promise<void>
   readonly onChange: (careful: boolean) => void
+  /** How long careful mode outlasts the last suspect while suspects are still expected. */
+  readonly quietMs: number
 }
 
 export class Isolation {
   private careful = false
-  private entering: Promise<void> | null = null
-  private clean = 0
+  private runningAlone = false
+  private expected = 0
+  private quiet: NodeJS.Timeout | null = null
 
-  constructor (private readonly deps: IsolationDeps, private readonly cleanRunToExit: number) {}
+  constructor (private readonly deps: IsolationDeps) {}
 
   get active (): boolean {
     return this.careful
   }
 
-  /** Runs a suspect's work alone. */
-  async runSuspect (work: () => Promise<void>): Promise<void> {
-    this.clean = 0
-    if (this.careful && this.entering === null) {
-      // Prefetch 1: nothing else is unacked while this runs.
-      await work()
-      return
+  /** A suspect waits to run or runs alone: other deliveries go back uncounted. */
+  get holding (): boolean {
+    return this.runningAlone
+  }
+
+  /** Suspects known to be on their way back. */
+  get expecting (): number {
+    return this.expected
+  }
+
+  /** A suspect copy was published (a counted lost delivery, or a suspect given back). */
+  expect (): void {
+    this.expected++
+  }
+
+  /** Runs a suspect's work (its call and its settling) with nothing else unacked. */
+  async runAlone (work: () => Promise<void>): Promise<void> {
+    if (this.expected > 0) this.expected--
+    this.clearQuiet()
+    this.runningAlone = true
+    if (!this.careful) {
+      this.careful = true
+      this.deps.onChange(true)
     }
-    if (this.entering !== null) {
-      await this.entering
-      await work()
-      return
-    }
-    this.careful = true
-    this.deps.onChange(true)
-    const { gate } = this.deps
-    gate.pause('isolating')
-    let done!: () => void
-    this.entering = new Promise((resolve) => { done = resolve })
     try {
-      await this.deps.stopConsuming()
-      while (this.deps.busy() > 1) await new Promise((resolve) => setTimeout(resolve, 5))
+      await this.deps.pauseConsuming?.(true)
+      await this.deps.oneAtATime(true)
+      await this.deps.whenBusyAtMost(1)
       await work()
-      await this.deps.applyPrefetch()
     } finally {
-      this.entering = null
-      done()
-      gate.resume('isolating')
+      this.runningAlone = false
+      await this.deps.pauseConsuming?.(false)
+      if (this.expected === 0) this.leave()
+      else this.quiet = setTimeout(() => this.leave(), this.deps.quietMs).unref()
     }
   }
 
-  /** A message went through without trouble. */
-  cleanRun (): void {
-    if (!this.careful || this.entering !== null) return
-    if (++this.clean < this.cleanRunToExit) return
+  close (): void {
+    this.clearQuiet()
+  }
+
+  private leave (): void {
+    this.clearQuiet()
+    if (!this.careful || this.runningAlone) return
     this.careful = false
+    this.expected = 0
     this.deps.onChange(false)
-    void this.deps.applyPrefetch()
+    void this.deps.oneAtATime(false)
+  }
+
+  private clearQuiet (): void {
+    if (this.quiet !== null) clearTimeout(this.quiet)
+    this.quiet = null
   }
 }

@@ -3,6 +3,7 @@
 // outcome out (publish, then settle) without deciding anything itself.
 import type { DeadLetterReason } from '../amqp/wire'
 import type { ErrorCode } from '../errors'
+import { OPEN, type CallResult } from './breaker'
 import type { ForwardResult } from './forward'
 
 export type Outcome =
@@ -14,8 +15,8 @@ export type Outcome =
   | { readonly kind: 'retry', readonly code: ErrorCode, readonly detail: string, readonly delayMs: number }
   /** Give up: copy to the dead-letter queue with the reason, tell a waiting client, ack. */
   | { readonly kind: 'dead_letter', readonly reason: DeadLetterReason, readonly code: ErrorCode, readonly detail: string }
-  /** Not this dequeuer's to try now (breaker open, draining): back to the queue, no attempt counted. */
-  | { readonly kind: 'requeue', readonly reason: 'breaker_open' | 'draining' | 'paused' }
+  /** Not this dequeuer's to try now (breaker open, draining, a suspect running alone): back to the queue, no attempt counted. */
+  | { readonly kind: 'requeue', readonly reason: 'breaker_open' | 'draining' | 'paused' | 'isolating' }
   /** An expired request with DEQUEUER_EXPIRED=drop: ack and count. */
   | { readonly kind: 'drop', readonly reason: 'expired' }
   /**
@@ -31,9 +32,19 @@ export interface RetryPolicy {
   readonly retryStatuses: ReadonlySet<number>
 }
 
+/** What to do after a call: OPEN (the breaker refused it) gives the message back uncounted. */
+export function decideAfterCall (result: CallResult, attempt: number, policy: RetryPolicy): Outcome {
+  if (result === OPEN) return { kind: 'requeue', reason: 'breaker_open' }
+  return decideAfterAttempt(result, attempt, policy)
+}
+
 /** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result. */
 export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy): Outcome {
   if (result.kind === 'response') {
+    // A 1xx (or 101) as the final answer desynchronises the client's connection; nothing outside 200-599 is passed on.
+    if (!Number.isInteger(result.status) || result.status < 200 || result.status > 599) {
+      return { kind: 'error_reply', code: 'RQ_ERR_DOWNSTREAM_STATUS', detail: `the service answered with status ${result.status}, which cannot be a final answer` }
+    }
     if (!policy.retryStatuses.has(result.status)) return { kind: 'reply', result }
     return failed('RQ_ERR_DOWNSTREAM_STATUS', `the service answered ${result.status} on attempt ${attempt}`, attempt, policy)
   }

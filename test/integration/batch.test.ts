@@ -2,6 +2,7 @@
 // batch format, and each client gets its own item of the answer.
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
+import { encodeRequest } from '../../src/amqp/wire'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
 import { startEcho, type Echo, type Received } from '../helpers/echo'
 import { send } from '../helpers/http'
@@ -14,7 +15,8 @@ describe('batch mode', () => {
   let broker: TestBroker
   let svc: Echo
   let enq: TestEnqueuer
-  let answer: (items: Item[]) => unknown = (items) => items.map((i) => ({ correlation_id: i.correlation_id, status: 'success', status_code: 200, headers: { 'x-item': i.path }, content: `done:${Buffer.from(i.body, i.body_encoding === 'base64' ? 'base64' : 'utf8').toString('hex')}` }))
+  const answerEach = (items: Item[]): unknown => items.map((i) => ({ correlation_id: i.correlation_id, status: 'success', status_code: 200, headers: { 'x-item': i.path }, content: `done:${Buffer.from(i.body, i.body_encoding === 'base64' ? 'base64' : 'utf8').toString('hex')}` }))
+  let answer = answerEach
   let failWith = 0
   let holdMs = 0
   let concurrent = 0
@@ -51,6 +53,7 @@ describe('batch mode', () => {
   afterEach(async () => {
     while (cleanup.length > 0) await cleanup.pop()!()
     calls.length = 0
+    answer = answerEach
     failWith = 0
     holdMs = 0
     peakConcurrent = 0
@@ -133,5 +136,53 @@ describe('batch mode', () => {
     }
     assert.equal(calls.flat().length, 4, 'two attempts for each of the two messages')
     await waitFor(async () => (await broker.depth(`${service}_requests.dlq`)) === 2)
+  })
+
+  it('a suspect runs alone as a batch of one, and careful mode ends after it (batch mode never left it)', async () => {
+    const service = uniqueService('batch')
+    services.push(service)
+    const deq = await startTestDequeuer(service, svc.url, { BATCH_MODE: 'true', BATCH_DOWNSTREAM_URL: `${svc.url}/batch`, BATCH_WINDOW_MS: '50', BATCH_SIZE: '5', DEQUEUER_CONCURRENCY: '10', CIRCUIT_BREAKER_ENABLED: 'false' })
+    cleanup.push(() => deq.close())
+    await deq.consuming
+    const suspect = encodeRequest({ method: 'POST', path: '/s', headers: {}, body: Buffer.from('suspect'), correlationId: 'suspect-1', replyTo: null, deadline: Date.now() + 20000, persistent: false, contentType: undefined })
+    ;(suspect.options.headers as Record<string, unknown>)['x-relayq-lost-deliveries'] = '1'
+    await broker.publish(`${service}_requests`, suspect.content, suspect.options)
+    await waitFor(() => calls.some((c) => c.some((i) => i.body === 'suspect')), { what: 'the suspect to be called' })
+    assert.equal(calls.find((c) => c.some((i) => i.body === 'suspect'))!.length, 1, 'the suspect ran alone')
+    await waitFor(() => !deq.isolation.active, { timeoutMs: 5000, what: 'careful mode to end' })
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => send(`${enq.url}/${service}/n`, { method: 'POST', body: `n${i}` })))
+    assert.deepEqual(answers.map((a) => a.status), answers.map(() => 200))
+    assert.ok(calls.some((c) => c.length > 1), 'batches of more than one again')
+    assert.match((await send(`${deq.adminUrl}/metrics`)).body.toString(), /dequeuer_prefetch\{service="[^"]+"\} 10/)
+  })
+
+  it('an item status outside 200-599 (100, 101, 600) is a 502 for that item alone; 204 and 304 carry no body or length', async () => {
+    const service = await dequeuer({ BATCH_SIZE: '6', BATCH_WINDOW_MS: '300' })
+    answer = (items) => items.map((i) => ({ correlation_id: i.correlation_id, status: 'success', status_code: Number(i.body), headers: { 'content-length': '5', 'x-item': i.body }, content: 'hello' }))
+    const statuses = ['100', '101', '600', '200']
+    const answers = await Promise.all(statuses.map((b) => send(`${enq.url}/${service}/s`, { method: 'POST', body: b })))
+    assert.deepEqual(answers.map((a) => a.status), [502, 502, 502, 200])
+    for (const a of answers.slice(0, 3)) assert.equal(a.headers['x-relayq-error'], 'RQ_ERR_DOWNSTREAM_STATUS')
+    // 204 and 304, read as the dequeuer publishes them (HEAD keeps a content-length otherwise).
+    const ch = await broker.channel()
+    const { queue: replies } = await ch.assertQueue('', { exclusive: true })
+    for (const status of ['204', '304', '200']) {
+      const req = encodeRequest({ method: 'HEAD', path: '/h', headers: {}, body: Buffer.from(status), correlationId: `c-${status}`, replyTo: replies, deadline: Date.now() + 20000, persistent: false, contentType: undefined })
+      await broker.publish(`${service}_requests`, req.content, req.options)
+    }
+    const got = new Map<string, { headers: Record<string, unknown>, body: Buffer }>()
+    await waitFor(async () => {
+      const m = await ch.get(replies, { noAck: true })
+      if (m !== false) got.set(m.properties.correlationId as string, { headers: m.properties.headers as Record<string, unknown>, body: m.content })
+      return got.size === 3
+    }, { what: 'three replies' })
+    for (const status of ['204', '304']) {
+      const r = got.get(`c-${status}`)!
+      assert.equal(String(r.headers['x-status-code']), status)
+      assert.equal(r.body.length, 0, `${status} carries no body`)
+      assert.equal(r.headers['content-length'], undefined, `${status} carries no content-length`)
+    }
+    assert.equal(got.get('c-200')!.headers['content-length'], '5', 'HEAD keeps the length of other statuses')
+    await ch.close()
   })
 })

@@ -106,7 +106,8 @@ describe('breakers and health gating', () => {
     assert.equal(fast.status, 503)
     assert.equal(fast.headers['x-relayq-error'], 'RQ_ERR_CIRCUIT_OPEN')
     assert.ok(Number(fast.headers['retry-after']) >= 1)
-    assert.ok(fast.ms < 50, `answered in ${fast.ms} ms`)
+    // Refused without waiting: the reply timeout (0.4 s) is the bound, not a busy machine's latency.
+    assert.ok(fast.ms < 400, `answered in ${fast.ms} ms`)
     hung = false
     await sleep(1100)
     await waitFor(async () => (await send(`${enq.url}/${service}/x`, { method: 'POST', body: 'ok' })).status === 200, { timeoutMs: 5000, what: 'requests to flow again' })

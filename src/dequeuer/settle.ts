@@ -1,0 +1,162 @@
+// Step 3: carrying an outcome out, the one place for both call strategies:
+// publish what the outcome needs (a reply, a copy), settle the delivery once,
+// and keep the books (metrics, suspects expected back for careful mode, the
+// in-flight count). Once the outcome's essential publish is done (a reply, or
+// a copy the broker confirmed) the delivery is acked whatever happens next:
+// giving the original back then would duplicate the message.
+import type { ConsumeMessage } from 'amqplib'
+import type { Logger } from 'pino'
+import { DEAD_LETTER_EXCHANGE, requestQueue, retryQueue } from '../amqp/topology'
+import { deadLetterCopy, republishCopy, type IncomingRequest } from '../amqp/wire'
+import type { DequeuerConfig } from '../config/types'
+import type { ErrorCode } from '../errors'
+import type { DequeuerMetrics } from '../metrics/dequeuer'
+import { OPEN, type CallResult } from './breaker'
+import type { Delivery } from './consumer'
+import type { ControlHeaders, Counts } from './control'
+import type { Inflight } from './inflight'
+import { jitteredTtl, type Outcome } from './outcome'
+import { PublishError, type Publisher } from './publisher'
+import { errorReply, isDurableReplyTo, serviceReply, type Reply } from './reply'
+
+export interface SettleDeps {
+  readonly cfg: DequeuerConfig
+  readonly logger: Logger
+  readonly metrics: DequeuerMetrics
+  readonly publisher: Publisher
+  readonly control: ControlHeaders
+  readonly inflight: Inflight
+  /** `{service}_requests` */
+  readonly queue: string
+  /** A suspect copy will come back through the queue (careful mode waits for it). */
+  readonly expectSuspect: () => void
+}
+
+export interface Settlement {
+  readonly d: Delivery
+  readonly outcome: Outcome
+  /** The decoded request, when it got that far. */
+  readonly req: IncomingRequest | null
+  /** The call's result, when there was a call. */
+  readonly result: CallResult | null
+}
+
+/** How long a message whose outcome could not be carried out is held before it goes back to the queue. */
+const REQUEUE_AFTER_FAILURE_MS = 1000
+
+export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
+  const { d, req } = s
+  const { metrics } = deps
+  const tag = d.msg.fields.deliveryTag
+  let outcome = s.outcome
+  let failure: ErrorCode | null = s.result !== null && s.result !== OPEN && s.result.kind === 'error' ? s.result.code : null
+  // The service's answer must fit in a broker message: one that cannot is answered now, not retried.
+  let reply: Reply | null = null
+  if (outcome.kind === 'reply') {
+    reply = serviceReply(d.msg, outcome.result, req)
+    if (reply.unencodable !== null) {
+      outcome = { kind: 'error_reply', code: 'RQ_ERR_REPLY_UNENCODABLE', detail: reply.unencodable }
+      reply = null
+    }
+  }
+  if (outcome.kind === 'error_reply') failure ??= outcome.code
+  if (failure !== null) metrics.failed(reasonOf(failure))
+  let committed = false
+  try {
+    await carryOut(deps, d.msg, outcome, reply, req, () => { committed = true })
+    committed = true
+  } catch (err) {
+    const correlationId = d.msg.properties.correlationId
+    if (!(err instanceof PublishError)) deps.logger.error({ err: (err as Error).stack, correlationId, outcome: outcome.kind }, 'unexpected error completing a message')
+    else if (!committed) deps.logger.warn({ err: err.message, correlationId, outcome: outcome.kind }, 'cannot complete message; returning it to the queue')
+  }
+  if (committed) {
+    metrics.outcome(outcome.kind)
+    if (d.acker.ack(tag)) metrics.acked()
+  } else {
+    metrics.outcome('returned')
+    metrics.requeued('publish_failed')
+    // Held a moment first, so a broker that keeps refusing cannot turn this into a tight loop.
+    await new Promise((resolve) => setTimeout(resolve, REQUEUE_AFTER_FAILURE_MS))
+    d.acker.requeue(tag)
+  }
+  if (outcome.kind !== 'requeue') metrics.processing((performance.now() - d.receivedAt) / 1000)
+  deps.inflight.leave()
+}
+
+async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
+  const { cfg, metrics, publisher } = deps
+  const quorum = cfg.queueType === 'quorum'
+  const read = countsOrNone(deps.control, msg, quorum)
+  const counts = { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
+  switch (outcome.kind) {
+    case 'reply':
+      await publishReply(deps, msg, reply!)
+      commit()
+      metrics.processed(outcome.result.status)
+      return
+    case 'error_reply':
+      await publishReply(deps, msg, errorReply(msg, outcome.code, outcome.detail, req))
+      commit()
+      return
+    case 'retry': {
+      const copy = republishCopy(msg, { ...counts, attempts: counts.attempts + 1, errorCode: outcome.code, errorMessage: outcome.detail })
+      // Each delay has its own queue; the jitter spreads retries that failed together.
+      copy.options.expiration = String(jitteredTtl(outcome.delayMs))
+      await publisher.publish('', retryQueue(cfg.service, outcome.delayMs), deps.control.sign(copy), { confirm: true })
+      commit()
+      metrics.retried(reasonOf(outcome.code))
+      return
+    }
+    case 'dead_letter': {
+      const attempts = outcome.reason === 'max_attempts' ? counts.attempts + 1 : counts.attempts
+      const copy = deadLetterCopy(msg, { ...counts, attempts, errorCode: outcome.code, errorMessage: outcome.detail, reason: outcome.reason, originalQueue: deps.queue })
+      await publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
+      commit()
+      metrics.deadLettered(outcome.reason)
+      deps.logger.warn({ correlationId: msg.properties.correlationId, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
+      // A waiting client hears now, not at its timeout.
+      await publishReply(deps, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
+      return
+    }
+    case 'requeue':
+      await publisher.publish('', deps.queue, deps.control.sign(republishCopy(msg, counts)), { confirm: true })
+      commit()
+      metrics.requeued(outcome.reason)
+      // A suspect given back comes back: careful mode waits for it.
+      if (counts.lostDeliveries > 0) deps.expectSuspect()
+      return
+    case 'recount': {
+      const copy = republishCopy(msg, { ...counts, attempts: counts.attempts + 1, lostDeliveries: counts.lostDeliveries + 1, errorCode: 'RQ_ERR_REDELIVERY_LIMIT', errorMessage: 'an earlier delivery ended without an answer' })
+      await publisher.publish('', deps.queue, deps.control.sign(copy), { confirm: true })
+      commit()
+      metrics.requeued('redelivered')
+      deps.expectSuspect()
+      return
+    }
+    case 'drop':
+      commit()
+      metrics.dropped(outcome.reason)
+      deps.logger.debug({ correlationId: msg.properties.correlationId }, 'expired message dropped')
+  }
+}
+
+/** Publishes a reply to the message's replyTo, if any. Replies to durable queues (async jobs) wait for the confirm. */
+async function publishReply (deps: SettleDeps, msg: ConsumeMessage, reply: Reply): Promise<void> {
+  const replyTo = msg.properties.replyTo as string | undefined
+  if (replyTo === undefined || replyTo === '') return
+  await deps.publisher.publish('', replyTo, reply.message, { confirm: isDurableReplyTo(replyTo) })
+}
+
+/** The counts to carry on a copy; a message whose counts cannot be read (it is being dead-lettered as malformed) carries none, rather than failing its settling for ever. */
+function countsOrNone (control: ControlHeaders, msg: ConsumeMessage, quorum: boolean): Counts {
+  try {
+    return control.counts(msg, quorum)
+  } catch {
+    return { attempts: 0, lostDeliveries: 0, firstAttemptAt: null }
+  }
+}
+
+export function reasonOf (code: ErrorCode): string {
+  return code.replace(/^RQ_ERR_/, '').toLowerCase()
+}
