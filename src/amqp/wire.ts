@@ -6,7 +6,7 @@
 import type { Message, Options } from 'amqplib'
 import { isHopByHop, isReservedHeader, type HeaderTable } from '../http/headers'
 import { isSafeRelativePath } from '../http/target'
-import type { ErrorCode } from '../errors'
+import { errorBody, type ErrorCode } from '../errors'
 
 export const H = {
   method: 'x-http-method',
@@ -23,6 +23,8 @@ export const H = {
   deadLetteredAt: 'x-relayq-dead-lettered-at',
   originalQueue: 'x-relayq-original-queue',
   job: 'x-relayq-job',
+  /** Put by relayq's frame guard in place of a header table it would not decode. */
+  undecodable: 'x-relayq-undecodable',
   deliveryCount: 'x-delivery-count',
   death: 'x-death',
 } as const
@@ -100,6 +102,8 @@ export interface IncomingRequest {
 export function decodeRequest (msg: Message): IncomingRequest {
   const props = msg.properties
   const raw = (props.headers ?? {}) as Record<string, unknown>
+  const undecodable = raw[H.undecodable]
+  if (undecodable !== undefined) throw new MalformedMessageError(`undecodable message: ${safeString(undecodable) ?? 'unknown reason'}`)
   const methodValue = raw[H.method]
   const method = methodValue === undefined ? 'POST' : headerString(methodValue, H.method).toUpperCase()
   if (!METHODS.has(method)) throw new MalformedMessageError(`unsupported method "${method.slice(0, 20)}"`)
@@ -187,22 +191,42 @@ export interface IncomingResponse {
   readonly body: Buffer
   readonly correlationId: string | undefined
   readonly errorCode: string | undefined
+  /** Only on HEAD answers: a valid Content-Length of the body the service did not send. */
   readonly contentLength: string | undefined
   readonly jobId: string | undefined
+  /**
+   * Set when the reply itself is unusable (a header table relayq would not
+   * decode, a status outside 200-599, a bad content-length): the response is
+   * then relayq's own 502 RQ_ERR_MALFORMED_REPLY, ready to send as it is.
+   */
+  readonly malformed?: string
 }
+
+/** Statuses a reply may carry: 1xx are interim answers and 101 switches protocols, never a final reply. */
+const FINAL_STATUS_MIN = 200
+const FINAL_STATUS_MAX = 599
+const CONTENT_LENGTH = /^[0-9]{1,15}$/
 
 export function decodeResponse (msg: Message): IncomingResponse {
   const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
+  const correlationId = optionalString(msg.properties.correlationId)
   const headers: string[] = []
   let status = 200
   let errorCode: string | undefined
   let contentLength: string | undefined
   let jobId: string | undefined
+  let problem: string | undefined
   for (const key in raw) {
     const name = key.toLowerCase()
     const value = raw[key]
     if (name === H.status) {
-      status = parseStatus(value)
+      const parsed = parseStatus(value)
+      if (parsed === null) problem ??= 'x-status-code is not a final HTTP status (200-599)'
+      else status = parsed
+      continue
+    }
+    if (name === H.undecodable) {
+      problem = `undecodable reply: ${safeString(value) ?? 'unknown reason'}`
       continue
     }
     if (name === H.error) errorCode = safeString(value)
@@ -210,18 +234,43 @@ export function decodeResponse (msg: Message): IncomingResponse {
       jobId = safeString(value)
       continue
     } else if (name === 'content-length') {
-      contentLength = safeString(value)
+      const s = safeString(value)
+      if (s === undefined || !CONTENT_LENGTH.test(s)) problem ??= 'content-length is not a non-negative integer'
+      else contentLength = String(Number(s))
       continue
-    } else if (isHopByHop(name) || (isReservedHeader(name) && name !== H.error)) continue
+      // relayq answers with its own correlation id; the service's would sit beside it.
+    } else if (name === 'x-correlation-id' || isHopByHop(name) || (isReservedHeader(name) && name !== H.error)) continue
     appendHeader(headers, name, value)
   }
-  return { status, headers, body: msg.content, correlationId: optionalString(msg.properties.correlationId), errorCode, contentLength, jobId }
+  if (problem !== undefined) return malformedReply(problem, correlationId, jobId)
+  return { status, headers, body: msg.content, correlationId, errorCode, contentLength, jobId }
 }
 
-function parseStatus (value: unknown): number {
-  const n = typeof value === 'number' ? value : Number(safeString(value))
-  // A reply that names no valid status is not the service's answer: surface it as a gateway error.
-  return Number.isInteger(n) && n >= 100 && n <= 599 ? n : 502
+const MALFORMED_REPLY: ErrorCode = 'RQ_ERR_MALFORMED_REPLY'
+
+function malformedReply (detail: string, correlationId: string | undefined, jobId: string | undefined): IncomingResponse {
+  return {
+    status: 502,
+    headers: ['content-type', 'application/json', H.error, MALFORMED_REPLY],
+    body: errorBody(MALFORMED_REPLY, detail),
+    correlationId,
+    errorCode: MALFORMED_REPLY,
+    contentLength: undefined,
+    jobId,
+    malformed: detail,
+  }
+}
+
+/** Three decimal digits (ProxyMQ writes a string; older relayq an integer), within the final statuses; else null. */
+function parseStatus (value: unknown): number | null {
+  let n: number
+  if (typeof value === 'number') n = value
+  else {
+    const s = safeString(value)
+    if (s === undefined || !/^[0-9]{3}$/.test(s)) return null
+    n = Number(s)
+  }
+  return Number.isInteger(n) && n >= FINAL_STATUS_MIN && n <= FINAL_STATUS_MAX ? n : null
 }
 
 function appendHeader (out: string[], name: string, value: unknown): void {
