@@ -35,6 +35,17 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 // What Node's http module accepts in a header value (latin1, no controls but tab).
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 
+/**
+ * How far from now a deadline relayq reads may lie: the furthest relayq writes
+ * is an async job's, ASYNC_JOB_TTL's maximum of 30 days. Anything beyond is
+ * forged or broken, and would become an expiration the broker refuses.
+ */
+export const MAX_DEADLINE_SPAN_MS = 30 * 86400 * 1000
+/** Counts relayq reads (attempts, lost deliveries, the broker's delivery count): DEQUEUER_DELIVERY_LIMIT's maximum. */
+export const MAX_COUNT = 1_000_000
+/** The longest `expiration` relayq writes; RabbitMQ refuses more than 2^32-1 ms, and a deadline never lies further out. */
+const MAX_EXPIRATION_MS = MAX_DEADLINE_SPAN_MS
+
 export const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
 export interface Publishable {
@@ -72,7 +83,7 @@ export function encodeRequest (req: OutgoingRequest): Publishable {
     messageId: req.correlationId,
     timestamp: Math.floor(now / 1000),
     // The broker drops (or dead-letters) requests whose caller has given up.
-    expiration: String(Math.max(1, req.deadline - now)),
+    expiration: expirationUntil(req.deadline, now) ?? '1',
     headers,
     persistent: req.persistent,
     mandatory: true,
@@ -99,7 +110,7 @@ export interface IncomingRequest {
   readonly jobId: string | undefined
 }
 
-export function decodeRequest (msg: Message): IncomingRequest {
+export function decodeRequest (msg: Message, now = Date.now()): IncomingRequest {
   const props = msg.properties
   const raw = (props.headers ?? {}) as Record<string, unknown>
   const undecodable = raw[H.undecodable]
@@ -113,9 +124,10 @@ export function decodeRequest (msg: Message): IncomingRequest {
   const deadlineValue = raw[H.deadline]
   let deadline: number | null = null
   if (deadlineValue !== undefined) {
-    deadline = Number(deadlineValue)
-    if (!Number.isFinite(deadline)) throw new MalformedMessageError('x-relayq-deadline is not a number')
+    deadline = integerValue(deadlineValue)
+    if (deadline === null || Math.abs(deadline - now) > MAX_DEADLINE_SPAN_MS) throw new MalformedMessageError('x-relayq-deadline is not a time within 30 days of now')
   }
+  checkControlHeaders(raw, now)
   const jobValue = raw[H.job]
   return {
     method,
@@ -155,6 +167,40 @@ function headerString (value: unknown, name: string): string {
 
 function optionalString (value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined
+}
+
+/**
+ * The counters relayq reads to decide (attempts, careful mode) are in range:
+ * small non-negative integers, and a first-attempt time not in the future.
+ * Written as strings by relayq, as integers by older versions.
+ */
+function checkControlHeaders (raw: Record<string, unknown>, now: number): void {
+  for (const name of [H.attempts, H.lostDeliveries, H.deliveryCount]) {
+    const value = raw[name]
+    if (value === undefined) continue
+    const n = integerValue(value)
+    if (n === null || n < 0 || n > MAX_COUNT) throw new MalformedMessageError(`${name} is not a count from 0 to ${MAX_COUNT}`)
+  }
+  const first = raw[H.firstAttemptAt]
+  if (first !== undefined) {
+    const n = integerValue(first)
+    if (n === null || n <= 0 || n > now + MAX_DEADLINE_SPAN_MS) throw new MalformedMessageError(`${H.firstAttemptAt} is not a time`)
+  }
+}
+
+/** An integer header: an AMQP integer, or decimal digits (no exponent, hex, fraction or spaces); else null. */
+function integerValue (value: unknown): number | null {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : null
+  const s = safeString(value)
+  if (s === undefined || !/^-?[0-9]{1,16}$/.test(s)) return null
+  const n = Number(s)
+  return Number.isSafeInteger(n) ? n : null
+}
+
+/** A valid `expiration` for a message whose caller gives up at `deadline`: whole milliseconds, 1 at least; undefined for no usable deadline. */
+export function expirationUntil (deadline: number, now: number): string | undefined {
+  if (!Number.isFinite(deadline)) return undefined
+  return String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline - now))))
 }
 
 // ---------------------------------------------------------------- responses
@@ -311,13 +357,14 @@ export function lostDeliveries (msg: Message, quorum: boolean): number {
 }
 
 export function firstAttemptAt (msg: Message): number | null {
-  const v = Number((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
-  return Number.isFinite(v) && v > 0 ? v : null
+  const v = integerValue((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
+  return v !== null && v > 0 ? v : null
 }
 
+/** Lenient on purpose: decodeRequest has refused out-of-range counts; a malformed message's copy counts them as 0. */
 function nonNegativeInt (value: unknown): number {
-  const n = typeof value === 'number' ? value : Number(safeString(value))
-  return Number.isInteger(n) && n > 0 ? n : 0
+  const n = value === undefined ? null : integerValue(value)
+  return n !== null && n > 0 && n <= MAX_COUNT ? n : 0
 }
 
 export interface CopyInfo {
@@ -339,8 +386,9 @@ export interface CopyInfo {
 export function republishCopy (msg: Message, info: CopyInfo, now = Date.now()): Publishable {
   const headers = copyHeaders(msg, info)
   const options = copyProperties(msg, headers)
-  const deadline = Number(headers[H.deadline])
-  if (Number.isFinite(deadline)) options.expiration = String(Math.max(1, deadline - now))
+  const deadline = integerValue(headers[H.deadline])
+  const expiration = deadline === null || Math.abs(deadline - now) > MAX_DEADLINE_SPAN_MS ? undefined : expirationUntil(deadline, now)
+  if (expiration !== undefined) options.expiration = expiration
   return { content: msg.content, options }
 }
 

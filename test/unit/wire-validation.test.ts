@@ -1,0 +1,58 @@
+// What the wire format accepts from a hostile or buggy peer: control headers
+// in range, a valid `expiration` on every copy, strict reply statuses and
+// lengths. (Round trips are in wire.test.ts.)
+import assert from 'node:assert/strict'
+import type { ConsumeMessage } from 'amqplib'
+import { describe, it } from 'node:test'
+import { H, MalformedMessageError, decodeRequest, expirationUntil, republishCopy } from '../../src/amqp/wire'
+
+function message (headers: Record<string, unknown>): ConsumeMessage {
+  return {
+    content: Buffer.from('x'),
+    fields: { deliveryTag: 1, redelivered: false, exchange: '', routingKey: 'q', consumerTag: 'c' },
+    properties: { headers, correlationId: 'c-1' },
+  } as unknown as ConsumeMessage
+}
+
+const counts = { attempts: 1, lostDeliveries: 0, firstAttemptAt: Date.now() }
+
+describe('wire validation: requests', () => {
+  it('reads deadlines and counts written as strings and as the integers older versions wrote', () => {
+    const now = Date.now()
+    assert.equal(decodeRequest(message({ [H.deadline]: String(now + 1000), [H.attempts]: '2' }), now).deadline, now + 1000)
+    assert.equal(decodeRequest(message({ [H.deadline]: now + 1000, [H.attempts]: 2, [H.lostDeliveries]: 1 }), now).deadline, now + 1000)
+    assert.equal(decodeRequest(message({ [H.deadline]: Buffer.from(String(now - 1000)) }), now).deadline, now - 1000)
+  })
+
+  for (const [what, headers] of [
+    ['deadline 1e300', { [H.deadline]: 1e300 }],
+    ['deadline "1e+300"', { [H.deadline]: '1e+300' }],
+    ['deadline 31 days ahead', { [H.deadline]: Date.now() + 31 * 86400000 }],
+    ['deadline 31 days ago', { [H.deadline]: Date.now() - 31 * 86400000 }],
+    ['deadline with a fraction', { [H.deadline]: `${Date.now()}.5` }],
+    ['deadline " 1"', { [H.deadline]: ` ${Date.now()}` }],
+    ['attempts -1', { [H.attempts]: -1 }],
+    ['attempts 2e6', { [H.attempts]: 2e6 }],
+    ['lost deliveries "1e3"', { [H.lostDeliveries]: '1e3' }],
+    ['delivery count 1.5', { [H.deliveryCount]: 1.5 }],
+    ['first attempt at 0', { [H.firstAttemptAt]: 0 }],
+  ] as const) {
+    it(`refuses ${what} as malformed`, () => {
+      assert.throws(() => decodeRequest(message(headers)), MalformedMessageError)
+    })
+  }
+
+  it('never writes an invalid expiration on a copy, whatever the deadline header holds', () => {
+    const now = Date.now()
+    for (const deadline of [1e300, '1e300', -1e300, 'soon', Number.NaN, now + 31 * 86400000]) {
+      const copy = republishCopy(message({ [H.deadline]: deadline }), counts, now)
+      assert.equal(copy.options.expiration, undefined, String(deadline))
+    }
+    const ok = republishCopy(message({ [H.deadline]: String(now + 1500.4) }), counts, now)
+    assert.equal(ok.options.expiration, undefined)
+    assert.equal(republishCopy(message({ [H.deadline]: String(now + 1500) }), counts, now).options.expiration, '1500')
+    assert.equal(expirationUntil(now - 50, now), '1')
+    assert.equal(expirationUntil(now + 0.2, now), '1')
+    assert.equal(expirationUntil(Number.POSITIVE_INFINITY, now), undefined)
+  })
+})
