@@ -73,10 +73,17 @@ export interface OutgoingRequest {
 
 export function encodeRequest (req: OutgoingRequest): Publishable {
   const now = Date.now()
+  // Every header is a string: ProxyMQ's dequeuer copies message headers into
+  // its HTTP request, and its client fails on integers and lists. Repeated
+  // request headers are combined as HTTP allows (RFC 9110 5.3; cookies with "; ").
   const headers: Record<string, unknown> = req.headers
+  for (const name in headers) {
+    const value = headers[name]
+    if (Array.isArray(value)) headers[name] = value.join(name === 'cookie' ? '; ' : ', ')
+  }
   headers[H.method] = req.method
   if (req.path !== null) headers[H.path] = req.path
-  headers[H.deadline] = req.deadline
+  headers[H.deadline] = String(req.deadline)
   if (req.jobId !== undefined) headers[H.job] = req.jobId
   const options: Options.Publish = {
     correlationId: req.correlationId,
@@ -404,7 +411,7 @@ export function deadLetterCopy (msg: Message, info: DeadLetterInfo, now = Date.n
   const headers = copyHeaders(msg, info)
   headers[H.deadLetterReason] = info.reason
   headers[H.originalQueue] = info.originalQueue
-  headers[H.deadLetteredAt] = now
+  headers[H.deadLetteredAt] = String(now)
   const options = copyProperties(msg, headers)
   options.persistent = true
   return { content: msg.content, options }
@@ -440,10 +447,14 @@ function copyHeaders (msg: Message, info: CopyInfo): Record<string, unknown> {
       name.startsWith('x-first-death-') || name.startsWith('x-last-death-')) continue
     headers[key] = raw[key]
   }
-  headers[H.attempts] = info.attempts
-  if (info.lostDeliveries > 0) headers[H.lostDeliveries] = info.lostDeliveries
+  // Strings, as every header relayq writes (these copies go back to the request queue; see encodeRequest),
+  // the deadline included when an older relayq wrote it as an integer.
+  const deadline = integerValue(headers[H.deadline])
+  if (deadline !== null) headers[H.deadline] = String(deadline)
+  headers[H.attempts] = String(info.attempts)
+  if (info.lostDeliveries > 0) headers[H.lostDeliveries] = String(info.lostDeliveries)
   else Reflect.deleteProperty(headers, H.lostDeliveries)
-  headers[H.firstAttemptAt] = info.firstAttemptAt
+  headers[H.firstAttemptAt] = String(info.firstAttemptAt)
   if (info.errorCode !== undefined) headers[H.lastErrorCode] = info.errorCode
   if (info.errorMessage !== undefined) headers[H.lastError] = info.errorMessage.slice(0, 500)
   return headers

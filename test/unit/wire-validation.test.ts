@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import type { ConsumeMessage } from 'amqplib'
 import { describe, it } from 'node:test'
-import { H, MalformedMessageError, decodeRequest, expirationUntil, republishCopy } from '../../src/amqp/wire'
+import { H, MalformedMessageError, deadLetterCopy, decodeRequest, encodeRequest, expirationUntil, replayCopy, republishCopy } from '../../src/amqp/wire'
 
 function message (headers: Record<string, unknown>): ConsumeMessage {
   return {
@@ -54,5 +54,24 @@ describe('wire validation: requests', () => {
     assert.equal(expirationUntil(now - 50, now), '1')
     assert.equal(expirationUntil(now + 0.2, now), '1')
     assert.equal(expirationUntil(Number.POSITIVE_INFINITY, now), undefined)
+  })
+})
+
+describe('wire validation: every header relayq writes is a string', () => {
+  it('on requests, retry copies, dead-letter copies and replays, from a message an older relayq wrote with integers', () => {
+    const now = Date.now()
+    const old = message({ [H.method]: 'POST', [H.deadline]: now + 5000, [H.attempts]: 1, [H.lostDeliveries]: 1, [H.firstAttemptAt]: now, 'x-app': 'v' })
+    const req = encodeRequest({ method: 'GET', path: '/a', headers: { 'x-multi': ['a', 'b'], cookie: ['c=1', 'd=2'] }, body: Buffer.alloc(0), correlationId: 'c', replyTo: null, deadline: now + 1000, persistent: false, contentType: undefined, jobId: 'j' })
+    const copies = [
+      req,
+      republishCopy(old, { attempts: 2, lostDeliveries: 1, firstAttemptAt: now, errorCode: 'RQ_ERR_DOWNSTREAM_TIMEOUT', errorMessage: 'slow' }),
+      deadLetterCopy(old, { attempts: 3, lostDeliveries: 0, firstAttemptAt: now, reason: 'max_attempts', originalQueue: 'q' }),
+      replayCopy(old),
+    ]
+    for (const copy of copies) {
+      for (const [k, v] of Object.entries(copy.options.headers as Record<string, unknown>)) assert.equal(typeof v, 'string', k)
+    }
+    assert.equal((req.options.headers as Record<string, unknown>).cookie, 'c=1; d=2')
+    assert.equal(decodeRequest(message(copies[1]!.options.headers as Record<string, unknown>)).deadline, now + 5000)
   })
 })
