@@ -29,13 +29,16 @@ export interface RetryPolicy {
   readonly retryDelayMs: number
   readonly retryMaxDelayMs: number
   readonly retryStatuses: ReadonlySet<number>
+  /** DEQUEUER_EXPIRED: what becomes of a failed message whose caller's deadline comes before its retry. */
+  readonly expired?: 'dead-letter' | 'drop'
 }
 
-/** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result. */
-export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy): Outcome {
+/** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result; `deadline` is the caller's (epoch ms). */
+export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy, deadline: number | null = null, now = Date.now()): Outcome {
+  const failed = (code: ErrorCode, detail: string): Outcome => failure(code, detail, attempt, policy, deadline, now)
   if (result.kind === 'response') {
     if (!policy.retryStatuses.has(result.status)) return { kind: 'reply', result }
-    return failed('RQ_ERR_DOWNSTREAM_STATUS', `the service answered ${result.status} on attempt ${attempt}`, attempt, policy)
+    return failed('RQ_ERR_DOWNSTREAM_STATUS', `the service answered ${result.status} on attempt ${attempt}`)
   }
   switch (result.code) {
     case 'RQ_ERR_RESPONSE_TOO_LARGE':
@@ -43,13 +46,19 @@ export function decideAfterAttempt (result: ForwardResult, attempt: number, poli
       return { kind: 'error_reply', code: result.code, detail: result.message }
     case 'RQ_ERR_DOWNSTREAM_UNAVAILABLE':
     case 'RQ_ERR_DOWNSTREAM_TIMEOUT':
-      return failed(result.code, `${result.message} (attempt ${attempt})`, attempt, policy)
+      return failed(result.code, `${result.message} (attempt ${attempt})`)
   }
 }
 
-function failed (code: ErrorCode, detail: string, attempt: number, policy: RetryPolicy): Outcome {
+function failure (code: ErrorCode, detail: string, attempt: number, policy: RetryPolicy, deadline: number | null, now: number): Outcome {
   if (attempt >= policy.maxAttempts) return { kind: 'dead_letter', reason: 'max_attempts', code, detail }
-  return { kind: 'retry', code, detail, delayMs: retryDelay(attempt, policy) }
+  const delayMs = retryDelay(attempt, policy)
+  // The caller gives up before the retry would run (or has: a call cut off at its deadline): a retry serves nobody.
+  if (deadline !== null && now + delayMs >= deadline) {
+    if (policy.expired === 'drop') return { kind: 'drop', reason: 'expired' }
+    return { kind: 'dead_letter', reason: 'expired', code, detail: `${detail}; not retried, the caller's deadline comes first` }
+  }
+  return { kind: 'retry', code, detail, delayMs }
 }
 
 /** Delay after the `attempt`-th failure: base, doubled each time, capped. */

@@ -61,7 +61,7 @@ async function forwardAndSettle (ctx: DequeuerContext, p: Prepared): Promise<voi
 export function afterCall (ctx: DequeuerContext, p: Prepared, result: ForwardResult | typeof OPEN): Outcome {
   if (result === OPEN) return { kind: 'requeue', reason: 'breaker_open' }
   if (result.kind === 'error') ctx.metrics.failed(reasonOf(result.code))
-  return decideAfterAttempt(result, p.attempt, ctx.cfg)
+  return decideAfterAttempt(result, p.attempt, ctx.cfg, p.req.deadline)
 }
 
 /**
