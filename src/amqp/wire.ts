@@ -247,6 +247,8 @@ export interface IncomingResponse {
   /** Only on HEAD answers: a valid Content-Length of the body the service did not send. */
   readonly contentLength: string | undefined
   readonly jobId: string | undefined
+  /** 204 and 304 carry no body and no Content-Length (RFC 9110 8.6, 15.3.5); `body` is then empty. */
+  readonly noBody: boolean
   /**
    * Set when the reply itself is unusable (a header table relayq would not
    * decode, a status outside 200-599, a bad content-length): the response is
@@ -296,7 +298,8 @@ export function decodeResponse (msg: Message): IncomingResponse {
     appendHeader(headers, name, value)
   }
   if (problem !== undefined) return malformedReply(problem, correlationId, jobId)
-  return { status, headers, body: msg.content, correlationId, errorCode, contentLength, jobId }
+  const noBody = status === 204 || status === 304
+  return { status, headers, body: noBody ? Buffer.alloc(0) : msg.content, correlationId, errorCode, contentLength: noBody ? undefined : contentLength, jobId, noBody }
 }
 
 const MALFORMED_REPLY: ErrorCode = 'RQ_ERR_MALFORMED_REPLY'
@@ -310,6 +313,7 @@ function malformedReply (detail: string, correlationId: string | undefined, jobI
     errorCode: MALFORMED_REPLY,
     contentLength: undefined,
     jobId,
+    noBody: false,
     malformed: detail,
   }
 }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import type { ConsumeMessage } from 'amqplib'
 import { describe, it } from 'node:test'
-import { H, MalformedMessageError, deadLetterCopy, decodeRequest, encodeRequest, expirationUntil, replayCopy, republishCopy } from '../../src/amqp/wire'
+import { H, MalformedMessageError, deadLetterCopy, decodeRequest, decodeResponse, encodeRequest, expirationUntil, replayCopy, republishCopy } from '../../src/amqp/wire'
 
 function message (headers: Record<string, unknown>): ConsumeMessage {
   return {
@@ -73,5 +73,51 @@ describe('wire validation: every header relayq writes is a string', () => {
     }
     assert.equal((req.options.headers as Record<string, unknown>).cookie, 'c=1; d=2')
     assert.equal(decodeRequest(message(copies[1]!.options.headers as Record<string, unknown>)).deadline, now + 5000)
+  })
+})
+
+describe('wire validation: replies', () => {
+  const reply = (headers: Record<string, unknown>): ReturnType<typeof decodeResponse> => decodeResponse(message(headers))
+
+  it('reads a status of three decimal digits (string, Buffer) or an integer, from 200 to 599', () => {
+    assert.equal(reply({ [H.status]: '201' }).status, 201)
+    assert.equal(reply({ [H.status]: Buffer.from('404') }).status, 404)
+    assert.equal(reply({ [H.status]: 503 }).status, 503)
+    assert.equal(reply({}).status, 200)
+  })
+
+  for (const status of ['0x12c', '300 ', ' 300', '3e2', '300.0', '+300', '', '1000', 100, '101', '199', 600, 299.5]) {
+    it(`a status of ${JSON.stringify(status)} is a malformed reply (502)`, () => {
+      const r = reply({ [H.status]: status })
+      assert.equal(r.status, 502)
+      assert.equal(r.errorCode, 'RQ_ERR_MALFORMED_REPLY')
+      assert.ok(r.malformed !== undefined)
+      assert.deepEqual(r.headers, ['content-type', 'application/json', 'x-relayq-error', 'RQ_ERR_MALFORMED_REPLY'])
+      assert.equal(JSON.parse(r.body.toString()).code, 'RQ_ERR_MALFORMED_REPLY')
+    })
+  }
+
+  it('a content-length that is not a non-negative integer makes the reply malformed; a valid one is normalised', () => {
+    for (const bad of ['abc', '5, 6', '-1', '1e3', ' 5', '0x10', 1.5]) assert.equal(reply({ [H.status]: '200', 'content-length': bad }).status, 502, String(bad))
+    assert.equal(reply({ [H.status]: '200', 'content-length': '0012' }).contentLength, '12')
+    assert.equal(reply({ [H.status]: '200', 'content-length': 7 }).contentLength, '7')
+  })
+
+  it('drops a service\'s own x-correlation-id (relayq sets its own)', () => {
+    assert.deepEqual(reply({ [H.status]: '200', 'x-correlation-id': 'evil', 'x-ok': '1' }).headers, ['x-ok', '1'])
+  })
+
+  it('204 and 304 carry no body and no content-length', () => {
+    const r = decodeResponse({ ...message({ [H.status]: '204', 'content-length': '5' }), content: Buffer.from('hello') })
+    assert.equal(r.noBody, true)
+    assert.equal(r.body.length, 0)
+    assert.equal(r.contentLength, undefined)
+  })
+
+  it('an undecodable header table (the frame guard\'s marker) is a malformed reply, correlation id kept', () => {
+    const r = reply({ [H.undecodable]: 'the header table is nested deeper than 32 levels' })
+    assert.equal(r.status, 502)
+    assert.equal(r.correlationId, 'c-1')
+    assert.match(String(r.malformed), /nested deeper/)
   })
 })
