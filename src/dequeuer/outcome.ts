@@ -13,7 +13,7 @@ export type Outcome =
   /** No answer this time: republish to the delay queue with one more attempt counted, ack. */
   | { readonly kind: 'retry', readonly code: ErrorCode, readonly detail: string, readonly delayMs: number }
   /** Give up: copy to the dead-letter queue with the reason, tell a waiting client, ack. */
-  | { readonly kind: 'dead_letter', readonly reason: DeadLetterReason, readonly code: ErrorCode, readonly detail: string }
+  | { readonly kind: 'dead_letter', readonly reason: DeadLetterReason, readonly code: ErrorCode, readonly detail: string, readonly noReply?: true }
   /** Not this dequeuer's to try now (breaker open, draining): back to the queue, no attempt counted. */
   | { readonly kind: 'requeue', readonly reason: 'breaker_open' | 'draining' | 'paused' }
   /** An expired request with DEQUEUER_EXPIRED=drop: ack and count. */
@@ -56,7 +56,9 @@ function failure (code: ErrorCode, detail: string, attempt: number, policy: Retr
   // The caller gives up before the retry would run (or has: a call cut off at its deadline): a retry serves nobody.
   if (deadline !== null && now + delayMs >= deadline) {
     if (policy.expired === 'drop') return { kind: 'drop', reason: 'expired' }
-    return { kind: 'dead_letter', reason: 'expired', code, detail: `${detail}; not retried, the caller's deadline comes first` }
+    const outcome = { kind: 'dead_letter', reason: 'expired', code, detail: `${detail}; not retried, the caller's deadline comes first` } as const
+    // Past the deadline the caller's enqueuer answers by itself; a reply would only race it.
+    return now >= deadline ? { ...outcome, noReply: true } : outcome
   }
   return { kind: 'retry', code, detail, delayMs }
 }

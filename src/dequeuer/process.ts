@@ -61,7 +61,9 @@ async function forwardAndSettle (ctx: DequeuerContext, p: Prepared): Promise<voi
 export function afterCall (ctx: DequeuerContext, p: Prepared, result: ForwardResult | typeof OPEN): Outcome {
   if (result === OPEN) return { kind: 'requeue', reason: 'breaker_open' }
   if (result.kind === 'error') ctx.metrics.failed(reasonOf(result.code))
-  return decideAfterAttempt(result, p.attempt, ctx.cfg, p.req.deadline)
+  // A call cut off at the caller's deadline ends at the deadline, whatever the clock says (timers fire early or late).
+  const cutOff = result.kind === 'error' && result.code === 'RQ_ERR_DOWNSTREAM_TIMEOUT' && p.forward.deadline === p.req.deadline
+  return decideAfterAttempt(result, p.attempt, ctx.cfg, p.req.deadline, cutOff ? Math.max(Date.now(), p.forward.deadline) : Date.now())
 }
 
 /**
@@ -196,7 +198,7 @@ async function carryOut (ctx: DequeuerContext, msg: ConsumeMessage, outcome: Out
       metrics.deadLettered(outcome.reason)
       ctx.logger.warn({ correlationId: msg.properties.correlationId, service: cfg.service, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
       // A waiting client hears now, not at its timeout.
-      await reply(ctx, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
+      if (outcome.noReply !== true) await reply(ctx, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return
     }
     case 'requeue':

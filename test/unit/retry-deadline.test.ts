@@ -20,6 +20,12 @@ describe('retry decision and the caller\'s deadline', () => {
     assert.equal(late.kind === 'dead_letter' && late.code, 'RQ_ERR_DOWNSTREAM_TIMEOUT')
     assert.deepEqual(decideAfterAttempt(timeout, 2, { ...policy, expired: 'drop' }, now - 5, now), { kind: 'drop', reason: 'expired' })
   })
+  it('sends no reply once the deadline has passed (the caller\'s enqueuer answers by itself), one before it', () => {
+    const past = decideAfterAttempt(timeout, 1, policy, now, now)
+    assert.equal(past.kind === 'dead_letter' && past.noReply, true)
+    const ahead = decideAfterAttempt(timeout, 1, policy, now + 500, now)
+    assert.equal(ahead.kind === 'dead_letter' && ahead.noReply, undefined)
+  })
   it('the last attempt is still max_attempts', () => {
     const last = decideAfterAttempt(timeout, 3, policy, now - 5, now)
     assert.equal(last.kind === 'dead_letter' && last.reason, 'max_attempts')
