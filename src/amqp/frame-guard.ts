@@ -64,15 +64,16 @@ export function installFrameGuard (model: ChannelModel): boolean {
       self.rest = self.rest.length === 0 ? incoming : Buffer.concat([self.rest, incoming])
     }
     if (self.rest[0] !== FRAME_HEADER) return recvFrame.call(self)
-    const guarded = guardHeaderFrame(self.rest)
-    self.rest = guarded.buffer
+    const original = self.rest
+    const guarded = guardHeaderFrame(original)
+    self.rest = guarded
     try {
       return recvFrame.call(self)
     } catch (err) {
       // A frame amqplib did not take (a bad frame end) is a broken connection, as before.
-      if (self.rest === guarded.buffer) throw err
+      if (self.rest === guarded) throw err
       // Whatever else amqplib cannot decode in a content header costs this message, not the connection.
-      return { id: guarded.classId, channel: guarded.channel, size: guarded.bodySize, fields: { headers: { [UNDECODABLE_HEADER]: 'the message properties cannot be decoded' } } }
+      return undecodableHeader(original)
     }
   }
   return true
@@ -86,44 +87,44 @@ function frameSize (buf: Buffer, maxFrameSize: number): number | null {
   return FRAME_PREFIX + payload + 1
 }
 
-interface Guarded { buffer: Buffer, classId: number, channel: number, bodySize: number }
+/** The decoded content header amqplib would have produced, with the marker for headers and no other property. */
+function undecodableHeader (buf: Buffer): unknown {
+  const p = FRAME_PREFIX
+  return {
+    id: buf.readUInt16BE(p),
+    channel: buf.readUInt16BE(1),
+    size: Number(buf.readBigUInt64BE(p + 4)),
+    fields: { headers: { [UNDECODABLE_HEADER]: 'the message properties cannot be decoded' } },
+  }
+}
 
 /**
- * `buf` starts with a complete content-header frame: returns the buffer with
- * that frame's header table replaced when it is malformed or too deep (the
- * frames after it untouched).
+ * `buf` starts with a complete content-header frame: returns `buf` itself
+ * when its header table is fine (the common case: no allocation), else a
+ * buffer with that table replaced by the marker (the frames after it untouched).
  */
-export function guardHeaderFrame (buf: Buffer): Guarded {
-  const end = FRAME_PREFIX + buf.readUInt32BE(3)
-  const channel = buf.readUInt16BE(1)
-  const payload = buf.subarray(FRAME_PREFIX, end)
-  const unchanged = { buffer: buf, channel, classId: payload.length >= 2 ? payload.readUInt16BE(0) : 0, bodySize: 0 }
+export function guardHeaderFrame (buf: Buffer): Buffer {
+  const p = FRAME_PREFIX
+  const end = p + buf.readUInt32BE(3)
   // class, weight, body size, property flags
-  if (payload.length < 14 || buf[end] !== FRAME_END) return unchanged
-  unchanged.bodySize = Number(payload.readBigUInt64BE(4))
-  if (unchanged.classId !== CLASS_BASIC) return unchanged
-  const flags = payload.readUInt16BE(12)
-  if ((flags & FLAG_HEADERS) === 0) return unchanged
-  let o = 14
-  if ((flags & FLAG_CONTENT_TYPE) !== 0) o += 1 + (payload[o] ?? 0)
-  if ((flags & FLAG_CONTENT_ENCODING) !== 0) o += 1 + (payload[o] ?? 0)
-  if (o + 4 > payload.length) return unchanged
-  const tableLen = payload.readUInt32BE(o)
-  const tableEnd = o + 4 + tableLen
-  const problem = tableEnd > payload.length ? 'the header table overruns its frame' : checkTable(payload.subarray(o + 4, tableEnd))
-  if (problem === null) return unchanged
-  const marker = markerTable(problem)
+  if (end - p < 14 || buf[end] !== FRAME_END || buf.readUInt16BE(p) !== CLASS_BASIC) return buf
+  const flags = buf.readUInt16BE(p + 12)
+  if ((flags & FLAG_HEADERS) === 0) return buf
+  let o = p + 14
+  if ((flags & FLAG_CONTENT_TYPE) !== 0) o += 1 + (buf[o] ?? 0)
+  if ((flags & FLAG_CONTENT_ENCODING) !== 0) o += 1 + (buf[o] ?? 0)
+  if (o + 4 > end) return buf
+  const tableEnd = o + 4 + buf.readUInt32BE(o)
+  const overrun = tableEnd > end
+  const problem = overrun ? 'the header table overruns its frame' : checkTable(buf, o + 4, tableEnd)
+  if (problem === null) return buf
   // Past the table, the other properties stay; if the table overran, they are lost with it.
-  const rest = tableEnd > payload.length ? Buffer.alloc(0) : payload.subarray(tableEnd)
-  const newFlags = tableEnd > payload.length ? flags & (FLAG_CONTENT_TYPE | FLAG_CONTENT_ENCODING | FLAG_HEADERS) : flags
-  const head = Buffer.from(payload.subarray(0, o))
-  head.writeUInt16BE(newFlags, 12)
-  const newPayload = Buffer.concat([head, marker, rest])
-  const prefix = Buffer.alloc(FRAME_PREFIX)
-  prefix[0] = FRAME_HEADER
-  prefix.writeUInt16BE(channel, 1)
-  prefix.writeUInt32BE(newPayload.length, 3)
-  return { ...unchanged, buffer: Buffer.concat([prefix, newPayload, Buffer.from([FRAME_END]), buf.subarray(end + 1)]) }
+  const head = Buffer.from(buf.subarray(0, o))
+  if (overrun) head.writeUInt16BE(flags & (FLAG_CONTENT_TYPE | FLAG_CONTENT_ENCODING | FLAG_HEADERS), p + 12)
+  const rest = overrun ? Buffer.alloc(0) : buf.subarray(tableEnd, end)
+  const marker = markerTable(problem)
+  head.writeUInt32BE(head.length - p + marker.length + rest.length, 3)
+  return Buffer.concat([head, marker, rest, buf.subarray(end)])
 }
 
 /** A field table (with its length) holding only UNDECODABLE_HEADER. */
@@ -140,41 +141,47 @@ function markerTable (reason: string): Buffer {
   return t
 }
 
-/** Fixed sizes of the field value types amqplib decodes. */
-const FIXED: Record<string, number> = { b: 1, B: 1, t: 1, s: 2, u: 2, I: 4, i: 4, f: 4, D: 5, d: 8, l: 8, T: 8, V: 0 }
+/** Bytes after the tag of the fixed-size field types amqplib decodes (by tag byte); -1 for the length-prefixed ones. */
+const FIXED = new Int8Array(256).fill(-2)
+for (const [tag, size] of Object.entries({ b: 1, B: 1, t: 1, s: 2, u: 2, I: 4, i: 4, f: 4, D: 5, d: 8, l: 8, T: 8, V: 0, S: -1, x: -1, F: -1, A: -1 })) FIXED[tag.charCodeAt(0)] = size
+const TAG_TABLE = 0x46 // F
+const TAG_ARRAY = 0x41 // A
 
 /**
- * Walks a field table without recursion: null when amqplib can decode it
- * within MAX_TABLE_DEPTH levels, else what is wrong with it.
+ * Walks the field table in buf[start, end) without recursion: null when
+ * amqplib can decode it within MAX_TABLE_DEPTH levels, else what is wrong.
  */
-export function checkTable (table: Buffer): string | null {
+export function checkTable (buf: Buffer, start = 0, end = buf.length): string | null {
   // Each open table or array: where it ends, and whether its entries have names (tables) or not (arrays).
-  const open: Array<{ end: number, named: boolean }> = [{ end: table.length, named: true }]
-  let o = 0
-  while (open.length > 0) {
-    const top = open[open.length - 1]!
-    if (o === top.end) {
-      open.pop()
+  const ends = [end]
+  const named = [true]
+  let o = start
+  while (ends.length > 0) {
+    const top = ends[ends.length - 1]!
+    if (o === top) {
+      ends.pop()
+      named.pop()
       continue
     }
-    if (top.named) o += 1 + table[o]!
-    if (o >= top.end) return 'the header table is malformed'
-    const tag = String.fromCharCode(table[o++]!)
-    const fixed = FIXED[tag]
-    if (fixed !== undefined) o += fixed
-    else if (tag === 'S' || tag === 'x' || tag === 'F' || tag === 'A') {
-      if (o + 4 > top.end) return 'the header table is malformed'
-      const len = table.readUInt32BE(o)
+    if (named[named.length - 1] === true) o += 1 + buf[o]!
+    if (o >= top) return 'the header table is malformed'
+    const tag = buf[o++]!
+    const fixed = FIXED[tag]!
+    if (fixed >= 0) o += fixed
+    else if (fixed === -1) {
+      if (o + 4 > top) return 'the header table is malformed'
+      const len = buf.readUInt32BE(o)
       o += 4
-      if (tag === 'F' || tag === 'A') {
-        if (open.length > MAX_TABLE_DEPTH) return `the header table is nested deeper than ${MAX_TABLE_DEPTH} levels`
-        if (o + len > top.end) return 'the header table is malformed'
-        open.push({ end: o + len, named: tag === 'F' })
+      if (tag === TAG_TABLE || tag === TAG_ARRAY) {
+        if (ends.length > MAX_TABLE_DEPTH) return `the header table is nested deeper than ${MAX_TABLE_DEPTH} levels`
+        if (o + len > top) return 'the header table is malformed'
+        ends.push(o + len)
+        named.push(tag === TAG_TABLE)
         continue
       }
       o += len
     } else return 'the header table has an unknown field type'
-    if (o > top.end) return 'the header table is malformed'
+    if (o > top) return 'the header table is malformed'
   }
   return null
 }
