@@ -105,6 +105,7 @@ describe('a header table nested 10,000 deep', () => {
     cleanup.push(() => ch.close())
     await publishRaw(ch, queue, deep(), { correlationId: 'not-a-job' })
     await waitFor(async () => (await broker.depth(queue)) === 0, { what: 'the hostile result to be consumed' })
+    await waitFor(async () => /enqueuer_late_replies_total 1\b/.test((await send(`${enq.url}/metrics`)).body.toString()), { what: 'the dropped result to be counted' })
     assert.equal(await runJob(), 'completed')
     assert.equal(await broker.consumers(queue), 1)
     assert.deepEqual(connectionTrouble(enq.logs), [])
