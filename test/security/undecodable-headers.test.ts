@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
+import { runDlqTool } from '../../src/dlq/cli'
+import { AMQP_URL, connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
 import { startEcho, type Echo } from '../helpers/echo'
 import { nestedArrayEntries, publishRaw, stringEntry } from '../helpers/hostile-amqp'
 import { send } from '../helpers/http'
@@ -143,5 +144,22 @@ describe('a header table nested 10,000 deep', () => {
     assert.deepEqual(others.map((a) => a.status), Array(10).fill(200))
     assert.equal((await send(`${enq.url}/${served}/after`, { method: 'POST', body: 'a' })).status, 200)
     assert.deepEqual(connectionTrouble(enq.logs), [])
+  })
+
+  it('in a dead-letter queue: the dlq tool lists it', async () => {
+    const service = uniqueService('deepdlq')
+    cleanup.push(() => broker.deleteService(service))
+    const deq = await startTestDequeuer(service, echo.url)
+    await deq.consuming
+    await deq.close()
+    const ch = await broker.conn.createConfirmChannel()
+    cleanup.push(() => ch.close())
+    await publishRaw(ch, `${service}_requests.dlq`, deep(), { correlationId: 'in-the-dlq' })
+    let out = ''
+    const code = await runDlqTool(['list', '--service', service, '--json'], { RABBITMQ_URL: AMQP_URL }, (s) => { out += s }, () => {})
+    assert.equal(code, 0)
+    const rows = JSON.parse(out) as Array<{ id: string }>
+    assert.deepEqual(rows.map((r) => r.id), ['in-the-dlq'])
+    assert.equal(await broker.depth(`${service}_requests.dlq`), 1)
   })
 })
