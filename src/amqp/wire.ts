@@ -7,6 +7,9 @@ import type { Message, Options } from 'amqplib'
 import { isHopByHop, isReservedHeader, type HeaderTable } from '../http/headers'
 import { isSafeRelativePath } from '../http/target'
 import { errorBody, type ErrorCode } from '../errors'
+import {
+  MAX_COUNT, MAX_DEADLINE_SPAN_MS, contentLengthValue, expirationUntil, integerValue, nonNegativeInt, parseStatus, safeString,
+} from './header-values'
 
 export const H = {
   method: 'x-http-method',
@@ -34,17 +37,6 @@ export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to'
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 // What Node's http module accepts in a header value (latin1, no controls but tab).
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
-
-/**
- * How far from now a deadline relayq reads may lie: the furthest relayq writes
- * is an async job's, ASYNC_JOB_TTL's maximum of 30 days. Anything beyond is
- * forged or broken, and would become an expiration the broker refuses.
- */
-export const MAX_DEADLINE_SPAN_MS = 30 * 86400 * 1000
-/** Counts relayq reads (attempts, lost deliveries, the broker's delivery count): DEQUEUER_DELIVERY_LIMIT's maximum. */
-export const MAX_COUNT = 1_000_000
-/** The longest `expiration` relayq writes; RabbitMQ refuses more than 2^32-1 ms, and a deadline never lies further out. */
-const MAX_EXPIRATION_MS = MAX_DEADLINE_SPAN_MS
 
 export const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
@@ -195,21 +187,6 @@ function checkControlHeaders (raw: Record<string, unknown>, now: number): void {
   }
 }
 
-/** An integer header: an AMQP integer, or decimal digits (no exponent, hex, fraction or spaces); else null. */
-function integerValue (value: unknown): number | null {
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : null
-  const s = safeString(value)
-  if (s === undefined || !/^-?[0-9]{1,16}$/.test(s)) return null
-  const n = Number(s)
-  return Number.isSafeInteger(n) ? n : null
-}
-
-/** A valid `expiration` for a message whose caller gives up at `deadline`: whole milliseconds, 1 at least; undefined for no usable deadline. */
-export function expirationUntil (deadline: number, now: number): string | undefined {
-  if (!Number.isFinite(deadline)) return undefined
-  return String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline - now))))
-}
-
 // ---------------------------------------------------------------- responses
 
 export interface OutgoingResponse {
@@ -257,11 +234,6 @@ export interface IncomingResponse {
   readonly malformed?: string
 }
 
-/** Statuses a reply may carry: 1xx are interim answers and 101 switches protocols, never a final reply. */
-const FINAL_STATUS_MIN = 200
-const FINAL_STATUS_MAX = 599
-const CONTENT_LENGTH = /^[0-9]{1,15}$/
-
 export function decodeResponse (msg: Message): IncomingResponse {
   const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
   const correlationId = optionalString(msg.properties.correlationId)
@@ -289,9 +261,9 @@ export function decodeResponse (msg: Message): IncomingResponse {
       jobId = safeString(value)
       continue
     } else if (name === 'content-length') {
-      const s = safeString(value)
-      if (s === undefined || !CONTENT_LENGTH.test(s)) problem ??= 'content-length is not a non-negative integer'
-      else contentLength = String(Number(s))
+      const length = contentLengthValue(value)
+      if (length === null) problem ??= 'content-length is not a non-negative integer'
+      else contentLength = length
       continue
       // relayq answers with its own correlation id; the service's would sit beside it.
     } else if (name === 'x-correlation-id' || isHopByHop(name) || (isReservedHeader(name) && name !== H.error)) continue
@@ -318,18 +290,6 @@ function malformedReply (detail: string, correlationId: string | undefined, jobI
   }
 }
 
-/** Three decimal digits (ProxyMQ writes a string; older relayq an integer), within the final statuses; else null. */
-function parseStatus (value: unknown): number | null {
-  let n: number
-  if (typeof value === 'number') n = value
-  else {
-    const s = safeString(value)
-    if (s === undefined || !/^[0-9]{3}$/.test(s)) return null
-    n = Number(s)
-  }
-  return Number.isInteger(n) && n >= FINAL_STATUS_MIN && n <= FINAL_STATUS_MAX ? n : null
-}
-
 function appendHeader (out: string[], name: string, value: unknown): void {
   if (Array.isArray(value)) {
     for (const v of value) appendHeader(out, name, v)
@@ -338,13 +298,6 @@ function appendHeader (out: string[], name: string, value: unknown): void {
   const s = safeString(value)
   // A header Node would refuse to write is dropped rather than failing the whole response.
   if (s !== undefined && TOKEN.test(name) && FIELD_VALUE.test(s)) out.push(name, s)
-}
-
-function safeString (value: unknown): string | undefined {
-  if (typeof value === 'string') return value
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
-  if (Buffer.isBuffer(value)) return value.toString('latin1')
-  return undefined
 }
 
 // ---------------------------------------------------------------- dequeuer copies
@@ -370,12 +323,6 @@ export function lostDeliveries (msg: Message, quorum: boolean): number {
 export function firstAttemptAt (msg: Message): number | null {
   const v = integerValue((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
   return v !== null && v > 0 ? v : null
-}
-
-/** Lenient on purpose: decodeRequest has refused out-of-range counts; a malformed message's copy counts them as 0. */
-function nonNegativeInt (value: unknown): number {
-  const n = value === undefined ? null : integerValue(value)
-  return n !== null && n > 0 && n <= MAX_COUNT ? n : 0
 }
 
 export interface CopyInfo {

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict'
 import type { ConsumeMessage } from 'amqplib'
 import { describe, it } from 'node:test'
-import { H, MalformedMessageError, deadLetterCopy, decodeRequest, decodeResponse, encodeRequest, expirationUntil, replayCopy, republishCopy } from '../../src/amqp/wire'
+import { expirationUntil } from '../../src/amqp/header-values'
+import { H, MalformedMessageError, deadLetterCopy, decodeRequest, decodeResponse, encodeRequest, replayCopy, republishCopy } from '../../src/amqp/wire'
 
 function message (headers: Record<string, unknown>): ConsumeMessage {
   return {
