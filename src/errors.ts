@@ -35,6 +35,7 @@ const TABLE = {
   RQ_ERR_JOB_STORE_UNAVAILABLE: [503, 'Service unavailable'],
   // accepted, but the answer could not be had
   RQ_ERR_CONNECTION_LOST: [502, 'Bad Gateway'],
+  RQ_ERR_MALFORMED_REPLY: [502, 'Bad Gateway'],
   RQ_ERR_REPLY_TIMEOUT: [504, 'Gateway Timeout'],
   RQ_ERR_INTERNAL: [500, 'Internal Server Error'],
   // a job ran but its result was not kept (the job's `error` says so; never an HTTP answer)

@@ -3,6 +3,11 @@
 // its busy time in those writes. Its muxer already gathers the frames of all
 // channels and flushes them from one setImmediate; corking the socket around
 // that flush turns the whole batch into a single writev.
+//
+// This patches amqplib's muxer: coalesceWrites checks its shape and returns
+// false, changing nothing, when it differs (internals.ts logs that);
+// test/integration/amqplib-internals.test.ts fails when the pinned amqplib no
+// longer matches or no longer flushes through `_readIncoming`.
 import type { ChannelModel } from 'amqplib'
 
 interface Muxer { _readIncoming: () => void }

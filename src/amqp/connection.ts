@@ -9,7 +9,8 @@ import * as amqp from 'amqplib'
 import type { ChannelModel } from 'amqplib'
 import type { Logger } from 'pino'
 import type { BrokerConfig } from '../config/types'
-import { coalesceWrites } from './coalesce'
+import { installFrameGuard } from './frame-guard'
+import { adoptConnection } from './internals'
 
 export type ConnectionName = 'enqueuer' | 'consume' | 'publish' | 'dlq'
 
@@ -117,7 +118,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
       conn.close().catch(() => {})
       return
     }
-    coalesceWrites(conn)
+    adoptConnection(conn, logger, name)
     this.conn = conn
     conn.on('error', (err: Error) => logger.warn({ connection: name, err: err.message }, 'broker connection error'))
     conn.on('close', (err?: Error) => this.onClose(conn, err))
@@ -217,6 +218,7 @@ export async function connectOnce (broker: BrokerConfig, name: ConnectionName): 
     try {
       const conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
       conn.on('error', () => {})
+      installFrameGuard(conn)
       return conn
     } catch (err) {
       last = err as Error

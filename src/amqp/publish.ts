@@ -5,7 +5,8 @@
 //
 // This reaches into amqplib internals. They are checked once per channel;
 // a channel that does not look as expected (another amqplib version) is
-// published to through amqplib's public API instead.
+// published to through amqplib's public API instead. publish.test.ts and
+// amqplib-internals.test.ts fail when the pinned amqplib stops matching.
 import type { Channel, ConfirmChannel } from 'amqplib'
 import type { Writable } from 'node:stream'
 import { encodePublish, NotEncodedHere } from './frames'

@@ -6,7 +6,10 @@
 import type { Message, Options } from 'amqplib'
 import { isHopByHop, isReservedHeader, type HeaderTable } from '../http/headers'
 import { isSafeRelativePath } from '../http/target'
-import type { ErrorCode } from '../errors'
+import { errorBody, type ErrorCode } from '../errors'
+import {
+  MAX_COUNT, MAX_DEADLINE_SPAN_MS, contentLengthValue, expirationUntil, integerValue, nonNegativeInt, parseStatus, safeString,
+} from './header-values'
 
 export const H = {
   method: 'x-http-method',
@@ -23,6 +26,8 @@ export const H = {
   deadLetteredAt: 'x-relayq-dead-lettered-at',
   originalQueue: 'x-relayq-original-queue',
   job: 'x-relayq-job',
+  /** Put by relayq's frame guard in place of a header table it would not decode. */
+  undecodable: 'x-relayq-undecodable',
   deliveryCount: 'x-delivery-count',
   death: 'x-death',
 } as const
@@ -60,17 +65,24 @@ export interface OutgoingRequest {
 
 export function encodeRequest (req: OutgoingRequest): Publishable {
   const now = Date.now()
+  // Every header is a string: ProxyMQ's dequeuer copies message headers into
+  // its HTTP request, and its client fails on integers and lists. Repeated
+  // request headers are combined as HTTP allows (RFC 9110 5.3; cookies with "; ").
   const headers: Record<string, unknown> = req.headers
+  for (const name in headers) {
+    const value = headers[name]
+    if (Array.isArray(value)) headers[name] = value.join(name === 'cookie' ? '; ' : ', ')
+  }
   headers[H.method] = req.method
   if (req.path !== null) headers[H.path] = req.path
-  headers[H.deadline] = req.deadline
+  headers[H.deadline] = String(req.deadline)
   if (req.jobId !== undefined) headers[H.job] = req.jobId
   const options: Options.Publish = {
     correlationId: req.correlationId,
     messageId: req.correlationId,
     timestamp: Math.floor(now / 1000),
     // The broker drops (or dead-letters) requests whose caller has given up.
-    expiration: String(Math.max(1, req.deadline - now)),
+    expiration: expirationUntil(req.deadline, now) ?? '1',
     headers,
     persistent: req.persistent,
     mandatory: true,
@@ -97,9 +109,11 @@ export interface IncomingRequest {
   readonly jobId: string | undefined
 }
 
-export function decodeRequest (msg: Message): IncomingRequest {
+export function decodeRequest (msg: Message, now = Date.now()): IncomingRequest {
   const props = msg.properties
   const raw = (props.headers ?? {}) as Record<string, unknown>
+  const undecodable = raw[H.undecodable]
+  if (undecodable !== undefined) throw new MalformedMessageError(`undecodable message: ${safeString(undecodable) ?? 'unknown reason'}`)
   const methodValue = raw[H.method]
   const method = methodValue === undefined ? 'POST' : headerString(methodValue, H.method).toUpperCase()
   if (!METHODS.has(method)) throw new MalformedMessageError(`unsupported method "${method.slice(0, 20)}"`)
@@ -109,9 +123,10 @@ export function decodeRequest (msg: Message): IncomingRequest {
   const deadlineValue = raw[H.deadline]
   let deadline: number | null = null
   if (deadlineValue !== undefined) {
-    deadline = Number(deadlineValue)
-    if (!Number.isFinite(deadline)) throw new MalformedMessageError('x-relayq-deadline is not a number')
+    deadline = integerValue(deadlineValue)
+    if (deadline === null || Math.abs(deadline - now) > MAX_DEADLINE_SPAN_MS) throw new MalformedMessageError('x-relayq-deadline is not a time within 30 days of now')
   }
+  checkControlHeaders(raw, now)
   const jobValue = raw[H.job]
   return {
     method,
@@ -153,6 +168,25 @@ function optionalString (value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined
 }
 
+/**
+ * The counters relayq reads to decide (attempts, careful mode) are in range:
+ * small non-negative integers, and a first-attempt time not in the future.
+ * Written as strings by relayq, as integers by older versions.
+ */
+function checkControlHeaders (raw: Record<string, unknown>, now: number): void {
+  for (const name of [H.attempts, H.lostDeliveries, H.deliveryCount]) {
+    const value = raw[name]
+    if (value === undefined) continue
+    const n = integerValue(value)
+    if (n === null || n < 0 || n > MAX_COUNT) throw new MalformedMessageError(`${name} is not a count from 0 to ${MAX_COUNT}`)
+  }
+  const first = raw[H.firstAttemptAt]
+  if (first !== undefined) {
+    const n = integerValue(first)
+    if (n === null || n <= 0 || n > now + MAX_DEADLINE_SPAN_MS) throw new MalformedMessageError(`${H.firstAttemptAt} is not a time`)
+  }
+}
+
 // ---------------------------------------------------------------- responses
 
 export interface OutgoingResponse {
@@ -187,22 +221,39 @@ export interface IncomingResponse {
   readonly body: Buffer
   readonly correlationId: string | undefined
   readonly errorCode: string | undefined
+  /** Only on HEAD answers: a valid Content-Length of the body the service did not send. */
   readonly contentLength: string | undefined
   readonly jobId: string | undefined
+  /** 204 and 304 carry no body and no Content-Length (RFC 9110 8.6, 15.3.5); `body` is then empty. */
+  readonly noBody: boolean
+  /**
+   * Set when the reply itself is unusable (a header table relayq would not
+   * decode, a status outside 200-599, a bad content-length): the response is
+   * then relayq's own 502 RQ_ERR_MALFORMED_REPLY, ready to send as it is.
+   */
+  readonly malformed?: string
 }
 
 export function decodeResponse (msg: Message): IncomingResponse {
   const raw = (msg.properties.headers ?? {}) as Record<string, unknown>
+  const correlationId = optionalString(msg.properties.correlationId)
   const headers: string[] = []
   let status = 200
   let errorCode: string | undefined
   let contentLength: string | undefined
   let jobId: string | undefined
+  let problem: string | undefined
   for (const key in raw) {
     const name = key.toLowerCase()
     const value = raw[key]
     if (name === H.status) {
-      status = parseStatus(value)
+      const parsed = parseStatus(value)
+      if (parsed === null) problem ??= 'x-status-code is not a final HTTP status (200-599)'
+      else status = parsed
+      continue
+    }
+    if (name === H.undecodable) {
+      problem = `undecodable reply: ${safeString(value) ?? 'unknown reason'}`
       continue
     }
     if (name === H.error) errorCode = safeString(value)
@@ -210,18 +261,33 @@ export function decodeResponse (msg: Message): IncomingResponse {
       jobId = safeString(value)
       continue
     } else if (name === 'content-length') {
-      contentLength = safeString(value)
+      const length = contentLengthValue(value)
+      if (length === null) problem ??= 'content-length is not a non-negative integer'
+      else contentLength = length
       continue
-    } else if (isHopByHop(name) || (isReservedHeader(name) && name !== H.error)) continue
+      // relayq answers with its own correlation id; the service's would sit beside it.
+    } else if (name === 'x-correlation-id' || isHopByHop(name) || (isReservedHeader(name) && name !== H.error)) continue
     appendHeader(headers, name, value)
   }
-  return { status, headers, body: msg.content, correlationId: optionalString(msg.properties.correlationId), errorCode, contentLength, jobId }
+  if (problem !== undefined) return malformedReply(problem, correlationId, jobId)
+  const noBody = status === 204 || status === 304
+  return { status, headers, body: noBody ? Buffer.alloc(0) : msg.content, correlationId, errorCode, contentLength: noBody ? undefined : contentLength, jobId, noBody }
 }
 
-function parseStatus (value: unknown): number {
-  const n = typeof value === 'number' ? value : Number(safeString(value))
-  // A reply that names no valid status is not the service's answer: surface it as a gateway error.
-  return Number.isInteger(n) && n >= 100 && n <= 599 ? n : 502
+const MALFORMED_REPLY: ErrorCode = 'RQ_ERR_MALFORMED_REPLY'
+
+function malformedReply (detail: string, correlationId: string | undefined, jobId: string | undefined): IncomingResponse {
+  return {
+    status: 502,
+    headers: ['content-type', 'application/json', H.error, MALFORMED_REPLY],
+    body: errorBody(MALFORMED_REPLY, detail),
+    correlationId,
+    errorCode: MALFORMED_REPLY,
+    contentLength: undefined,
+    jobId,
+    noBody: false,
+    malformed: detail,
+  }
 }
 
 function appendHeader (out: string[], name: string, value: unknown): void {
@@ -232,13 +298,6 @@ function appendHeader (out: string[], name: string, value: unknown): void {
   const s = safeString(value)
   // A header Node would refuse to write is dropped rather than failing the whole response.
   if (s !== undefined && TOKEN.test(name) && FIELD_VALUE.test(s)) out.push(name, s)
-}
-
-function safeString (value: unknown): string | undefined {
-  if (typeof value === 'string') return value
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
-  if (Buffer.isBuffer(value)) return value.toString('latin1')
-  return undefined
 }
 
 // ---------------------------------------------------------------- dequeuer copies
@@ -262,13 +321,8 @@ export function lostDeliveries (msg: Message, quorum: boolean): number {
 }
 
 export function firstAttemptAt (msg: Message): number | null {
-  const v = Number((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
-  return Number.isFinite(v) && v > 0 ? v : null
-}
-
-function nonNegativeInt (value: unknown): number {
-  const n = typeof value === 'number' ? value : Number(safeString(value))
-  return Number.isInteger(n) && n > 0 ? n : 0
+  const v = integerValue((msg.properties.headers as Record<string, unknown> | undefined)?.[H.firstAttemptAt])
+  return v !== null && v > 0 ? v : null
 }
 
 export interface CopyInfo {
@@ -290,8 +344,9 @@ export interface CopyInfo {
 export function republishCopy (msg: Message, info: CopyInfo, now = Date.now()): Publishable {
   const headers = copyHeaders(msg, info)
   const options = copyProperties(msg, headers)
-  const deadline = Number(headers[H.deadline])
-  if (Number.isFinite(deadline)) options.expiration = String(Math.max(1, deadline - now))
+  const deadline = integerValue(headers[H.deadline])
+  const expiration = deadline === null || Math.abs(deadline - now) > MAX_DEADLINE_SPAN_MS ? undefined : expirationUntil(deadline, now)
+  if (expiration !== undefined) options.expiration = expiration
   return { content: msg.content, options }
 }
 
@@ -307,7 +362,7 @@ export function deadLetterCopy (msg: Message, info: DeadLetterInfo, now = Date.n
   const headers = copyHeaders(msg, info)
   headers[H.deadLetterReason] = info.reason
   headers[H.originalQueue] = info.originalQueue
-  headers[H.deadLetteredAt] = now
+  headers[H.deadLetteredAt] = String(now)
   const options = copyProperties(msg, headers)
   options.persistent = true
   return { content: msg.content, options }
@@ -343,10 +398,14 @@ function copyHeaders (msg: Message, info: CopyInfo): Record<string, unknown> {
       name.startsWith('x-first-death-') || name.startsWith('x-last-death-')) continue
     headers[key] = raw[key]
   }
-  headers[H.attempts] = info.attempts
-  if (info.lostDeliveries > 0) headers[H.lostDeliveries] = info.lostDeliveries
+  // Strings, as every header relayq writes (these copies go back to the request queue; see encodeRequest),
+  // the deadline included when an older relayq wrote it as an integer.
+  const deadline = integerValue(headers[H.deadline])
+  if (deadline !== null) headers[H.deadline] = String(deadline)
+  headers[H.attempts] = String(info.attempts)
+  if (info.lostDeliveries > 0) headers[H.lostDeliveries] = String(info.lostDeliveries)
   else Reflect.deleteProperty(headers, H.lostDeliveries)
-  headers[H.firstAttemptAt] = info.firstAttemptAt
+  headers[H.firstAttemptAt] = String(info.firstAttemptAt)
   if (info.errorCode !== undefined) headers[H.lastErrorCode] = info.errorCode
   if (info.errorMessage !== undefined) headers[H.lastError] = info.errorMessage.slice(0, 500)
   return headers

@@ -14,7 +14,7 @@ export type Outcome =
   /** No answer this time: republish to the delay queue with one more attempt counted, ack. */
   | { readonly kind: 'retry', readonly code: ErrorCode, readonly detail: string, readonly delayMs: number }
   /** Give up: copy to the dead-letter queue with the reason, tell a waiting client, ack. */
-  | { readonly kind: 'dead_letter', readonly reason: DeadLetterReason, readonly code: ErrorCode, readonly detail: string }
+  | { readonly kind: 'dead_letter', readonly reason: DeadLetterReason, readonly code: ErrorCode, readonly detail: string, readonly noReply?: true }
   /** Not this dequeuer's to try now (breaker open, draining, a suspect running alone): back to the queue, no attempt counted. */
   | { readonly kind: 'requeue', readonly reason: 'breaker_open' | 'draining' | 'paused' | 'isolating' }
   /** An expired request with DEQUEUER_EXPIRED=drop: ack and count. */
@@ -30,23 +30,26 @@ export interface RetryPolicy {
   readonly retryDelayMs: number
   readonly retryMaxDelayMs: number
   readonly retryStatuses: ReadonlySet<number>
+  /** DEQUEUER_EXPIRED: what becomes of a failed message whose caller's deadline comes before its retry. */
+  readonly expired?: 'dead-letter' | 'drop'
 }
 
-/** What to do after a call: OPEN (the breaker refused it) gives the message back uncounted. */
-export function decideAfterCall (result: CallResult, attempt: number, policy: RetryPolicy): Outcome {
+/** What to do after a call: OPEN (the breaker refused it) gives the message back uncounted; `deadline` is the caller's (epoch ms). */
+export function decideAfterCall (result: CallResult, attempt: number, policy: RetryPolicy, deadline: number | null = null, now = Date.now()): Outcome {
   if (result === OPEN) return { kind: 'requeue', reason: 'breaker_open' }
-  return decideAfterAttempt(result, attempt, policy)
+  return decideAfterAttempt(result, attempt, policy, deadline, now)
 }
 
-/** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result. */
-export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy): Outcome {
+/** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result; `deadline` is the caller's (epoch ms). */
+export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy, deadline: number | null = null, now = Date.now()): Outcome {
+  const failed = (code: ErrorCode, detail: string): Outcome => failure(code, detail, attempt, policy, deadline, now)
   if (result.kind === 'response') {
     // A 1xx (or 101) as the final answer desynchronises the client's connection; nothing outside 200-599 is passed on.
     if (!Number.isInteger(result.status) || result.status < 200 || result.status > 599) {
       return { kind: 'error_reply', code: 'RQ_ERR_DOWNSTREAM_STATUS', detail: `the service answered with status ${result.status}, which cannot be a final answer` }
     }
     if (!policy.retryStatuses.has(result.status)) return { kind: 'reply', result }
-    return failed('RQ_ERR_DOWNSTREAM_STATUS', `the service answered ${result.status} on attempt ${attempt}`, attempt, policy)
+    return failed('RQ_ERR_DOWNSTREAM_STATUS', `the service answered ${result.status} on attempt ${attempt}`)
   }
   switch (result.code) {
     case 'RQ_ERR_RESPONSE_TOO_LARGE':
@@ -54,13 +57,21 @@ export function decideAfterAttempt (result: ForwardResult, attempt: number, poli
       return { kind: 'error_reply', code: result.code, detail: result.message }
     case 'RQ_ERR_DOWNSTREAM_UNAVAILABLE':
     case 'RQ_ERR_DOWNSTREAM_TIMEOUT':
-      return failed(result.code, `${result.message} (attempt ${attempt})`, attempt, policy)
+      return failed(result.code, `${result.message} (attempt ${attempt})`)
   }
 }
 
-function failed (code: ErrorCode, detail: string, attempt: number, policy: RetryPolicy): Outcome {
+function failure (code: ErrorCode, detail: string, attempt: number, policy: RetryPolicy, deadline: number | null, now: number): Outcome {
   if (attempt >= policy.maxAttempts) return { kind: 'dead_letter', reason: 'max_attempts', code, detail }
-  return { kind: 'retry', code, detail, delayMs: retryDelay(attempt, policy) }
+  const delayMs = retryDelay(attempt, policy)
+  // The caller gives up before the retry would run (or has: a call cut off at its deadline): a retry serves nobody.
+  if (deadline !== null && now + delayMs >= deadline) {
+    if (policy.expired === 'drop') return { kind: 'drop', reason: 'expired' }
+    const outcome = { kind: 'dead_letter', reason: 'expired', code, detail: `${detail}; not retried, the caller's deadline comes first` } as const
+    // Past the deadline the caller's enqueuer answers by itself; a reply would only race it.
+    return now >= deadline ? { ...outcome, noReply: true } : outcome
+  }
+  return { kind: 'retry', code, detail, delayMs }
 }
 
 /** Delay after the `attempt`-th failure: base, doubled each time, capped. */

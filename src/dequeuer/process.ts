@@ -5,7 +5,7 @@
 //   settle (publish, ack, books) — the same for every path.
 // A suspect runs the same line, alone (isolation.ts). Whatever happens, a
 // delivery is settled exactly once, and only after whatever it publishes is out.
-import type { CallResult } from './breaker'
+import { OPEN, type CallResult } from './breaker'
 import type { CallStrategy } from './call'
 import type { Delivery } from './consumer'
 import type { Inflight } from './inflight'
@@ -28,7 +28,9 @@ export function createPipeline (deps: PipelineDeps): (d: Delivery) => void {
     let outcome: Outcome
     try {
       result = await call(p)
-      outcome = decideAfterCall(result, p.attempt, deps.cfg)
+      // A call cut off at the caller's deadline ends at the deadline, whatever the clock says (timers fire early or late).
+      const cutOff = result !== OPEN && result.kind === 'error' && result.code === 'RQ_ERR_DOWNSTREAM_TIMEOUT' && p.forward.deadline === p.req.deadline
+      outcome = decideAfterCall(result, p.attempt, deps.cfg, p.req.deadline, cutOff ? Math.max(Date.now(), p.forward.deadline) : Date.now())
     } catch (err) {
       deps.logger.error({ err: (err as Error).stack, correlationId: p.req.correlationId }, 'unexpected error calling the service')
       outcome = deadLetter('malformed', 'RQ_ERR_MALFORMED_MESSAGE', `relayq could not process the message: ${(err as Error).message}`)

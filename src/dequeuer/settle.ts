@@ -116,7 +116,7 @@ async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome
       metrics.deadLettered(outcome.reason)
       deps.logger.warn({ correlationId: msg.properties.correlationId, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
       // A waiting client hears now, not at its timeout.
-      await publishReply(deps, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
+      if (outcome.noReply !== true) await publishReply(deps, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return
     }
     case 'requeue':

@@ -87,8 +87,8 @@ export class Call implements Waiter {
     const reply = decodeResponse(msg)
     const headers = reply.headers
     headers.push('x-correlation-id', this.answerId)
-    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any.
-    if (!this.init.isHead) headers.push('content-length', String(reply.body.length))
+    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any; 204 and 304 have none.
+    if (!this.init.isHead && !reply.noBody) headers.push('content-length', String(reply.body.length))
     else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
     this.ctx.breakers.success(this.init.service)
     this.end()

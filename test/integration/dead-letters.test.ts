@@ -61,7 +61,7 @@ describe('dead letters', () => {
     const m = dlq[0]!
     assert.equal(m.content.toString(), 'keep me')
     assert.equal(header(m, 'x-relayq-dead-letter-reason'), 'max_attempts')
-    assert.equal(header(m, 'x-relayq-attempts'), 3)
+    assert.equal(header(m, 'x-relayq-attempts'), '3')
     assert.equal(header(m, 'x-relayq-last-error-code'), 'RQ_ERR_DOWNSTREAM_UNAVAILABLE')
     assert.match(String(header(m, 'x-relayq-last-error')), /cannot reach the service/)
     assert.equal(header(m, 'x-relayq-original-queue'), `${service}_requests`)

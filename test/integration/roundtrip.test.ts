@@ -70,7 +70,8 @@ describe('round trip', () => {
     })
     assert.equal(res.status, 200)
     const got = echo.received[n]!
-    assert.deepEqual(got.rawHeaders.filter((_, i, a) => i % 2 === 0 && a[i]!.toLowerCase() === 'x-multi').length, 2)
+    // Repeated headers travel combined into one string (ProxyMQ peers cannot read AMQP lists), as HTTP allows.
+    assert.deepEqual(got.rawHeaders.filter((_, i, a) => i % 2 === 0 && a[i]!.toLowerCase() === 'x-multi').length, 1)
     assert.equal(got.headers['x-multi'], 'one, two')
     assert.equal(Buffer.from(got.headers['x-unicode'] as string, 'latin1').toString('utf8'), 'héllo wörld')
     assert.equal(got.headers['keep-alive'], undefined)

@@ -181,6 +181,7 @@ export class Jobs {
     const jobId = reply.jobId ?? reply.correlationId
     if (jobId === undefined) {
       ch.ack(msg)
+      this.metrics.lateReply()
       return
     }
     const failed = reply.errorCode !== undefined
@@ -202,7 +203,9 @@ export class Jobs {
     }
     try { ch.ack(msg) } catch { /* channel gone: the result comes again and is written again */ }
     if (job === null) {
-      this.logger.debug({ jobId }, 'result for an unknown or expired job')
+      // Counted as a reply for no known request (a hostile or stray result is dropped here, not looped).
+      this.metrics.lateReply()
+      this.logger.debug({ jobId, malformed: reply.malformed }, 'result for an unknown or expired job')
       return
     }
     this.metrics.jobCompleted(job.service, job.status)
