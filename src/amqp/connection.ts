@@ -10,6 +10,11 @@ import type { ChannelModel } from 'amqplib'
 import type { Logger } from 'pino'
 import type { BrokerConfig } from '../config/types'
 import { coalesceWrites } from './coalesce'
+import { classify } from './errors'
+import { captureHandshakeCloseCodes } from './handshake'
+
+/** How often a broker that stays unreachable is logged (each line counts the attempts since the last). */
+const RECONNECT_LOG_INTERVAL_MS = 5000
 
 export type ConnectionName = 'enqueuer' | 'consume' | 'publish' | 'dlq'
 
@@ -46,6 +51,8 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
   private urlIndex = 0
   private timer: NodeJS.Timeout | null = null
   private hasConnectedOnce = false
+  private lastFailureLogAt = 0
+  private failedSinceLog = 0
 
   constructor (private readonly opts: BrokerConnectionOptions) {
     super()
@@ -106,6 +113,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     const { broker, logger, name } = this.opts
     const url = broker.urls[this.urlIndex % broker.urls.length] as string
     let conn: ChannelModel
+    captureHandshakeCloseCodes()
     try {
       conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
     } catch (err) {
@@ -146,6 +154,8 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     }
     if (this.conn !== conn) return
     this.attempt = 0
+    this.lastFailureLogAt = 0
+    this.failedSinceLog = 0
     this.isUp = true
     if (this.hasConnectedOnce) this.opts.onReconnect?.()
     this.hasConnectedOnce = true
@@ -195,8 +205,14 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     if (failedUrl !== null) {
       // The next attempt goes to the next broker of a cluster list.
       this.urlIndex++
-      if (this.attempt === 0 || this.attempt % 10 === 0) {
-        logger.warn({ connection: name, broker: redactUrl(failedUrl), err: err.message }, 'cannot connect to broker')
+      // The first failure at once, then one line per interval with the count:
+      // an outage stays visible in the logs without flooding them.
+      this.failedSinceLog++
+      const now = Date.now()
+      if (now - this.lastFailureLogAt >= RECONNECT_LOG_INTERVAL_MS) {
+        logger.warn({ connection: name, broker: redactUrl(failedUrl), err: err.message, code: classify(err).code, attempts: this.failedSinceLog }, 'cannot connect to broker')
+        this.lastFailureLogAt = now
+        this.failedSinceLog = 0
       }
     }
     const cap = Math.min(broker.reconnectMaxMs, broker.reconnectInitialMs * 2 ** Math.min(this.attempt, 20))
@@ -213,6 +229,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
 /** A plain one-shot connection (the dlq tool): the first broker of the list that answers. */
 export async function connectOnce (broker: BrokerConfig, name: ConnectionName): Promise<ChannelModel> {
   let last: Error | null = null
+  captureHandshakeCloseCodes()
   for (const url of broker.urls) {
     try {
       const conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
@@ -222,7 +239,7 @@ export async function connectOnce (broker: BrokerConfig, name: ConnectionName): 
       last = err as Error
     }
   }
-  throw new Error(`cannot connect to the broker: ${last?.message ?? 'no URL'}`)
+  throw new Error(`cannot connect to the broker: ${last === null ? 'no URL' : permanentReason(last) ?? last.message}`, { cause: last })
 }
 
 function connectionOptions (raw: string, broker: BrokerConfig): amqp.Options.Connect {
@@ -261,18 +278,19 @@ function socketOptions (raw: string, broker: BrokerConfig, name: ConnectionName)
   return opts
 }
 
-const TLS_ERROR = /CERT|ERR_TLS|ERR_SSL|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
-
 /** Why retrying cannot help, or null when it might. */
 export function permanentReason (err: Error): string | null {
-  const code = String((err as NodeJS.ErrnoException).code ?? '')
-  // An alert comes from the broker: it refused our side of the handshake
-  // (no client certificate, or one it does not trust), not the other way round.
-  if (/^ERR_SSL_.*_ALERT_/.test(code)) return `the broker refused the TLS handshake (${code}); if it requires a client certificate, set RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE to one signed by a CA it trusts`
-  if (TLS_ERROR.test(code)) return `the broker's TLS certificate was refused (${code}); set RABBITMQ_CA_FILE to the CA that signed it, or check RABBITMQ_TLS_SERVERNAME`
-  if (/ACCESS_REFUSED|403/.test(err.message)) return 'the broker refused the credentials (ACCESS_REFUSED); check RABBITMQ_USER and RABBITMQ_PASSWORD (or RABBITMQ_URL)'
-  if (/NOT_ALLOWED|vhost .* not found/i.test(err.message)) return 'the virtual host does not exist or this user may not use it (NOT_ALLOWED); check RABBITMQ_VHOST'
-  return null
+  const { kind, code } = classify(err)
+  switch (kind) {
+    // An alert comes from the broker: it refused our side of the handshake
+    // (no client certificate, or one it does not trust), not the other way round.
+    case 'tls_refused_by_broker': return `the broker refused the TLS handshake (${code}); if it requires a client certificate, set RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE to one signed by a CA it trusts`
+    case 'tls_certificate': return `the broker's TLS certificate was refused (${code}); set RABBITMQ_CA_FILE to the CA that signed it, or check RABBITMQ_TLS_SERVERNAME`
+    case 'tls_not_tls': return `the port did not answer in TLS (${code}): is this a TLS port? An amqps:// URL needs the broker's TLS listener (5671 by default); use amqp:// for a plain one`
+    case 'access_refused': return 'the broker refused the credentials (403 ACCESS_REFUSED); check RABBITMQ_USER and RABBITMQ_PASSWORD (or RABBITMQ_URL)'
+    case 'not_allowed': return 'the virtual host does not exist or this user may not use it (530 NOT_ALLOWED); check RABBITMQ_VHOST (or the path of RABBITMQ_URL)'
+    default: return null
+  }
 }
 
 /** scheme://host:port/vhost: what a log line may say about a broker URL. */

@@ -7,6 +7,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib'
 import type { Logger } from 'pino'
 import type { Publishable } from '../amqp/wire'
+import { confirmError, watchConfirms } from '../amqp/errors'
 import { publish } from '../amqp/publish'
 
 export class PublishError extends Error {
@@ -50,7 +51,7 @@ export class Publisher {
       try {
         publish(ch, exchange, routingKey, message)
       } catch (err) {
-        return Promise.reject(new PublishError((err as Error).message))
+        return Promise.reject(new PublishError((err as Error).message, { cause: err }))
       }
       return Promise.resolve()
     }
@@ -60,12 +61,12 @@ export class Publisher {
         publish(ch, exchange, routingKey, message, (err: unknown) => {
           clearTimeout(timer)
           if (err === null || err === undefined) resolve()
-          else reject(new PublishError('the broker refused the message'))
+          else reject(new PublishError('the broker did not take the message', { cause: confirmError(ch, err) }))
         })
       } catch (err) {
         // A header table that cannot be encoded (over 64 KiB) throws before anything is sent.
         clearTimeout(timer)
-        reject(new PublishError((err as Error).message))
+        reject(new PublishError((err as Error).message, { cause: err }))
       }
     })
   }
@@ -92,6 +93,7 @@ export class Publisher {
 
   private async open (conn: ChannelModel): Promise<void> {
     const ch = await conn.createConfirmChannel()
+    watchConfirms(ch)
     ch.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'publishing channel error'))
     ch.on('close', () => {
       if (this.ch !== ch) return
