@@ -285,6 +285,7 @@ function readDequeuer (r: Reader): DequeuerConfig {
     maxMessageBytes: r.get('DEQUEUER_MAX_MESSAGE_BYTES') ?? 16 * 1024 * 1024,
     messageTtlMs: r.get('MESSAGE_TTL_MS') ?? 0,
     dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS') ?? 10000,
+    consumerRecoveryLimitMs: r.get('DEQUEUER_CONSUMER_RECOVERY_LIMIT_MS') ?? 60000,
     breaker: {
       enabled: r.get('CIRCUIT_BREAKER_ENABLED') ?? true,
       errorPercent: r.get('CIRCUIT_BREAKER_ERROR_PERCENT') ?? 50,

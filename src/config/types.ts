@@ -110,6 +110,8 @@ export interface DequeuerConfig {
   readonly maxMessageBytes: number
   readonly messageTtlMs: number
   readonly dlqPollIntervalMs: number
+  /** How long consuming may stay lost (channel closed or consumer cancelled by the broker) before liveness fails. */
+  readonly consumerRecoveryLimitMs: number
   readonly breaker: BreakerConfig
   readonly health: HealthConfig
   readonly batch: BatchConfig

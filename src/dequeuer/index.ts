@@ -3,8 +3,10 @@
 // startDequeuer() returns a handle, so tests run it in-process and main.ts
 // runs it for real.
 import type { Server } from 'node:http'
+import type { ChannelModel } from 'amqplib'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
+import { classify } from '../amqp/errors'
 import { declareServiceTopology, deadLetterQueue, requestQueue, type TopologySettings } from '../amqp/topology'
 import type { Config, DequeuerConfig } from '../config/types'
 import { createAdminServer } from '../http/admin'
@@ -52,7 +54,10 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const gate = new Gate(() => { void consumer?.reconcile() })
   gate.pause('broker')
   gate.pause('publisher')
-  const publisher = new Publisher(log)
+  const topology: TopologySettings = cfg
+  const delays = retryDelays(cfg)
+  const redeclare = (conn: ChannelModel): Promise<void> => declareServiceTopology(() => conn.createChannel(), topology, delays)
+  const publisher = new Publisher(log, { redeclare })
   const forwarder = new Forwarder({
     origin: cfg.downstreamUrl.origin,
     connections: cfg.connections,
@@ -92,17 +97,13 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     gate,
     logger: log,
     onDelivery: (d) => processDelivery(ctx, d),
-    onCancelled: () => {
-      log.warn({ queue }, 'the broker cancelled the consumer (queue deleted?); declaring again')
-      gate.pause('queue_missing')
-      setTimeout(() => consumeConn.recycle('consumer cancelled by the broker'), 1000).unref()
-    },
+    // A closed channel or a cancelled consumer is restored in place: the connection and its other work stay.
+    redeclare,
+    backoff: { initialMs: config.broker.reconnectInitialMs, maxMs: config.broker.reconnectMaxMs },
   })
-  const topology: TopologySettings = cfg
-  const delays = retryDelays(cfg)
 
-  async function setupConsume (conn: import('amqplib').ChannelModel): Promise<void> {
-    await declareServiceTopology(() => conn.createChannel(), topology, delays)
+  async function setupConsume (conn: ChannelModel): Promise<void> {
+    await redeclare(conn)
     await consumer!.attach(conn)
     gate.resume('starting')
     gate.resume('queue_missing')
@@ -114,6 +115,8 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     gate.pause('broker')
   })
   publishConn.on('up', () => gate.resume('publisher'))
+  publishConn.on('blocked', () => publisher.setBlocked(true))
+  publishConn.on('unblocked', () => publisher.setBlocked(false))
   publishConn.on('down', () => {
     publisher.detach()
     gate.pause('publisher')
@@ -178,12 +181,14 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const admin: Server = createAdminServer({
     metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
     // A short pause to run a suspect alone is not a reason to leave the endpoints.
-    notReadyReason: () => ((consumer?.consuming === true && gate.open) || gate.only('isolating') ? null : `not consuming: ${gate.describe() || 'starting'}`),
+    notReadyReason: () => ((consumer?.consuming === true && gate.open) || gate.only('isolating') ? null : `not consuming: ${consumer?.problem ?? (gate.describe() || 'starting')}`),
+    // A consumer the broker took away and relayq cannot restore: a restart is the remaining remedy.
+    notLiveReason: () => (consumer !== null && consumer.problemForMs() > cfg.consumerRecoveryLimitMs ? `not consuming for ${Math.round(consumer.problemForMs() / 1000)} s: ${consumer.problem ?? ''}` : null),
     started: () => true,
     drain,
   })
   const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host)
-  const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, (n) => metrics.dlqDepth(n)) }, cfg.dlqPollIntervalMs) : null
+  const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, log, (n) => metrics.dlqDepth(n), redeclare) }, cfg.dlqPollIntervalMs) : null
   dlqPoll?.unref()
 
   publishConn.start()
@@ -238,19 +243,25 @@ async function drainDequeuer (ctx: DequeuerContext, consumer: Consumer, timeoutM
   ctx.logger.info('drained')
 }
 
-async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig, report: (n: number) => void): Promise<void> {
+async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig, log: Logger, report: (n: number) => void, redeclare: (conn: ChannelModel) => Promise<void>): Promise<void> {
   const model = conn.model
   if (model === null) return
+  const dlq = deadLetterQueue(cfg.service)
   try {
     const ch = await model.createChannel()
     ch.on('error', () => {})
+    let closed = false
+    ch.on('close', () => { closed = true })
     try {
-      report((await ch.checkQueue(deadLetterQueue(cfg.service))).messageCount)
+      report((await ch.checkQueue(dlq)).messageCount)
     } finally {
-      await ch.close().catch(() => {})
+      if (!closed) await ch.close().catch(() => {})
     }
-  } catch {
-    // The next poll tries again.
+  } catch (err) {
+    if (classify(err).kind !== 'not_found') return // the next poll tries again
+    // Dead letters published meanwhile came back to relayq (mandatory) and were kept; say so and put the queue back.
+    log.error({ queue: dlq }, 'the dead-letter queue is missing; declaring it again')
+    await redeclare(model).catch((e: Error) => log.warn({ err: e.message }, 'cannot declare the dead-letter queue again'))
   }
 }
 
