@@ -85,6 +85,19 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     })
   }
 
+  /**
+   * Another connection to the same broker just came up: the broker is back,
+   * so a reconnect waiting out its jittered backoff tries now. The dequeuer's
+   * consuming and publishing connections each reconnect on their own, and
+   * neither waits for the other's timer.
+   */
+  retryNow (): void {
+    if (this.timer === null || this.stopped || this.isUp) return
+    clearTimeout(this.timer)
+    this.timer = null
+    void this.connect()
+  }
+
   /** Drops the current connection and reconnects (used after a channel the owner cannot recreate in place is lost). */
   recycle (reason: string): void {
     const conn = this.conn

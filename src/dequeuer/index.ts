@@ -114,7 +114,11 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     consumer?.detach()
     gate.pause('broker')
   })
-  publishConn.on('up', () => gate.resume('publisher'))
+  publishConn.on('up', () => {
+    gate.resume('publisher')
+    consumeConn.retryNow()
+  })
+  consumeConn.on('up', () => publishConn.retryNow())
   publishConn.on('blocked', () => publisher.setBlocked(true))
   publishConn.on('unblocked', () => publisher.setBlocked(false))
   publishConn.on('down', () => {
