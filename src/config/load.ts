@@ -3,6 +3,7 @@
 // is wrong, each line naming its variable.
 import { readFileSync } from 'node:fs'
 import { SPEC, type SpecName, type SpecValue, type VarSpec } from './spec'
+import { bodyLimitProblem } from './broker-limits'
 import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, Mode, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -98,6 +99,11 @@ export function loadConfig (env: Env, readFile: ReadFile = defaultReadFile): Con
     enqueuer: mode === 'enqueuer' ? readEnqueuer(r) : null,
     dequeuer: mode === 'dequeuer' ? readDequeuer(r) : null,
   }
+  const enq = config.enqueuer
+  if (enq !== null && broker.maxMessageBytes > 0) {
+    const why = bodyLimitProblem(enq.maxBodyBytes, enq.maxHeaderBytes, broker.maxMessageBytes, 'RABBITMQ_MAX_MESSAGE_BYTES')
+    if (why !== null) r.problem('ENQUEUER_MAX_BODY_BYTES', why)
+  }
   if (r.problems.length > 0) throw new ConfigError(r.problems)
   return deepFreeze(config)
 }
@@ -124,6 +130,7 @@ function readBroker (r: Reader): BrokerConfig {
     connectTimeoutMs: r.get('RABBITMQ_CONNECT_TIMEOUT_MS') ?? 5000,
     reconnectInitialMs: initial,
     reconnectMaxMs: max,
+    maxMessageBytes: r.get('RABBITMQ_MAX_MESSAGE_BYTES') ?? 0,
     tls: readTls(r),
   }
 }

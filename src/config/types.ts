@@ -18,6 +18,8 @@ export interface BrokerConfig {
   readonly connectTimeoutMs: number
   readonly reconnectInitialMs: number
   readonly reconnectMaxMs: number
+  /** The broker's max_message_size; 0: its version's default, learned at connect. */
+  readonly maxMessageBytes: number
   readonly tls: TlsConfig
 }
 

@@ -47,6 +47,10 @@ describe('broker problems at start-up', () => {
     await exitsNaming({ ...await modeEnv('enqueuer'), RABBITMQ_URL: 'amqps://guest:guest@127.0.0.1:5672' }, /is this a TLS port\?/)
   })
 
+  it('ENQUEUER_MAX_BODY_BYTES over the broker version\'s largest message (128 MiB on 3.x) stops start-up, naming both limits', async () => {
+    await exitsNaming({ ...await modeEnv('enqueuer'), ENQUEUER_MAX_BODY_BYTES: String(200 * 1024 * 1024) }, /ENQUEUER_MAX_BODY_BYTES \(209715200\).*the default of RabbitMQ 3\./)
+  })
+
   it('with the broker down, every connection logs its failed attempts at a bounded rate, with the count', async () => {
     const dead = await freePort()
     const p = spawnRelay({ ...await modeEnv('enqueuer'), RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${dead}`, RABBITMQ_RECONNECT_INITIAL_MS: '50', RABBITMQ_RECONNECT_MAX_MS: '200' })
