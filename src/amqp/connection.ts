@@ -98,14 +98,6 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     void this.connect()
   }
 
-  /** Drops the current connection and reconnects (used after a channel the owner cannot recreate in place is lost). */
-  recycle (reason: string): void {
-    const conn = this.conn
-    if (conn === null || this.stopped) return
-    this.opts.logger.warn({ connection: this.opts.name, reason }, 'recycling broker connection')
-    conn.close().catch(() => {})
-  }
-
   async close (): Promise<void> {
     this.stopped = true
     if (this.timer !== null) clearTimeout(this.timer)

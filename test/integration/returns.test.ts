@@ -77,6 +77,16 @@ describe('returned messages', () => {
     assert.ok(letters)
   })
 
+  it('the DLQ depth poll reports a missing dead-letter queue and declares it again', async () => {
+    const { service, deq } = await pair({ DLQ_POLL_INTERVAL_MS: '200' })
+    const dlq = `${service}_requests.dlq`
+    const ch = await broker.channel()
+    await ch.deleteQueue(dlq)
+    await ch.close()
+    await waitFor(() => deq.logs.lines.some((l) => l.msg === 'the dead-letter queue is missing; declaring it again' && l.queue === dlq), { what: 'the missing DLQ reported' })
+    await waitFor(() => broker.exists(dlq), { what: 'the DLQ declared again' })
+  })
+
   it('a reply to a durable reply queue that does not exist: the original goes back, is counted, and ends in the dead-letter queue', async () => {
     const { service } = await pair({ DEQUEUER_MAX_ATTEMPTS: '2' })
     echo.behave((_req, res) => { res.writeHead(200); res.end('done') })
