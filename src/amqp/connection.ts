@@ -11,6 +11,11 @@ import type { Logger } from 'pino'
 import type { BrokerConfig } from '../config/types'
 import { installFrameGuard } from './frame-guard'
 import { adoptConnection } from './internals'
+import { classify } from './errors'
+import { captureHandshakeCloseCodes } from './handshake'
+
+/** How often a broker that stays unreachable is logged (each line counts the attempts since the last). */
+const RECONNECT_LOG_INTERVAL_MS = 5000
 
 export type ConnectionName = 'enqueuer' | 'consume' | 'publish' | 'dlq'
 
@@ -47,6 +52,8 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
   private urlIndex = 0
   private timer: NodeJS.Timeout | null = null
   private hasConnectedOnce = false
+  private lastFailureLogAt = 0
+  private failedSinceLog = 0
 
   constructor (private readonly opts: BrokerConnectionOptions) {
     super()
@@ -79,12 +86,17 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     })
   }
 
-  /** Drops the current connection and reconnects (used after a channel the owner cannot recreate in place is lost). */
-  recycle (reason: string): void {
-    const conn = this.conn
-    if (conn === null || this.stopped) return
-    this.opts.logger.warn({ connection: this.opts.name, reason }, 'recycling broker connection')
-    conn.close().catch(() => {})
+  /**
+   * Another connection to the same broker just came up: the broker is back,
+   * so a reconnect waiting out its jittered backoff tries now. The dequeuer's
+   * consuming and publishing connections each reconnect on their own, and
+   * neither waits for the other's timer.
+   */
+  retryNow (): void {
+    if (this.timer === null || this.stopped || this.isUp) return
+    clearTimeout(this.timer)
+    this.timer = null
+    void this.connect()
   }
 
   async close (): Promise<void> {
@@ -107,6 +119,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     const { broker, logger, name } = this.opts
     const url = broker.urls[this.urlIndex % broker.urls.length] as string
     let conn: ChannelModel
+    captureHandshakeCloseCodes()
     try {
       conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
     } catch (err) {
@@ -147,6 +160,8 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     }
     if (this.conn !== conn) return
     this.attempt = 0
+    this.lastFailureLogAt = 0
+    this.failedSinceLog = 0
     this.isUp = true
     if (this.hasConnectedOnce) this.opts.onReconnect?.()
     this.hasConnectedOnce = true
@@ -196,8 +211,14 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     if (failedUrl !== null) {
       // The next attempt goes to the next broker of a cluster list.
       this.urlIndex++
-      if (this.attempt === 0 || this.attempt % 10 === 0) {
-        logger.warn({ connection: name, broker: redactUrl(failedUrl), err: err.message }, 'cannot connect to broker')
+      // The first failure at once, then one line per interval with the count:
+      // an outage stays visible in the logs without flooding them.
+      this.failedSinceLog++
+      const now = Date.now()
+      if (now - this.lastFailureLogAt >= RECONNECT_LOG_INTERVAL_MS) {
+        logger.warn({ connection: name, broker: redactUrl(failedUrl), err: err.message, code: classify(err).code, attempts: this.failedSinceLog }, 'cannot connect to broker')
+        this.lastFailureLogAt = now
+        this.failedSinceLog = 0
       }
     }
     const cap = Math.min(broker.reconnectMaxMs, broker.reconnectInitialMs * 2 ** Math.min(this.attempt, 20))
@@ -214,6 +235,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
 /** A plain one-shot connection (the dlq tool): the first broker of the list that answers. */
 export async function connectOnce (broker: BrokerConfig, name: ConnectionName): Promise<ChannelModel> {
   let last: Error | null = null
+  captureHandshakeCloseCodes()
   for (const url of broker.urls) {
     try {
       const conn = await amqp.connect(connectionOptions(url, broker), socketOptions(url, broker, name))
@@ -224,7 +246,7 @@ export async function connectOnce (broker: BrokerConfig, name: ConnectionName): 
       last = err as Error
     }
   }
-  throw new Error(`cannot connect to the broker: ${last?.message ?? 'no URL'}`)
+  throw new Error(`cannot connect to the broker: ${last === null ? 'no URL' : permanentReason(last) ?? last.message}`, { cause: last })
 }
 
 function connectionOptions (raw: string, broker: BrokerConfig): amqp.Options.Connect {
@@ -263,18 +285,19 @@ function socketOptions (raw: string, broker: BrokerConfig, name: ConnectionName)
   return opts
 }
 
-const TLS_ERROR = /CERT|ERR_TLS|ERR_SSL|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
-
 /** Why retrying cannot help, or null when it might. */
 export function permanentReason (err: Error): string | null {
-  const code = String((err as NodeJS.ErrnoException).code ?? '')
-  // An alert comes from the broker: it refused our side of the handshake
-  // (no client certificate, or one it does not trust), not the other way round.
-  if (/^ERR_SSL_.*_ALERT_/.test(code)) return `the broker refused the TLS handshake (${code}); if it requires a client certificate, set RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE to one signed by a CA it trusts`
-  if (TLS_ERROR.test(code)) return `the broker's TLS certificate was refused (${code}); set RABBITMQ_CA_FILE to the CA that signed it, or check RABBITMQ_TLS_SERVERNAME`
-  if (/ACCESS_REFUSED|403/.test(err.message)) return 'the broker refused the credentials (ACCESS_REFUSED); check RABBITMQ_USER and RABBITMQ_PASSWORD (or RABBITMQ_URL)'
-  if (/NOT_ALLOWED|vhost .* not found/i.test(err.message)) return 'the virtual host does not exist or this user may not use it (NOT_ALLOWED); check RABBITMQ_VHOST'
-  return null
+  const { kind, code } = classify(err)
+  switch (kind) {
+    // An alert comes from the broker: it refused our side of the handshake
+    // (no client certificate, or one it does not trust), not the other way round.
+    case 'tls_refused_by_broker': return `the broker refused the TLS handshake (${code}); if it requires a client certificate, set RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE to one signed by a CA it trusts`
+    case 'tls_certificate': return `the broker's TLS certificate was refused (${code}); set RABBITMQ_CA_FILE to the CA that signed it, or check RABBITMQ_TLS_SERVERNAME`
+    case 'tls_not_tls': return `the port did not answer in TLS (${code}): is this a TLS port? An amqps:// URL needs the broker's TLS listener (5671 by default); use amqp:// for a plain one`
+    case 'access_refused': return 'the broker refused the credentials (403 ACCESS_REFUSED); check RABBITMQ_USER and RABBITMQ_PASSWORD (or RABBITMQ_URL)'
+    case 'not_allowed': return 'the virtual host does not exist or this user may not use it (530 NOT_ALLOWED); check RABBITMQ_VHOST (or the path of RABBITMQ_URL)'
+    default: return null
+  }
 }
 
 /** scheme://host:port/vhost: what a log line may say about a broker URL. */

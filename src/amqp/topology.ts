@@ -7,6 +7,7 @@
 import type { Channel, Options } from 'amqplib'
 import type { QueueType } from '../config/types'
 import { FatalSetupError } from './connection'
+import { classify } from './errors'
 
 export const DEAD_LETTER_EXCHANGE = 'relayq.dlx'
 
@@ -124,7 +125,7 @@ async function ensureQueueExists (open: () => Promise<Channel>, name: string, s:
     await withChannel(open, async (ch) => { await ch.checkQueue(name) })
     return
   } catch (err) {
-    if (!/NOT_FOUND/.test((err as Error).message)) throw err
+    if (classify(err).kind !== 'not_found') throw err
   }
   const args: Args = s.queueType === 'quorum' ? { 'x-queue-type': 'quorum' } : {}
   await declareQueue(open, name, { durable: true, arguments: args }, s)
@@ -152,6 +153,8 @@ function brokerValue (text: string): string {
 }
 
 export function explainDeclareError (err: Error, queue: string, s: TopologySettings): Error {
+  if (classify(err).kind !== 'precondition_failed') return err
+  // A 406 on a declare is an argument mismatch; its text only supplies the names and values for the explanation.
   const m = INEQUIVALENT.exec(err.message)
   if (m === null) return err
   const [, arg, , wanted, current] = m as unknown as [string, string, string, string, string]

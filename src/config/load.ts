@@ -3,6 +3,7 @@
 // is wrong, each line naming its variable.
 import { readFileSync } from 'node:fs'
 import { SPEC, type DefaultedName, type SpecName, type SpecValue, type VarSpec } from './spec'
+import { bodyLimitProblem } from './broker-limits'
 import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -111,6 +112,11 @@ export function loadConfig (env: Env, readFile: ReadFile = defaultReadFile): Con
     enqueuer: mode === 'enqueuer' ? readEnqueuer(r) : null,
     dequeuer: mode === 'dequeuer' ? readDequeuer(r) : null,
   }
+  const enq = config.enqueuer
+  if (enq !== null && broker.maxMessageBytes > 0) {
+    const why = bodyLimitProblem(enq.maxBodyBytes, enq.maxHeaderBytes, broker.maxMessageBytes, 'RABBITMQ_MAX_MESSAGE_BYTES')
+    if (why !== null) r.problem('ENQUEUER_MAX_BODY_BYTES', why)
+  }
   if (r.problems.length > 0) throw new ConfigError(r.problems)
   return deepFreeze(config)
 }
@@ -137,6 +143,7 @@ function readBroker (r: Reader): BrokerConfig {
     connectTimeoutMs: r.get('RABBITMQ_CONNECT_TIMEOUT_MS'),
     reconnectInitialMs: initial,
     reconnectMaxMs: max,
+    maxMessageBytes: r.get('RABBITMQ_MAX_MESSAGE_BYTES'),
     tls: readTls(r),
   }
 }
@@ -318,6 +325,7 @@ function readDequeuer (r: Reader): DequeuerConfig {
     messageKey: r.get('RELAYQ_MESSAGE_KEY') ?? null,
     messageTtlMs: r.get('MESSAGE_TTL_MS'),
     dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS'),
+    consumerRecoveryLimitMs: r.get('DEQUEUER_CONSUMER_RECOVERY_LIMIT_MS'),
     breaker: {
       enabled: r.get('CIRCUIT_BREAKER_ENABLED'),
       errorPercent: r.get('CIRCUIT_BREAKER_ERROR_PERCENT'),

@@ -18,6 +18,8 @@ export interface BrokerConfig {
   readonly connectTimeoutMs: number
   readonly reconnectInitialMs: number
   readonly reconnectMaxMs: number
+  /** The broker's max_message_size; 0: its version's default, learned at connect. */
+  readonly maxMessageBytes: number
   readonly tls: TlsConfig
 }
 
@@ -120,6 +122,8 @@ export interface DequeuerConfig {
   readonly messageKey: string | null
   readonly messageTtlMs: number
   readonly dlqPollIntervalMs: number
+  /** How long consuming may stay lost (channel closed or consumer cancelled by the broker) before liveness fails. */
+  readonly consumerRecoveryLimitMs: number
   readonly breaker: BreakerConfig
   readonly health: HealthConfig
   readonly batch: BatchConfig

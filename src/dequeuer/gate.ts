@@ -9,7 +9,6 @@ export type PauseReason =
   | 'unhealthy' // HEALTH_CHECK_URL says the service is not healthy
   | 'breaker' // the circuit breaker is open
   | 'draining' // SIGTERM or POST /drain
-  | 'queue_missing' // the broker cancelled the consumer (queue deleted)
   | 'isolating' // quorum queues: a suspect message is being forwarded alone
 
 export class Gate {

@@ -8,7 +8,8 @@ import type { ChannelModel } from 'amqplib'
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { BrokerConnection } from '../amqp/connection'
-import { declareServiceTopology, deadLetterQueue, requestQueue } from '../amqp/topology'
+import { classify } from '../amqp/errors'
+import { declareServiceTopology, deadLetterQueue, requestQueue, type TopologySettings } from '../amqp/topology'
 import type { Config, DequeuerConfig } from '../config/types'
 import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
@@ -65,12 +66,24 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   gate.pause('broker')
   gate.pause('publisher')
   const inflight = new Inflight()
-  const publisher = new Publisher(log)
+  const topology: TopologySettings = cfg
+  const delays = retryDelays(cfg)
+  const redeclare = (conn: ChannelModel): Promise<void> => declareServiceTopology(() => conn.createChannel(), topology, delays)
+  const publisher = new Publisher(log, { redeclare })
   const startup = startupSignal(deps.onFatal)
   const consumeConn = new BrokerConnection({ name: 'consume', broker: config.broker, logger: log, setup: (conn) => setupConsume(conn), onReconnect: () => metrics.reconnected('consume') })
   const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: (conn) => publisher.attach(conn), onReconnect: () => metrics.reconnected('publish') })
   // The consumer's deliveries go to the pipeline built below; nothing arrives before the connections start.
-  const consumer = new Consumer({ queue, prefetch: cfg.concurrency, gate, logger: log, onDelivery: (d) => pipeline(d), onCancelled: () => onCancelled() })
+  // A closed channel or a cancelled consumer is restored in place: the connection and its other work stay.
+  const consumer = new Consumer({
+    queue,
+    prefetch: cfg.concurrency,
+    gate,
+    logger: log,
+    onDelivery: (d) => pipeline(d),
+    redeclare,
+    backoff: { initialMs: config.broker.reconnectInitialMs, maxMs: config.broker.reconnectMaxMs },
+  })
   const { oneAtATime, pauseConsuming } = holding(cfg, consumer, gate)
   const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
     inflight: () => inflight.count,
@@ -113,29 +126,30 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     expectSuspect: () => isolation.expect(),
   })
   // 4. The broker: topology and consuming on one connection, publishing on the other.
-  const delays = retryDelays(cfg)
   const reconcile = (): void => {
     void consumer.reconcile().then(() => { if (consumer.consuming) startup.consuming(metrics) })
   }
   gate.subscribe(reconcile)
   async function setupConsume (conn: ChannelModel): Promise<void> {
-    await declareServiceTopology(() => conn.createChannel(), cfg!, delays)
+    await redeclare(conn)
     await consumer.attach(conn)
     gate.resume('starting')
-    gate.resume('queue_missing')
     gate.resume('broker')
     reconcile()
-  }
-  function onCancelled (): void {
-    log.warn({ queue }, 'the broker cancelled the consumer (queue deleted?); declaring again')
-    gate.pause('queue_missing')
-    setTimeout(() => consumeConn.recycle('consumer cancelled by the broker'), 1000).unref()
   }
   consumeConn.on('down', () => {
     consumer.detach()
     gate.pause('broker')
   })
-  publishConn.on('up', () => gate.resume('publisher'))
+  // Each connection comes back on its own; whichever is up first tells the other to try now, not after its backoff.
+  publishConn.on('up', () => {
+    gate.resume('publisher')
+    consumeConn.retryNow()
+  })
+  consumeConn.on('up', () => publishConn.retryNow())
+  // A publish that timed out while the broker blocks the connection may still go out: wait, do not retry it.
+  publishConn.on('blocked', () => publisher.setBlocked(true))
+  publishConn.on('unblocked', () => publisher.setBlocked(false))
   publishConn.on('down', () => {
     publisher.detach()
     gate.pause('publisher')
@@ -150,12 +164,14 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const admin: Server = createAdminServer({
     metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
     // A short pause to run a suspect alone is not a reason to leave the endpoints.
-    notReadyReason: () => ((consumer.consuming && gate.open) || gate.only('isolating') ? null : `not consuming: ${gate.describe() || 'starting'}`),
+    notReadyReason: () => ((consumer.consuming && gate.open) || gate.only('isolating') ? null : `not consuming: ${consumer.problem ?? (gate.describe() || 'starting')}`),
+    // A consumer the broker took away and relayq cannot restore: a restart is the remaining remedy.
+    notLiveReason: () => (consumer.problemForMs() > cfg.consumerRecoveryLimitMs ? `not consuming for ${Math.round(consumer.problemForMs() / 1000)} s: ${consumer.problem ?? ''}` : null),
     started: () => true,
     drain,
   })
   const adminPort = await listen(admin, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'METRICS_PORT', host: 'METRICS_HOST', logger: log })
-  const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, (n) => metrics.dlqDepth(n)) }, cfg.dlqPollIntervalMs) : null
+  const dlqPoll = cfg.dlqPollIntervalMs > 0 ? setInterval(() => { void pollDeadLetterDepth(consumeConn, cfg, log, (n) => metrics.dlqDepth(n), redeclare) }, cfg.dlqPollIntervalMs) : null
   dlqPoll?.unref()
 
   publishConn.start()
@@ -259,19 +275,25 @@ async function drainDequeuer (gate: Gate, consumer: Consumer, inflight: Inflight
   log.info('drained')
 }
 
-async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig, report: (n: number) => void): Promise<void> {
+async function pollDeadLetterDepth (conn: BrokerConnection, cfg: DequeuerConfig, log: Logger, report: (n: number) => void, redeclare: (conn: ChannelModel) => Promise<void>): Promise<void> {
   const model = conn.model
   if (model === null) return
+  const dlq = deadLetterQueue(cfg.service)
   try {
     const ch = await model.createChannel()
     ch.on('error', () => {})
+    let closed = false
+    ch.on('close', () => { closed = true })
     try {
-      report((await ch.checkQueue(deadLetterQueue(cfg.service))).messageCount)
+      report((await ch.checkQueue(dlq)).messageCount)
     } finally {
-      await ch.close().catch(() => {})
+      if (!closed) await ch.close().catch(() => {})
     }
-  } catch {
-    // The next poll tries again.
+  } catch (err) {
+    if (classify(err).kind !== 'not_found') return // the next poll tries again
+    // Dead letters published meanwhile came back to relayq (mandatory) and were kept; say so and put the queue back.
+    log.error({ queue: dlq }, 'the dead-letter queue is missing; declaring it again')
+    await redeclare(model).catch((e: Error) => log.warn({ err: e.message }, 'cannot declare the dead-letter queue again'))
   }
 }
 

@@ -4,6 +4,7 @@
 // end(), which frees its timer and table entry and releases its admission ticket.
 import type { ServerResponse } from 'node:http'
 import type { ConsumeMessage } from 'amqplib'
+import { classify } from '../amqp/errors'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
 import { sendError } from '../http/respond'
@@ -67,7 +68,7 @@ export class Call implements Waiter {
     if (err !== null) {
       // amqplib fails every unconfirmed publish with "channel closed" when the
       // channel goes away; only "message nacked" is the broker refusing it.
-      if (/nack/i.test(err.message)) this.fail('RQ_ERR_PUBLISH_NACKED', 'the broker refused the message', 1)
+      if (classify(err).kind === 'nacked') this.fail('RQ_ERR_PUBLISH_NACKED', 'the broker refused the message', 1)
       else this.onChannelLost()
       return
     }

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Logger } from 'pino'
-import { BrokerConnection } from '../amqp/connection'
+import { BrokerConnection, FatalSetupError } from '../amqp/connection'
+import { bodyLimitProblemAtConnect } from '../config/broker-limits'
 import type { Config, EnqueuerConfig } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
@@ -111,6 +112,8 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     broker: config.broker,
     logger,
     setup: async (conn) => {
+      const tooLarge = bodyLimitProblemAtConnect(cfg.maxBodyBytes, cfg.maxHeaderBytes, config.broker.maxMessageBytes, conn.connection.serverProperties.version)
+      if (tooLarge !== null) throw new FatalSetupError(tooLarge)
       checker.attach(conn)
       await pool.attach(conn)
       await jobs?.attach(conn)

@@ -14,6 +14,7 @@
 // known names never wait behind them.
 import type { ChannelModel } from 'amqplib'
 import type { Logger } from 'pino'
+import { classify } from '../amqp/errors'
 
 export interface QueueState {
   readonly exists: boolean
@@ -141,7 +142,7 @@ export class QueueChecker {
       const ok = await ch.checkQueue(queue)
       return { exists: true, consumers: ok.consumerCount }
     } catch (err) {
-      if (/NOT_FOUND/.test((err as Error).message)) return { exists: false, consumers: 0 }
+      if (classify(err).kind === 'not_found') return { exists: false, consumers: 0 }
       this.logger.debug({ queue, err: (err as Error).message }, 'queue check failed')
       throw err
     } finally {

@@ -6,6 +6,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import type { Logger } from 'pino'
 import { DIRECT_REPLY_TO, type Publishable } from '../amqp/wire'
+import { confirmError, watchConfirms } from '../amqp/errors'
 import { publish } from '../amqp/publish'
 
 /** What the channel needs from a waiting request. */
@@ -45,6 +46,7 @@ export class RpcChannel {
 
   async open (conn: ChannelModel): Promise<void> {
     const ch = await conn.createConfirmChannel()
+    watchConfirms(ch)
     ch.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'publishing channel error'))
     ch.on('close', () => this.onClose(ch))
     ch.on('return', (msg: ConsumeMessage) => this.onReturn(msg))
@@ -71,7 +73,7 @@ export class RpcChannel {
     let accepted: boolean
     try {
       accepted = publish(ch, '', queue, message, (err: unknown) => {
-        waiter.onConfirm(err === null || err === undefined ? null : err as Error)
+        waiter.onConfirm(err === null || err === undefined ? null : confirmError(ch, err))
       })
     } catch (err) {
       // The whole message is encoded before anything is written or a confirm

@@ -9,6 +9,8 @@ export interface AdminHooks {
   readonly metrics: () => Promise<{ contentType: string, body: string }>
   /** Why the process is not ready, or null when it is. */
   readonly notReadyReason: () => string | null
+  /** Why the process should be restarted, or null while it is alive (a broker outage never makes it so). */
+  readonly notLiveReason?: () => string | null
   /** Startup: config valid and admin port listening (never waits on broker or app). */
   readonly started?: () => boolean
   /** Stops intake and finishes in-flight work; resolves when drained. Absent: /drain is not served here. */
@@ -29,9 +31,11 @@ export function handleAdmin (req: IncomingMessage, res: ServerResponse, hooks: A
       }, (err: unknown) => sendFailure(res, err, 'metrics unavailable'))
       return true
     case '/healthz':
-    case '/livez':
-      sendJson(res, 200, { status: 'ok' })
+    case '/livez': {
+      const reason = hooks.notLiveReason?.() ?? null
+      sendJson(res, reason === null ? 200 : 503, reason === null ? { status: 'ok' } : { status: 'failing', reason })
       return true
+    }
     case '/startupz': {
       const started = hooks.started?.() ?? true
       sendJson(res, started ? 200 : 503, { status: started ? 'started' : 'starting' })

@@ -93,6 +93,28 @@ describe('broker faults', () => {
     console.log(`# first 200 ${firstOk - startedAt} ms after start_app returned`)
   })
 
+  it('close_all_connections under 100 req/s: both sides reconnect and serve again', async () => {
+    await waitReady(enqUrl)
+    await waitReady(deqAdmin)
+    const load = new Load(() => `${enqUrl}/${service}/x`)
+    const done = load.steady(100, 60000)
+    await sleep(2000)
+    await broker.ctl('close_all_connections', 'relayq fault test')
+    const closedAt = Date.now()
+    await sleep(5000)
+    load.stop()
+    await done
+    await load.close()
+    alive()
+    const acc = load.account(ledger)
+    console.log(`# ${describeAccounting('close_all_connections', acc)}`)
+    assert.equal(acc.mismatched, 0)
+    assert.equal(acc.unaccounted, 0, acc.unaccountedIds.join(','))
+    const firstOk = load.outcomes.filter((o) => o.sentAt >= closedAt && o.status === 200).map((o) => o.sentAt + o.ms).sort((a, b) => a - b)[0]
+    assert.ok(firstOk !== undefined && firstOk - closedAt <= 5000, `first 200 ${firstOk === undefined ? 'never' : `${firstOk - closedAt} ms`} after close_all_connections`)
+    console.log(`# first 200 ${firstOk - closedAt} ms after close_all_connections returned`)
+  })
+
   it('memory alarm: 503 with Retry-After at once, requests flow again after', async () => {
     await waitReady(enqUrl)
     await waitReady(deqAdmin)
