@@ -16,7 +16,7 @@ import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
 import { jobCaller, type NewJob } from './jobs/jobs'
-import { QueueChecksBusy, type QueueState } from './queue-check'
+import { QueueCheckTimeout, QueueChecksBusy, type QueueState } from './queue-check'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -82,6 +82,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
     state.then((s) => afterCheck(request, s), (err: unknown) => {
       ticket.release()
       if (err instanceof QueueChecksBusy) refuse('RQ_ERR_OVERLOADED', 'too many services are being looked up at once; retry shortly', '_unknown', 1)
+      else if (err instanceof QueueCheckTimeout) refuse('RQ_ERR_BROKER_UNAVAILABLE', 'the broker did not answer in time (ENQUEUER_PUBLISH_TIMEOUT_MS)', '_unknown', 1)
       else refuse('RQ_ERR_BROKER_UNAVAILABLE', 'cannot check the service queue now', '_unknown', 1)
     })
   } else {

@@ -106,7 +106,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
 function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps): EnqueuerContext {
   const { logger, registry } = deps
   const pool = new RpcPool(cfg.channels, logger, () => metrics.lateReply())
-  const checker = new QueueChecker(cfg.queueCheckTtlMs, logger, { newChecksPerSecond: cfg.newServiceChecksPerSecond })
+  const checker = new QueueChecker(cfg.queueCheckTtlMs, logger, { newChecksPerSecond: cfg.newServiceChecksPerSecond, checkTimeoutMs: cfg.publishTimeoutMs })
   const connection: BrokerConnection = new BrokerConnection({
     name: 'enqueuer',
     broker: config.broker,

@@ -37,6 +37,13 @@ export interface QueueCheckerOptions {
   /** Entries kept of each kind (known, missing). */
   readonly maxEntries?: number
   readonly now?: () => number
+  /** How long a broker check may take before the request waiting on it is refused (0: no bound). */
+  readonly checkTimeoutMs?: number
+}
+
+/** The broker did not answer a check in time (a stalled connection that heartbeats have not yet declared dead). */
+export class QueueCheckTimeout extends Error {
+  constructor (ms: number) { super(`the broker did not answer the queue check within ${ms} ms`) }
 }
 
 /** Refused because too many first-time checks are already in flight: a flood of new names, not a broker fault. */
@@ -57,6 +64,7 @@ export class QueueChecker {
   private readonly rate: number
   private readonly maxEntries: number
   private readonly now: () => number
+  private readonly checkTimeoutMs: number
   /** Broker checks made (tests and figures). */
   checksMade = 0
 
@@ -64,6 +72,7 @@ export class QueueChecker {
     this.rate = opts.newChecksPerSecond ?? 0
     this.maxEntries = opts.maxEntries ?? MAX_ENTRIES
     this.now = opts.now ?? Date.now
+    this.checkTimeoutMs = opts.checkTimeoutMs ?? 0
     this.tokens = this.rate
     this.refilledAt = this.now()
   }
@@ -108,7 +117,7 @@ export class QueueChecker {
     if (isNew && (this.newChecks >= MAX_CONCURRENT_CHECKS || !this.takeToken())) return Promise.reject(new QueueChecksBusy())
     if (isNew) this.newChecks++
     this.checksMade++
-    const p = this.ask(queue).then((state) => {
+    const p = this.bounded(this.ask(queue)).then((state) => {
       this.store(queue, state)
       return state
     }).finally(() => {
@@ -117,6 +126,18 @@ export class QueueChecker {
     })
     this.checking.set(queue, p)
     return p
+  }
+
+  // A request never waits on a check longer than a publish may take: on a
+  // stalled connection the check would otherwise hang until heartbeats fail.
+  private bounded (check: Promise<QueueState>): Promise<QueueState> {
+    const ms = this.checkTimeoutMs
+    if (ms === 0) return check
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new QueueCheckTimeout(ms)), ms)
+    })
+    return Promise.race([check, timeout]).finally(() => clearTimeout(timer))
   }
 
   private takeToken (): boolean {

@@ -708,16 +708,17 @@ describe('Prometheus scraping a running enqueuer, dequeuer and RabbitMQ', () => 
     assert.deepEqual(mine, [])
   })
 
-  it('puts the service\'s no-consumer, breaker and error-ratio alerts in pending once its dequeuer is gone', async () => {
+  it('puts the service\'s no-consumer and error-ratio alerts in pending once its dequeuer is gone', async () => {
     ready()
     assert.ok(deq !== undefined && enq !== undefined && broker !== undefined)
     deqClosed = true
     await deq.close()
     // A request waiting in the queue, as if published before the consumer left.
     await broker.publish(`${service}_requests`, Buffer.from('{}'), { expiration: '60000' })
-    const expected = ['RelayqEnqueuerCircuitOpen', 'RelayqEnqueuerHighErrorRatio', 'RelayqEnqueuerNoConsumers', 'RelayqRequestQueueNoConsumers']
+    // Not the breaker: a missing consumer is answered RQ_ERR_NO_CONSUMERS and never opens it.
+    const expected = ['RelayqEnqueuerHighErrorRatio', 'RelayqEnqueuerNoConsumers', 'RelayqRequestQueueNoConsumers']
     const statuses = new Set<number>()
-    // Others may join them (reply timeouts, dead letters as requests expire); these four must be there.
+    // Others may join them (reply timeouts, dead letters as requests expire); these three must be there.
     const pending = await waitFor(async () => {
       // Keep clients coming, as they would: the enqueuer refuses them (503), and its counters move between scrapes.
       statuses.add((await send(`${enq!.url}/${service}/item`, { headers: { 'x-relayq-timeout-ms': '1000' } })).status)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { ChannelModel } from 'amqplib'
 import pino from 'pino'
-import { QueueChecker, QueueChecksBusy } from '../../src/enqueuer/queue-check'
+import { QueueCheckTimeout, QueueChecker, QueueChecksBusy } from '../../src/enqueuer/queue-check'
 
 // A broker that never answers a channel open: every check stays in flight.
 function stalledBroker (): { conn: ChannelModel, opened: () => number } {
@@ -30,6 +30,18 @@ function liveBroker (): { conn: ChannelModel, checks: () => number, queue: { exi
 }
 
 describe('queue checker', () => {
+  it('bounds a check on a stalled connection: the waiting request is refused at the timeout, not when heartbeats fail', async () => {
+    const checker = new QueueChecker(2000, pino({ level: 'silent' }), { checkTimeoutMs: 50 })
+    const broker = stalledBroker()
+    checker.attach(broker.conn)
+    const started = Date.now()
+    await assert.rejects(Promise.resolve(checker.state('a_requests')), QueueCheckTimeout)
+    assert.ok(Date.now() - started < 5000)
+    // The next request asks again instead of joining a check that will never end.
+    await assert.rejects(Promise.resolve(checker.state('a_requests')), QueueCheckTimeout)
+    assert.equal(broker.opened(), 2)
+  })
+
   it('never admits on an entry older than the TTL: the last consumer left, the next request learns it', async () => {
     let now = 0
     const checker = new QueueChecker(2000, pino({ level: 'silent' }), { now: () => now })
