@@ -34,6 +34,7 @@ const TABLE = {
   RQ_ERR_JOB_STORE_UNAVAILABLE: [503, 'Service unavailable'],
   // accepted, but the answer could not be had
   RQ_ERR_CONNECTION_LOST: [502, 'Bad Gateway'],
+  RQ_ERR_INVALID_REPLY: [502, 'Bad Gateway'],
   RQ_ERR_REPLY_TIMEOUT: [504, 'Gateway Timeout'],
   RQ_ERR_INTERNAL: [500, 'Internal Server Error'],
   // made by the dequeuer and carried back in the reply

@@ -6,6 +6,7 @@ import type { ServerResponse } from 'node:http'
 import type { ConsumeMessage } from 'amqplib'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
+import { replyHeadersForClient, validContentLength } from '../http/headers'
 import { sendError } from '../http/respond'
 import { requestDone, type EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
@@ -83,11 +84,19 @@ export class Call implements Waiter {
       return
     }
     const reply = decodeResponse(msg)
-    const headers = reply.headers
+    // 1xx is never a final answer: written as one it would desynchronise the connection.
+    if (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599) {
+      this.fail('RQ_ERR_INVALID_REPLY', 'the reply does not carry a final HTTP status')
+      return
+    }
+    const headers = replyHeadersForClient(reply.headers)
     headers.push('x-correlation-id', this.correlationId)
-    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any.
+    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if valid.
     if (!this.init.isHead) headers.push('content-length', String(reply.body.length))
-    else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
+    else {
+      const length = validContentLength(reply.contentLength)
+      if (length !== undefined) headers.push('content-length', length)
+    }
     this.ctx.breakers.success(this.init.service)
     this.end()
     // An error the dequeuer made for the service (it could not reach it, ...) counts as a relayq failure.
@@ -96,7 +105,22 @@ export class Call implements Waiter {
     const { res } = this.init
     if (res.destroyed) return
     res.writeHead(reply.status, headers)
-    res.end(reply.body)
+    res.end(this.init.isHead ? undefined : reply.body)
+  }
+
+  /**
+   * Handling this request's reply (or confirm, or return) threw: this request
+   * alone is answered 502, if nothing of its answer was written yet.
+   */
+  onBadReply (err: unknown): void {
+    this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err), service: this.init.service, correlationId: this.correlationId }, 'a reply could not be handled')
+    if (!this.done) {
+      this.fail('RQ_ERR_INVALID_REPLY', 'the reply could not be written as an HTTP response')
+      return
+    }
+    const { res } = this.init
+    if (res.destroyed) return
+    sendError(res, 'RQ_ERR_INVALID_REPLY', 'the reply could not be written as an HTTP response', { correlationId: this.correlationId })
   }
 
   onReturned (): void {
