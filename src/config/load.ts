@@ -205,6 +205,8 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: r.get('ENQUEUER_KEEPALIVE_TIMEOUT_MS') ?? 5000,
+    sendTimeoutMs: r.get('ENQUEUER_SEND_TIMEOUT_MS') ?? 60000,
+    maxBufferedBytes: r.get('ENQUEUER_MAX_BUFFERED_BYTES') ?? 256 * 1024 * 1024,
     maxHeaderBytes,
     maxHeaders: r.get('ENQUEUER_MAX_HEADERS') ?? 100,
     maxUrlBytes: Math.min(maxUrlBytes, maxHeaderBytes),

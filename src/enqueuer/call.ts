@@ -8,6 +8,7 @@ import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
 import { replyHeadersForClient, validContentLength } from '../http/headers'
 import { sendError } from '../http/respond'
+import { whenSettled } from '../http/send'
 import { requestDone, type EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
 
@@ -102,10 +103,8 @@ export class Call implements Waiter {
     // An error the dequeuer made for the service (it could not reach it, ...) counts as a relayq failure.
     if (reply.errorCode !== undefined) this.ctx.metrics.failed(this.init.service, reply.errorCode)
     this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
-    const { res } = this.init
-    if (res.destroyed) return
-    res.writeHead(reply.status, headers)
-    res.end(this.init.isHead ? undefined : reply.body)
+    // The admission slot stays held until this is written or abandoned (end() waits on the response).
+    void this.ctx.sender.send(this.init.res, reply.status, headers, this.init.isHead ? null : reply.body)
   }
 
   /**
@@ -184,7 +183,7 @@ export class Call implements Waiter {
       : { correlationId: this.correlationId, retryAfter })
   }
 
-  /** Frees what the call holds: its timer, its table entry, its admission slot and a breaker probe. */
+  /** Frees what the call holds: its timer, its table entry, a breaker probe and (once its answer is sent) its admission slot. */
   end (): void {
     this.done = true
     if (this.timer !== null) {
@@ -193,7 +192,11 @@ export class Call implements Waiter {
     }
     this.channel?.forget(this.correlationId)
     if (this.init.probe) this.ctx.breakers.release(this.init.service)
-    requestDone(this.ctx)
+    // Every ending writes an answer (or finds the client gone): the slot is
+    // freed once that answer is written or abandoned, so a client that does
+    // not read still counts against ENQUEUER_MAX_INFLIGHT.
+    const ctx = this.ctx
+    whenSettled(this.init.res, () => requestDone(ctx))
   }
 
   private elapsedSeconds (): number {

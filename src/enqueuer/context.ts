@@ -3,6 +3,7 @@
 import type { Logger } from 'pino'
 import type { BrokerConnection } from '../amqp/connection'
 import type { EnqueuerConfig } from '../config/types'
+import type { ResponseSender } from '../http/send'
 import type { EnqueuerMetrics } from '../metrics/enqueuer'
 import type { QueueChecker } from './queue-check'
 import type { RpcPool } from './rpc-pool'
@@ -20,6 +21,8 @@ export interface EnqueuerContext {
   readonly breakers: ServiceBreakers
   readonly tokens: TokenSet | null
   readonly jobs: Jobs | null
+  /** Writes replies to clients; counts the bytes of those not yet written. */
+  readonly sender: ResponseSender
   /** Requests being handled (admission control and drain). */
   inflight: number
   /** Readiness reports 503 (set first when a drain starts). */

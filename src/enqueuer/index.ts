@@ -10,6 +10,7 @@ import { BrokerConnection } from '../amqp/connection'
 import type { AsyncConfig, Config } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
+import { ResponseSender } from '../http/send'
 import { createHttpServer, listen } from '../http/server'
 import { createEnqueuerMetrics } from '../metrics/enqueuer'
 import type { Registry } from '../metrics/registry'
@@ -72,7 +73,9 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     pendingReplies: () => pool.pendingReplies,
     brokerUp: () => connection.up,
     brokerBlocked: () => connection.blocked,
+    bufferedBytes: () => sender.bufferedBytes,
   })
+  const sender = new ResponseSender({ sendTimeoutMs: cfg.sendTimeoutMs, maxBufferedBytes: cfg.maxBufferedBytes }, () => metrics.sendTimedOut())
   const breakers = new ServiceBreakers(cfg.breaker, (service, state) => {
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
@@ -88,6 +91,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     breakers,
     tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
     jobs,
+    sender,
     inflight: 0,
     notReady: false,
     draining: false,

@@ -10,6 +10,7 @@ export interface EnqueuerGauges {
   pendingReplies: () => number
   brokerUp: () => boolean
   brokerBlocked: () => boolean
+  bufferedBytes?: () => number
 }
 
 export type EnqueuerMetrics = ReturnType<typeof realEnqueuerMetrics>
@@ -45,6 +46,8 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   const jobsRetrieved = children1(counter('enqueuer_async_jobs_retrieved_total', 'Job status reads.', ['service']))
   gauge('enqueuer_inflight_requests', 'Requests being handled now.', gauges.inflight)
   gauge('enqueuer_pending_replies', 'Published requests waiting for their reply.', gauges.pendingReplies)
+  gauge('enqueuer_response_buffered_bytes', 'Bytes of answers being written to clients (held until the client reads them).', gauges.bufferedBytes ?? (() => 0))
+  const sendTimeouts = counter('enqueuer_send_timeouts_total', 'Answers abandoned because the client read nothing for ENQUEUER_SEND_TIMEOUT_MS.', []).labels()
   const connectionGauge = (name: string, help: string, collect: () => boolean, aggregator: client.Aggregator) =>
     new client.Gauge({ name, help, labelNames: ['connection'], registers, aggregator, collect () { this.set({ connection: 'enqueuer' }, collect() ? 1 : 0) } })
   connectionGauge('relayq_broker_connected', 'Broker connection state: 1 connected, 0 not.', gauges.brokerUp, 'min')
@@ -67,6 +70,7 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
       else if (code === 'RQ_ERR_REPLY_TIMEOUT') replyTimeouts(service).inc()
     },
     lateReply (): void { lateReplies.inc() },
+    sendTimedOut (): void { sendTimeouts.inc() },
     breaker (service: string, state: 'closed' | 'half_open' | 'open'): void {
       breakerState(service).set(state === 'closed' ? 0 : state === 'half_open' ? 1 : 2)
       breakerTransitions(service, state).inc()
