@@ -2,6 +2,7 @@
 // working; the rest follow Prometheus naming. `service` is always a bounded
 // value: a configured or existing service, `_unknown` or `_invalid`.
 import client from 'prom-client'
+import { ERROR_CODES } from '../errors'
 import { FastCounter, FastHistogram } from './fast'
 import { children1, children2, latencyBuckets, noop, type Registry } from './registry'
 
@@ -82,7 +83,15 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   }
 }
 
-/** RQ_ERR_REPLY_TIMEOUT -> reply_timeout: the error code as a short label value. */
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES)
+
+/**
+ * RQ_ERR_REPLY_TIMEOUT -> reply_timeout: the error code as a short label
+ * value. Codes also arrive in replies (`x-relayq-error`), which anyone who can
+ * publish may write: only relayq's own codes become labels, anything else is
+ * `unknown`, so the number of series stays bounded.
+ */
 export function reasonOf (code: string): string {
+  if (!KNOWN_CODES.has(code)) return 'unknown'
   return code.replace(/^RQ_ERR_/, '').toLowerCase()
 }

@@ -28,7 +28,7 @@ describe('hostile replies', () => {
   const service = uniqueService('calm')
   const hostile = uniqueService('hostile')
   /** What the hostile dequeuer answers next. */
-  let nextReply: Reply = { headers: { 'x-status-code': '200' } }
+  let nextReply: Reply | ((msg: ConsumeMessage) => Reply) = { headers: { 'x-status-code': '200' } }
 
   before(async () => {
     broker = await connectBroker()
@@ -40,7 +40,8 @@ describe('hostile replies', () => {
     await hostileCh.consume(`${hostile}_requests`, (msg: ConsumeMessage | null) => {
       if (msg === null) return
       const { replyTo, correlationId } = msg.properties as { replyTo: string, correlationId: string }
-      hostileCh.sendToQueue(replyTo, nextReply.body ?? Buffer.alloc(0), { correlationId, headers: nextReply.headers })
+      const reply = typeof nextReply === 'function' ? nextReply(msg) : nextReply
+      hostileCh.sendToQueue(replyTo, reply.body ?? Buffer.alloc(0), { correlationId, headers: reply.headers })
     }, { noAck: true })
     // One publishing channel: every request of both services waits on it.
     enq = await startTestEnqueuer({ ENQUEUER_POOL_SIZE: '1', ASYNC_JOBS: 'false' })
@@ -148,5 +149,23 @@ describe('hostile replies', () => {
     } finally {
       proto.writeHead = original
     }
+  })
+
+  it('x-relayq-error from replies becomes a metric label only when it is one of relayq\'s codes: 300 made-up codes add one series', async () => {
+    const seriesOf = (text: string): string[] => text.split('\n').filter((l) => l.startsWith('enqueuer_requests_failed_total{'))
+    const before = seriesOf((await send(`${enq.url}/metrics`)).body.toString())
+    // Each reply names its own made-up code, taken from the request's path.
+    nextReply = (msg) => ({ headers: { 'x-status-code': '502', 'x-relayq-error': `RQ_ERR_MADE_UP_${String(msg.properties.headers?.['x-http-path']).slice(1)}` } })
+    for (let batch = 0; batch < 10; batch++) {
+      await Promise.all(Array.from({ length: 30 }, (_, i) => send(`${enq.url}/${hostile}/c${batch}_${i}`, { dispatcher: agent })))
+    }
+    nextReply = { headers: { 'x-status-code': '504', 'x-relayq-error': 'RQ_ERR_DOWNSTREAM_TIMEOUT' } }
+    await send(`${enq.url}/${hostile}/label`)
+    const text = (await send(`${enq.url}/metrics`)).body.toString()
+    const added = seriesOf(text).filter((l) => !before.some((b) => b.split(' ')[0] === l.split(' ')[0]))
+    assert.doesNotMatch(text, /made_up/)
+    assert.match(text, new RegExp(`^enqueuer_requests_failed_total\\{service="${hostile}",reason="unknown"\\} 300$`, 'm'))
+    assert.match(text, new RegExp(`^enqueuer_requests_failed_total\\{service="${hostile}",reason="downstream_timeout"\\} 1$`, 'm'))
+    assert.ok(added.length <= 2, added.join('\n'))
   })
 })
