@@ -92,19 +92,18 @@ export class Call implements Waiter {
     }
     const headers = replyHeadersForClient(reply.headers)
     headers.push('x-correlation-id', this.correlationId)
+    // 204 and 304 never carry a body or a Content-Length (RFC 9110 8.6, 15.3.5, 15.4.5).
+    const bodyless = reply.status === 204 || reply.status === 304
     // A HEAD answer keeps the service's Content-Length (of the body it did not send), if valid.
-    if (!this.init.isHead) headers.push('content-length', String(reply.body.length))
-    else {
-      const length = validContentLength(reply.contentLength)
-      if (length !== undefined) headers.push('content-length', length)
-    }
+    const length = bodyless ? undefined : this.init.isHead ? validContentLength(reply.contentLength) : String(reply.body.length)
+    if (length !== undefined) headers.push('content-length', length)
     this.ctx.breakers.success(this.init.service)
     this.end()
     // An error the dequeuer made for the service (it could not reach it, ...) counts as a relayq failure.
     if (reply.errorCode !== undefined) this.ctx.metrics.failed(this.init.service, reply.errorCode)
     this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
     // The admission slot stays held until this is written or abandoned (end() waits on the response).
-    void this.ctx.sender.send(this.init.res, reply.status, headers, this.init.isHead ? null : reply.body)
+    void this.ctx.sender.send(this.init.res, reply.status, headers, this.init.isHead || bodyless ? null : reply.body)
   }
 
   /**
