@@ -30,6 +30,7 @@ const TABLE = {
   RQ_ERR_PUBLISH_NACKED: [503, 'Service unavailable'],
   RQ_ERR_OVERLOADED: [503, 'Service unavailable'],
   RQ_ERR_SERVICE_OVERLOADED: [503, 'Service unavailable'],
+  RQ_ERR_SEND_BUFFER_FULL: [503, 'Service unavailable'],
   RQ_ERR_DRAINING: [503, 'Service unavailable'],
   RQ_ERR_CIRCUIT_OPEN: [503, 'Service unavailable'],
   RQ_ERR_JOB_STORE_UNAVAILABLE: [503, 'Service unavailable'],

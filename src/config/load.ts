@@ -237,6 +237,8 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: r.get('ENQUEUER_KEEPALIVE_TIMEOUT_MS'),
+    sendTimeoutMs: r.get('ENQUEUER_SEND_TIMEOUT_MS'),
+    maxBufferedBytes: r.get('ENQUEUER_MAX_BUFFERED_BYTES'),
     maxHeaderBytes,
     maxHeaders: r.get('ENQUEUER_MAX_HEADERS'),
     maxUrlBytes,

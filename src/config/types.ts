@@ -61,6 +61,8 @@ export interface EnqueuerConfig {
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number
+  readonly sendTimeoutMs: number
+  readonly maxBufferedBytes: number
   readonly maxHeaderBytes: number
   readonly maxHeaders: number
   readonly maxUrlBytes: number

@@ -7,7 +7,9 @@ import type { ConsumeMessage } from 'amqplib'
 import { classify } from '../amqp/errors'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
+import { replyHeadersForClient, validContentLength } from '../http/headers'
 import { sendError } from '../http/respond'
+import { whenSettled } from '../http/send'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
@@ -86,20 +88,40 @@ export class Call implements Waiter {
       return
     }
     const reply = decodeResponse(msg)
-    const headers = reply.headers
+    // 1xx is never a final answer: written as one it would desynchronise the connection (wire.ts checks it too).
+    if (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599) {
+      this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply does not carry a final HTTP status')
+      return
+    }
+    const headers = replyHeadersForClient(reply.headers)
     headers.push('x-correlation-id', this.answerId)
-    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if any; 204 and 304 have none.
-    if (!this.init.isHead && !reply.noBody) headers.push('content-length', String(reply.body.length))
-    else if (reply.contentLength !== undefined) headers.push('content-length', reply.contentLength)
+    // 204 and 304 never carry a body or a Content-Length (RFC 9110 8.6, 15.3.5, 15.4.5).
+    const bodyless = reply.noBody || reply.status === 204 || reply.status === 304
+    // A HEAD answer keeps the service's Content-Length (of the body it did not send), if valid.
+    const length = bodyless ? undefined : this.init.isHead ? validContentLength(reply.contentLength) : String(reply.body.length)
+    if (length !== undefined) headers.push('content-length', length)
     this.ctx.breakers.success(this.init.service)
     this.end()
     // An error the dequeuer made for the service (it could not reach it, ...) counts as a relayq failure.
     if (reply.errorCode !== undefined) this.ctx.metrics.failed(this.init.service, reply.errorCode)
     this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
+    // The admission slot stays held until this is written or abandoned (end() waits on the response).
+    void this.ctx.sender.send(this.init.res, reply.status, headers, this.init.isHead || bodyless ? null : reply.body)
+  }
+
+  /**
+   * Handling this request's reply (or confirm, or return) threw: this request
+   * alone is answered 502, if nothing of its answer was written yet.
+   */
+  onBadReply (err: unknown): void {
+    this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err), service: this.init.service, correlationId: this.correlationId }, 'a reply could not be handled')
+    if (!this.done) {
+      this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply could not be written as an HTTP response')
+      return
+    }
     const { res } = this.init
     if (res.destroyed) return
-    res.writeHead(reply.status, headers)
-    res.end(reply.body)
+    sendError(res, 'RQ_ERR_MALFORMED_REPLY', 'the reply could not be written as an HTTP response', { correlationId: this.answerId })
   }
 
   onReturned (): void {
@@ -162,7 +184,7 @@ export class Call implements Waiter {
       : { correlationId: this.answerId, retryAfter })
   }
 
-  /** Frees what the call holds: its timer, its table entry and its admission ticket. */
+  /** Frees what the call holds: its timer, its table entry and (once its answer is sent) its admission ticket. */
   end (): void {
     this.done = true
     if (this.timer !== null) {
@@ -170,7 +192,11 @@ export class Call implements Waiter {
       this.timer = null
     }
     this.channel?.forget(this.correlationId)
-    this.init.ticket.release()
+    // Every ending writes an answer (or finds the client gone): the slot is
+    // freed once that answer is written or abandoned, so a client that does
+    // not read still counts against ENQUEUER_MAX_INFLIGHT.
+    const ticket = this.init.ticket
+    whenSettled(this.init.res, () => ticket.release())
   }
 
   private get answerId (): string {

@@ -5,6 +5,7 @@ import type { Admission } from './admission'
 import type { ForwardedFor } from './forwarded'
 import type { BrokerConnection } from '../amqp/connection'
 import type { EnqueuerConfig } from '../config/types'
+import type { ResponseSender } from '../http/send'
 import type { EnqueuerMetrics } from '../metrics/enqueuer'
 import type { QueueChecker } from './queue-check'
 import type { RpcPool } from './rpc-pool'
@@ -26,4 +27,6 @@ export interface EnqueuerContext {
   readonly forwarded: ForwardedFor
   /** In-flight counts, intake and drain: the one owner of the request path's counters. */
   readonly admission: Admission
+  /** Writes replies to clients; counts the bytes of those not yet written. */
+  readonly sender: ResponseSender
 }

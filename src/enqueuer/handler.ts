@@ -37,6 +37,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   }
   const { config } = ctx
   if (ctx.admission.draining) return refuse('RQ_ERR_DRAINING', 'this enqueuer is shutting down', '_invalid', 1, true)
+  if (ctx.sender.full) return refuse('RQ_ERR_SEND_BUFFER_FULL', 'answers to clients that do not read them hold too much memory', '_invalid', 1)
   const url = req.url ?? '/'
   if (url.length > config.maxUrlBytes) return refuse('RQ_ERR_URI_TOO_LONG', `request target longer than ${config.maxUrlBytes} bytes`)
   if (req.rawHeaders.length > config.maxHeaders * 2) return refuse('RQ_ERR_HEADERS_TOO_LARGE', `more than ${config.maxHeaders} headers`, '_invalid', undefined, true)

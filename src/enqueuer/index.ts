@@ -10,6 +10,7 @@ import { bodyLimitProblemAtConnect } from '../config/broker-limits'
 import type { Config, EnqueuerConfig } from '../config/types'
 import { ADMIN_PATHS, createAdminServer, handleAdmin, type AdminHooks } from '../http/admin'
 import { sendError } from '../http/respond'
+import { ResponseSender } from '../http/send'
 import { createHttpServer, listen } from '../http/server'
 import { createEnqueuerMetrics } from '../metrics/enqueuer'
 import type { Registry } from '../metrics/registry'
@@ -126,7 +127,9 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     pendingReplies: () => pool.pendingReplies,
     brokerUp: () => connection.up,
     brokerBlocked: () => connection.blocked,
+    bufferedBytes: () => sender.bufferedBytes,
   })
+  const sender = new ResponseSender({ sendTimeoutMs: cfg.sendTimeoutMs, maxBufferedBytes: cfg.maxBufferedBytes }, () => metrics.sendTimedOut())
   const breakers = new ServiceBreakers(cfg.breaker, (service, state) => {
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
@@ -149,6 +152,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     jobs,
     admission,
     forwarded: new ForwardedFor(cfg.trustedProxies),
+    sender,
   }
 }
 

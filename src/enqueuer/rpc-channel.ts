@@ -18,6 +18,25 @@ export interface Waiter {
   onChannelLost: () => void
   /** The drain deadline passed while this request was still waiting. */
   onShutdown: () => void
+  /** One of the calls above threw: answer this request 502 and nothing else. */
+  onBadReply: (err: unknown) => void
+}
+
+/**
+ * Runs a waiter's handling of one delivery (reply, return, confirm). It runs
+ * inside amqplib's frame handling, where a throw closes the channel and fails
+ * every other request waiting on it: whatever goes wrong stays with this one.
+ */
+function guarded (waiter: Waiter, logger: Logger, handle: () => void): void {
+  try {
+    handle()
+  } catch (err) {
+    try {
+      waiter.onBadReply(err)
+    } catch (again) {
+      logger.error({ err: again instanceof Error ? again.message : String(again), correlationId: waiter.correlationId }, 'cannot answer a request whose reply failed')
+    }
+  }
 }
 
 export class RpcChannel {
@@ -73,7 +92,7 @@ export class RpcChannel {
     let accepted: boolean
     try {
       accepted = publish(ch, '', queue, message, (err: unknown) => {
-        waiter.onConfirm(err === null || err === undefined ? null : confirmError(ch, err))
+        guarded(waiter, this.logger, () => waiter.onConfirm(err === null || err === undefined ? null : confirmError(ch, err)))
       })
     } catch (err) {
       // The whole message is encoded before anything is written or a confirm
@@ -103,7 +122,7 @@ export class RpcChannel {
       return
     }
     this.pending.delete(id as string)
-    waiter.onReply(msg)
+    guarded(waiter, this.logger, () => waiter.onReply(msg))
   }
 
   private onReturn (msg: ConsumeMessage): void {
@@ -111,7 +130,7 @@ export class RpcChannel {
     const waiter = id === undefined ? undefined : this.pending.get(id)
     if (waiter === undefined) return
     this.pending.delete(id as string)
-    waiter.onReturned()
+    guarded(waiter, this.logger, () => waiter.onReturned())
   }
 
   private onClose (ch: ConfirmChannel): void {

@@ -3,6 +3,8 @@
 // the parser refuses before any handler runs.
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { deferContinue } from './body'
+import { lingerIfUnread } from './linger'
 import { sendError, writeRawError } from './respond'
 
 export interface HttpServerOptions {
@@ -31,13 +33,20 @@ export function createHttpServer (opts: HttpServerOptions, handler: Handler): Se
     insecureHTTPParser: false,
     // Node's own refusal of a missing Host is a bare 400; relayq answers it in JSON below.
     requireHostHeader: false,
-  }, (req, res) => {
+  }, onRequest)
+  function onRequest (req: IncomingMessage, res: ServerResponse): void {
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) lingerIfUnread(req)
     // Past the header count limit Node keeps only the first headers: the handler answers that 431.
     if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.rawHeaders.length <= opts.maxHeaders * 2) {
       sendError(res, 'RQ_ERR_BAD_REQUEST', 'an HTTP/1.1 request needs a Host header', { close: true })
       return
     }
     handler(req, res)
+  }
+  // A 100 Continue goes out only once the body is read (http/body.ts), so a refusal comes first.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    deferContinue(req, res)
+    onRequest(req, res)
   })
   server.maxHeadersCount = opts.maxHeaders + 1
   server.maxConnections = opts.maxConnections

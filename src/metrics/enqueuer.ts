@@ -2,6 +2,7 @@
 // working; the rest follow Prometheus naming. `service` is always a bounded
 // value: a configured or existing service, `_unknown` or `_invalid`.
 import client from 'prom-client'
+import { ERROR_CODES } from '../errors'
 import { FastCounter, FastHistogram } from './fast'
 import { children1, children2, latencyBuckets, noop, type Registry } from './registry'
 
@@ -10,6 +11,7 @@ export interface EnqueuerGauges {
   pendingReplies: () => number
   brokerUp: () => boolean
   brokerBlocked: () => boolean
+  bufferedBytes?: () => number
 }
 
 export type EnqueuerMetrics = ReturnType<typeof realEnqueuerMetrics>
@@ -45,6 +47,8 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   const jobsRetrieved = children1(counter('enqueuer_async_jobs_retrieved_total', 'Job status reads.', ['service']))
   gauge('enqueuer_inflight_requests', 'Requests being handled now.', gauges.inflight)
   gauge('enqueuer_pending_replies', 'Published requests waiting for their reply.', gauges.pendingReplies)
+  gauge('enqueuer_response_buffered_bytes', 'Bytes of answers being written to clients (held until the client reads them).', gauges.bufferedBytes ?? (() => 0))
+  const sendTimeouts = counter('enqueuer_send_timeouts_total', 'Answers abandoned because the client read nothing for ENQUEUER_SEND_TIMEOUT_MS.', []).labels()
   const connectionGauge = (name: string, help: string, collect: () => boolean, aggregator: client.Aggregator) =>
     new client.Gauge({ name, help, labelNames: ['connection'], registers, aggregator, collect () { this.set({ connection: 'enqueuer' }, collect() ? 1 : 0) } })
   connectionGauge('relayq_broker_connected', 'Broker connection state: 1 connected, 0 not.', gauges.brokerUp, 'min')
@@ -67,6 +71,7 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
       else if (code === 'RQ_ERR_REPLY_TIMEOUT') replyTimeouts(service).inc()
     },
     lateReply (): void { lateReplies.inc() },
+    sendTimedOut (): void { sendTimeouts.inc() },
     breaker (service: string, state: 'closed' | 'half_open' | 'open'): void {
       breakerState(service).set(state === 'closed' ? 0 : state === 'half_open' ? 1 : 2)
       breakerTransitions(service, state).inc()
@@ -78,7 +83,15 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   }
 }
 
-/** RQ_ERR_REPLY_TIMEOUT -> reply_timeout: the error code as a short label value. */
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES)
+
+/**
+ * RQ_ERR_REPLY_TIMEOUT -> reply_timeout: the error code as a short label
+ * value. Codes also arrive in replies (`x-relayq-error`), which anyone who can
+ * publish may write: only relayq's own codes become labels, anything else is
+ * `unknown`, so the number of series stays bounded.
+ */
 export function reasonOf (code: string): string {
+  if (!KNOWN_CODES.has(code)) return 'unknown'
   return code.replace(/^RQ_ERR_/, '').toLowerCase()
 }

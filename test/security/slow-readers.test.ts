@@ -1,0 +1,120 @@
+// Clients that ask for large answers and never read them. Each answer's
+// bytes stay in the enqueuer until the client reads them, so: answers being
+// written are bounded per process (ENQUEUER_MAX_BUFFERED_BYTES, then 503
+// RQ_ERR_SEND_BUFFER_FULL), an answer that makes no progress for
+// ENQUEUER_SEND_TIMEOUT_MS is abandoned and its connection closed, and the
+// request keeps its in-flight slot until then.
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
+import { startEcho, type Echo } from '../helpers/echo'
+import { send } from '../helpers/http'
+import { startTestDequeuer, startTestEnqueuer, type TestDequeuer, type TestEnqueuer } from '../helpers/relay'
+import { waitFor } from '../helpers/wait'
+
+const BODY = 5 * 1024 * 1024
+const MAX_BUFFERED = 20 * 1024 * 1024
+const SEND_TIMEOUT_MS = 3000
+const CONNECTIONS = 30
+const MiB = 1024 * 1024
+
+interface Reader {
+  readonly socket: net.Socket
+  /** The status line of the answer, once its first bytes arrived. */
+  readonly status: Promise<string>
+  readonly closed: Promise<void>
+}
+
+/** Sends a GET and reads only the first bytes of the answer, then stops reading for good. */
+function stalledReader (port: number, path: string): Reader {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  const status = new Promise<string>((resolve) => {
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause()
+      resolve(chunk.toString('latin1').split('\r\n')[0] ?? '')
+    })
+  })
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  return { socket, status, closed }
+}
+
+describe('slow readers: answers nobody reads are bounded', () => {
+  let broker: TestBroker
+  let echo: Echo
+  let deq: TestDequeuer
+  let enq: TestEnqueuer
+  const service = uniqueService('slowread')
+  const big = Buffer.alloc(BODY, 97)
+
+  before(async () => {
+    broker = await connectBroker()
+    echo = await startEcho((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length })
+      res.end(big)
+    })
+    deq = await startTestDequeuer(service, echo.url, { DEQUEUER_MAX_REPLY_BYTES: String(8 * MiB) })
+    await deq.consuming
+    enq = await startTestEnqueuer({
+      ENQUEUER_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
+      ENQUEUER_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
+      ASYNC_JOBS: 'false',
+    })
+    assert.equal((await send(`${enq.url}/${service}/warm`)).body.length, BODY)
+  })
+
+  after(async () => {
+    await enq.close()
+    await deq.close()
+    await echo.close()
+    await broker.deleteService(service)
+    await broker.close()
+  })
+
+  it(`${CONNECTIONS} connections x 5 MB unread: buffered bytes stay bounded, the rest get 503, every stalled answer is abandoned after the send timeout`, async () => {
+    global.gc?.()
+    const rssBefore = process.memoryUsage().rss
+    const readers: Reader[] = []
+    const statuses: string[] = []
+    let peakBuffered = 0
+    // One at a time, so each admission sees the answers already being written.
+    for (let i = 0; i < CONNECTIONS; i++) {
+      const r = stalledReader(enq.port, `/${service}/big-${i}`)
+      readers.push(r)
+      statuses.push(await r.status)
+      peakBuffered = Math.max(peakBuffered, enq.context.sender.bufferedBytes)
+    }
+    const rssPeak = process.memoryUsage().rss
+    const stalled = statuses.filter((s) => s.startsWith('HTTP/1.1 200'))
+    const refused = statuses.filter((s) => s.startsWith('HTTP/1.1 503'))
+    assert.equal(stalled.length + refused.length, CONNECTIONS, statuses.join('\n'))
+    assert.ok(refused.length > 0, 'no request was refused')
+    // At most the limit, plus the one answer admitted just under it.
+    assert.ok(peakBuffered <= MAX_BUFFERED + BODY, `peak ${peakBuffered} bytes buffered`)
+    assert.ok(enq.admission.inflight >= 1, 'stalled answers no longer hold their in-flight slots')
+    const metrics = (await send(`${enq.url}/metrics`)).body.toString()
+    assert.match(metrics, /reason="send_buffer_full"/)
+    // Past the send timeout every stalled answer is abandoned: its bytes and its slot are freed.
+    await waitFor(() => enq.context.sender.bufferedBytes === 0 && enq.admission.inflight === 0, { timeoutMs: SEND_TIMEOUT_MS + 15000, what: 'buffers and slots freed' })
+    // And its connection was closed short of the whole answer.
+    for (const [i, r] of readers.entries()) {
+      if (!statuses[i]!.startsWith('HTTP/1.1 200')) {
+        r.socket.destroy()
+        continue
+      }
+      let received = 0
+      r.socket.on('data', (c: Buffer) => { received += c.length })
+      r.socket.resume()
+      await r.closed
+      assert.ok(received < BODY, `connection ${i} got its whole answer`)
+    }
+    const after = (await send(`${enq.url}/metrics`)).body.toString()
+    assert.match(after, new RegExp(`^enqueuer_send_timeouts_total ${stalled.length}$`, 'm'))
+    assert.equal((await send(`${enq.url}/${service}/after`)).status, 200)
+    console.log(`# ${CONNECTIONS} x ${BODY / MiB} MiB unread: ${stalled.length} stalled, ${refused.length} refused 503; ` +
+      `peak buffered ${(peakBuffered / MiB).toFixed(1)} MiB (limit ${MAX_BUFFERED / MiB}); ` +
+      `RSS ${(rssBefore / MiB).toFixed(0)} -> ${(rssPeak / MiB).toFixed(0)} -> ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB after the send timeout`)
+  })
+})
