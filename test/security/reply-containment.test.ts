@@ -85,11 +85,12 @@ describe('hostile replies', () => {
     assert.doesNotMatch(metrics, /reason="connection_lost"/)
   })
 
-  it('HEAD: a content-length that is not a non-negative integer is dropped; a valid one is kept', async () => {
+  it('HEAD: a content-length that is not a non-negative integer makes the reply malformed (502); a valid one is kept', async () => {
     for (const bad of ['abc', '5, 6', '-1', '1e3', '0x10', ' 7', '99999999999999999999', '']) {
       const ex = await hostileHead({ headers: { 'x-status-code': '200', 'content-length': bad } })
-      assert.equal(ex.responses[0]?.status, 200, ex.text)
-      assert.equal(ex.responses[0].headers['content-length'], undefined, `${JSON.stringify(bad)}: ${ex.text}`)
+      assert.equal(ex.responses.length, 1, ex.text)
+      assert.equal(ex.responses[0]?.status, 502, `${JSON.stringify(bad)}: ${ex.text}`)
+      assert.equal(ex.responses[0].headers['x-relayq-error'], 'RQ_ERR_MALFORMED_REPLY', ex.text)
     }
     const ok = await hostileHead({ headers: { 'x-status-code': '200', 'content-length': '1234' } })
     assert.equal(ok.responses[0]!.headers['content-length'], '1234', ok.text)

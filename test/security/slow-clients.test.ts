@@ -65,19 +65,21 @@ describe('S7: slow clients and caps', () => {
     await broker.close()
   })
 
-  it('200 sockets dripping a header line every 500 ms: each gets a JSON 408 and a close within the headers timeout + 1 s, while 100 req/s are served', async () => {
+  it('200 sockets dripping a header line every 500 ms: each gets a JSON 408 and a close within the headers timeout + 3 s, while 100 req/s are served', async () => {
     const baseline = await steady(agent, `${enq.url}/${service}/base`, 100, 1000)
     assert.ok(baseline.every((r) => r.status === 200))
     const n = echo.received.length
     const drips = Array.from({ length: 200 }, (_, i) => rawExchange(enq.port, [
       `GET /${service}/loris-${i} HTTP/1.1\r\nHost: x\r\n`,
       ...Array.from({ length: 12 }, (_, k) => `X-Drip-${k}: ${k}\r\n`),
-    ], { gapMs: 500, timeoutMs: HEADERS_TIMEOUT_MS + 4000 }))
+    ], { gapMs: 500, timeoutMs: HEADERS_TIMEOUT_MS + 6000 }))
     const during = await steady(agent, `${enq.url}/${service}/during`, 100, HEADERS_TIMEOUT_MS + 1000)
     const cut = await Promise.all(drips)
     for (const ex of cut) {
       assert.equal(ex.closed, true, 'a slowloris socket is still open')
-      assert.ok(ex.ms <= HEADERS_TIMEOUT_MS + 1000, `closed after ${Math.round(ex.ms)} ms`)
+      // Node checks its timeouts every connectionsCheckingInterval (30 s by default); relayq sets 500 ms. The
+      // margin beyond that is for a busy machine; the failure this guards against is a socket held for 30 s.
+      assert.ok(ex.ms <= HEADERS_TIMEOUT_MS + 3000, `closed after ${Math.round(ex.ms)} ms`)
       assert.equal(ex.responses.length, 1, ex.text)
       assertRelayqError(ex.responses[0]!, 408, 'RQ_ERR_REQUEST_TIMEOUT')
     }
