@@ -36,7 +36,7 @@ export const SPEC = {
   SHUTDOWN_TIMEOUT_SECONDS: v({ name: 'SHUTDOWN_TIMEOUT_SECONDS', parse: p.num(0, 3600), default: '30', scope: 'all', group: 'process', doc: 'Seconds a drain (SIGTERM, SIGINT, `POST /drain`) waits for in-flight work before giving up on it.' }),
 
   // ---- broker ----
-  RABBITMQ_URL: v({ name: 'RABBITMQ_URL', parse: p.str, scope: 'all', group: 'broker', secret: true, file: true, doc: 'amqp:// or amqps:// URL with user, password and vhost. Several, comma-separated, for a cluster: relayq connects to the next on failure. Wins over the RABBITMQ_HOST family.' }),
+  RABBITMQ_URL: v({ name: 'RABBITMQ_URL', parse: p.str, scope: 'all', group: 'broker', secret: true, file: true, doc: 'amqp:// or amqps:// URL with user, password and vhost. Several, comma-separated, for a cluster: each connection starts at a random one and moves to the next on failure. Wins over the RABBITMQ_HOST family.' }),
   RABBITMQ_HOST: v({ name: 'RABBITMQ_HOST', parse: p.hostname, default: 'localhost', scope: 'all', group: 'broker', doc: 'Broker host, used when RABBITMQ_URL is unset.' }),
   RABBITMQ_PORT: v({ name: 'RABBITMQ_PORT', parse: p.int(1, 65535), default: '5672', scope: 'all', group: 'broker', doc: 'Broker port.' }),
   RABBITMQ_USER: v({ name: 'RABBITMQ_USER', parse: p.str, default: 'guest', scope: 'all', group: 'broker', doc: 'Broker user.' }),
