@@ -1,7 +1,9 @@
 // `npm test`: type-check, build the bundle (the process tests run it; not for unit alone), then
 // every test file under test/, one file at a time (they share one broker and
 // two cores). `npm test -- unit` (or integration, process, fault, security,
-// deploy, soak) runs one group.
+// deploy, soak, cluster) runs one group. soak and cluster are not in the
+// default run: the 5-minute soak, and the rolling restart of a private
+// three-node cluster (about 1.5 minutes; node kills on a cluster are in fault).
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'

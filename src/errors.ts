@@ -34,6 +34,8 @@ const TABLE = {
   RQ_ERR_DRAINING: [503, 'Service unavailable'],
   RQ_ERR_CIRCUIT_OPEN: [503, 'Service unavailable'],
   RQ_ERR_JOB_STORE_UNAVAILABLE: [503, 'Service unavailable'],
+  RQ_ERR_RESULTS_UNAVAILABLE: [503, 'Service unavailable'],
+  RQ_ERR_QUEUE_UNAVAILABLE: [503, 'Service unavailable'],
   // accepted, but the answer could not be had
   RQ_ERR_CONNECTION_LOST: [502, 'Bad Gateway'],
   RQ_ERR_MALFORMED_REPLY: [502, 'Bad Gateway'],

@@ -1,5 +1,7 @@
 // One logical broker connection that keeps itself up: it connects to each
-// configured broker in turn, reconnects with capped exponential backoff and
+// configured broker in turn (starting at a random one of a cluster's list, so
+// that replicas spread over the nodes; the next one after a failure or a lost
+// connection), reconnects with capped exponential backoff and
 // full jitter, and re-runs the owner's setup (channels, consumers, topology)
 // on every new connection. A broker restart, a channel error or a network
 // stall never crashes the process; only a setup error the owner marks fatal
@@ -49,7 +51,7 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
   private isBlocked = false
   private stopped = false
   private attempt = 0
-  private urlIndex = 0
+  private urlIndex: number
   private timer: NodeJS.Timeout | null = null
   private hasConnectedOnce = false
   private lastFailureLogAt = 0
@@ -57,6 +59,8 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
 
   constructor (private readonly opts: BrokerConnectionOptions) {
     super()
+    // Every process starting at the first URL put all connections on one node; a random start spreads them.
+    this.urlIndex = Math.floor(Math.random() * opts.broker.urls.length)
   }
 
   get up (): boolean {
@@ -195,6 +199,8 @@ export class BrokerConnection extends EventEmitter<ConnectionEvents> {
     this.isBlocked = false
     const reason = err ?? new Error('connection closed by the broker')
     this.markDown(reason, true)
+    // A lost connection usually means a lost node: reconnect to the next one rather than wait for this one.
+    this.urlIndex++
     if (!this.stopped) this.retry(reason, null)
   }
 

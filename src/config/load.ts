@@ -272,6 +272,7 @@ function readAsync (r: Reader): EnqueuerConfig['async'] {
     authHeader,
     requireAuth: r.get('ASYNC_REQUIRE_AUTH'),
     resultsQueue: r.get('ASYNC_RESULTS_QUEUE'),
+    resultsQueueType: r.get('ASYNC_RESULTS_QUEUE_TYPE'),
     maxJobs: r.get('ASYNC_MAX_JOBS'),
     maxResultBytes,
     maxStoredBytes,

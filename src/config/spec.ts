@@ -36,7 +36,7 @@ export const SPEC = {
   SHUTDOWN_TIMEOUT_SECONDS: v({ name: 'SHUTDOWN_TIMEOUT_SECONDS', parse: p.num(0, 3600), default: '30', scope: 'all', group: 'process', doc: 'Seconds a drain (SIGTERM, SIGINT, `POST /drain`) waits for in-flight work before giving up on it.' }),
 
   // ---- broker ----
-  RABBITMQ_URL: v({ name: 'RABBITMQ_URL', parse: p.str, scope: 'all', group: 'broker', secret: true, file: true, doc: 'amqp:// or amqps:// URL with user, password and vhost. Several, comma-separated, for a cluster: relayq connects to the next on failure. Wins over the RABBITMQ_HOST family.' }),
+  RABBITMQ_URL: v({ name: 'RABBITMQ_URL', parse: p.str, scope: 'all', group: 'broker', secret: true, file: true, doc: 'amqp:// or amqps:// URL with user, password and vhost. Several, comma-separated, for a cluster: each connection starts at a random one and moves to the next on failure. Wins over the RABBITMQ_HOST family.' }),
   RABBITMQ_HOST: v({ name: 'RABBITMQ_HOST', parse: p.hostname, default: 'localhost', scope: 'all', group: 'broker', doc: 'Broker host, used when RABBITMQ_URL is unset.' }),
   RABBITMQ_PORT: v({ name: 'RABBITMQ_PORT', parse: p.int(1, 65535), default: '5672', scope: 'all', group: 'broker', doc: 'Broker port.' }),
   RABBITMQ_USER: v({ name: 'RABBITMQ_USER', parse: p.str, default: 'guest', scope: 'all', group: 'broker', doc: 'Broker user.' }),
@@ -94,6 +94,7 @@ export const SPEC = {
   ASYNC_AUTH_HEADER: v({ name: 'ASYNC_AUTH_HEADER', parse: p.str, default: 'Authorization', scope: 'enqueuer', group: 'async', doc: 'Header whose value guards a job: it must be sent again to read the job.' }),
   ASYNC_REQUIRE_AUTH: v({ name: 'ASYNC_REQUIRE_AUTH', parse: p.bool, default: 'false', scope: 'enqueuer', group: 'async', doc: 'Refuse (401) jobs created without ASYNC_AUTH_HEADER.' }),
   ASYNC_RESULTS_QUEUE: v({ name: 'ASYNC_RESULTS_QUEUE', parse: p.serviceName, default: 'relayq_results', scope: 'enqueuer', group: 'async', doc: 'Durable queue that job replies go to; consumed by every enqueuer replica and worker.' }),
+  ASYNC_RESULTS_QUEUE_TYPE: v({ name: 'ASYNC_RESULTS_QUEUE_TYPE', parse: p.oneOf('classic', 'quorum'), default: 'classic', scope: 'enqueuer', group: 'async', doc: 'Type of the results queue. On a cluster use `quorum`: a classic queue lives on one node, and while that node is down jobs are refused (503) and their results wait.' }),
   ASYNC_MAX_JOBS: v({ name: 'ASYNC_MAX_JOBS', parse: p.int(1, 10000000), default: '100000', scope: 'enqueuer', group: 'async', doc: 'Bound of the in-memory job store; past it the oldest job of the caller holding the most is evicted. Not used with Redis.' }),
   ASYNC_MAX_RESULT_BYTES: v({ name: 'ASYNC_MAX_RESULT_BYTES', parse: p.int(1024, 512 * MiB), default: String(10 * MiB), scope: 'enqueuer', group: 'async', doc: 'Largest job result kept (body and headers); a larger one is stored as a failed job with `RQ_ERR_RESPONSE_TOO_LARGE`.' }),
   ASYNC_MAX_STORED_BYTES: v({ name: 'ASYNC_MAX_STORED_BYTES', parse: p.int(1024, 64 * 1024 * MiB), default: String(256 * MiB), scope: 'enqueuer', group: 'async', doc: 'Byte budget of all stored results. In memory: past it the caller holding the most loses its oldest jobs. In Redis: a result that does not fit is stored as a failed job with `RQ_ERR_JOB_STORE_FULL`.' }),

@@ -37,6 +37,7 @@ export interface AsyncConfig {
   readonly authHeader: string
   readonly requireAuth: boolean
   readonly resultsQueue: string
+  readonly resultsQueueType: QueueType
   readonly maxJobs: number
   readonly maxResultBytes: number
   readonly maxStoredBytes: number

@@ -115,6 +115,10 @@ function afterCheck (p: Pending, state: QueueState): void {
     return refuse('RQ_ERR_QUEUE_NOT_FOUND', `no queue for service ${service}`, ctx.config.services === null ? '_unknown' : service)
   }
   ctx.metrics.received(service, p.method)
+  if (state.unavailable === true) {
+    ticket.release()
+    return refuse('RQ_ERR_QUEUE_UNAVAILABLE', `the queue of service ${service} is on a broker node that is down (a classic queue lives on one node; quorum queues survive this)`, service, 1)
+  }
   // Not a breaker failure: answered at once, and often a sub-second gap (see service-breaker.ts).
   if (state.consumers === 0) {
     ticket.release()
@@ -133,7 +137,7 @@ function afterCheck (p: Pending, state: QueueState): void {
   const jobRefusal = job === null ? null : ctx.jobs!.refusal(job)
   if (jobRefusal !== null) {
     ticket.release()
-    return refuse(jobRefusal.code, jobRefusal.detail, service)
+    return refuse(jobRefusal.code, jobRefusal.detail, service, jobRefusal.retryAfter)
   }
   const expectBody = p.headers.contentLength !== undefined || p.headers.transferEncoding !== undefined
   readBody(p.req, ctx.config.maxBodyBytes, expectBody, (body) => {

@@ -19,6 +19,8 @@ import { classify } from '../amqp/errors'
 export interface QueueState {
   readonly exists: boolean
   readonly consumers: number
+  /** It exists but cannot be reached: a classic queue whose node is down. */
+  readonly unavailable?: true
 }
 
 interface Entry {
@@ -163,7 +165,10 @@ export class QueueChecker {
       const ok = await ch.checkQueue(queue)
       return { exists: true, consumers: ok.consumerCount }
     } catch (err) {
-      if (classify(err).kind === 'not_found') return { exists: false, consumers: 0 }
+      const { kind } = classify(err)
+      if (kind === 'not_found') return { exists: false, consumers: 0 }
+      // Rechecked like a queue without consumers (every half second), so it is served again soon after its node is back.
+      if (kind === 'queue_node_down') return { exists: true, consumers: 0, unavailable: true }
       this.logger.debug({ queue, err: (err as Error).message }, 'queue check failed')
       throw err
     } finally {

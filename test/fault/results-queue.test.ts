@@ -78,4 +78,26 @@ describe('the results queue deleted under the enqueuer', () => {
       assert.equal(await completed(enq.url, fresh), 'ran /after')
     })
   }
+
+  // Issue 18: on a cluster the results queue's node went down, its declare
+  // failed, and with it the whole connection setup: every request got 503.
+  // Here the declare fails for another reason (the queue exists as another
+  // type) with the same effect before the fix.
+  it('a results queue that cannot be declared costs jobs only: request/reply is served, jobs get 503', async () => {
+    const results = `t-results-${randomBytes(4).toString('hex')}`
+    queues.push(results)
+    const ch = await broker.channel()
+    await ch.assertQueue(results, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+    await ch.close()
+    const enq = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL }, { waitConnected: false })
+    running.push(enq)
+    await waitFor(async () => (await send(`${enq.url}/readyz`)).status === 200, { timeoutMs: 10000, what: 'the enqueuer to be ready despite its results queue' })
+    const sync = await send(`${enq.url}/${service}/sync`, { method: 'POST', body: 'x' })
+    assert.equal(sync.status, 200, sync.body.toString())
+    const res = await send(`${enq.url}/${service}/job`, { method: 'POST', body: 'x', headers: { prefer: 'respond-async' } })
+    assert.equal(res.status, 503)
+    assert.equal(res.headers['x-relayq-error'], 'RQ_ERR_RESULTS_UNAVAILABLE')
+    assert.equal(res.headers['retry-after'], '1')
+    assert.ok(enq.logs.has('cannot consume the results queue; jobs are refused until it is back'))
+  })
 })

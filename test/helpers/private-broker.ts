@@ -24,7 +24,8 @@ export class PrivateBroker {
   private started = false
   private forget = (): void => {}
 
-  constructor (private readonly extraConfig: string[] = []) {
+  /** `erlArgs`: extra emulator flags (a cluster's nodes run on one scheduler each so three fit two cores). */
+  constructor (private readonly extraConfig: string[] = [], private readonly opts: { erlArgs?: string } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'relayq-broker-'))
     this.node = `relayq-${process.pid}-${Math.floor(Math.random() * 1e6)}@${hostname().split('.')[0]}`
   }
@@ -48,12 +49,18 @@ export class PrivateBroker {
       RABBITMQ_PID_FILE: join(d, 'pid'),
       RABBITMQ_CONF_ENV_FILE: join(d, 'empty.env'),
       ERL_EPMD_ADDRESS: '127.0.0.1',
-      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: `-kernel inet_dist_use_interface {127,0,0,1} ${this.opts.erlArgs ?? ''}`,
       RABBITMQ_CTL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
     }
   }
 
   async start (): Promise<void> {
+    await this.launch()
+    await this.awaitStartup()
+  }
+
+  /** Starts the node without waiting for it (a cluster boots its nodes side by side). */
+  async launch (): Promise<void> {
     this.port = await freePort()
     this.distPort = await freePort()
     const d = this.dir
@@ -70,7 +77,6 @@ export class PrivateBroker {
     })
     execFileSync(`${BIN}/rabbitmq-server`, ['-detached'], { env: this.env(), stdio: 'ignore' })
     this.started = true
-    await this.awaitStartup()
   }
 
   async awaitStartup (): Promise<void> {
@@ -100,8 +106,19 @@ export class PrivateBroker {
 
   /** kill -9 of the node, then a cold start on the same data. */
   async killAndRestart (): Promise<void> {
-    process.kill(this.pid(), 'SIGKILL')
-    await waitFor(() => { try { process.kill(this.pid(), 0); return false } catch { return true } }, { what: 'the broker to die' })
+    await this.kill()
+    await this.restart()
+  }
+
+  /** kill -9 of the node; resolves once the process is gone. */
+  async kill (): Promise<void> {
+    const pid = this.pid()
+    process.kill(pid, 'SIGKILL')
+    await waitFor(() => { try { process.kill(pid, 0); return false } catch { return true } }, { what: 'the broker to die' })
+  }
+
+  /** A cold start on the same data, after kill(). */
+  async restart (): Promise<void> {
     execFileSync(`${BIN}/rabbitmq-server`, ['-detached'], { env: this.env(), stdio: 'ignore' })
     await this.awaitStartup()
   }

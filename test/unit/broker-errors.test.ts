@@ -1,6 +1,7 @@
 // The classifier reads codes and types only: an error whose message says
 // NOT_FOUND but carries no code is 'unknown', and one with code 404 and any
-// message is 'not_found'.
+// message is 'not_found' (the one exception: a 404 whose reply text says the
+// queue's home node is down, pinned below).
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
 import { describe, it } from 'node:test'
@@ -26,6 +27,15 @@ describe('classify', () => {
     assert.equal(classify(new Error('ACCESS_REFUSED 403')).kind, 'unknown')
     assert.equal(classify(new Error('message nacked')).kind, 'unknown')
     assert.equal(classify(coded(404, 'anything')).kind, 'not_found')
+  })
+
+  it('tells a classic queue whose node is down from a missing queue (404 both; RabbitMQ 3.10.8 text, pinned)', () => {
+    // The exact error amqplib 2.3.1 gave on the cluster test's passive declare.
+    const down = 'Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - home node \'rabbit@a\' of durable queue \'s_requests\' in vhost \'/\' is down or inaccessible"'
+    assert.deepEqual(classify(coded(404, down)), { kind: 'queue_node_down', retryable: true, code: 404 })
+    assert.equal(classify(coded(404, 'Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - no queue \'s_requests\' in vhost \'/\'"')).kind, 'not_found')
+    // The text alone, without the code, is still nothing.
+    assert.equal(classify(new Error(down)).kind, 'unknown')
   })
 
   it('maps TLS and socket codes: not TLS at all, refused by the broker, a certificate that does not verify, the network', () => {

@@ -44,7 +44,7 @@ export class Jobs {
    * by the broker once unused for the job TTL.
    */
   readonly resultsQueue: string
-  private readonly resultsQueueArgs: Record<string, number>
+  private readonly resultsQueueArgs: Record<string, string | number>
   private readonly results: ResultsConsumer
   /** Where callbacks may go; the enqueuer adds its own ports once listening. */
   readonly callbacks: CallbackTargets
@@ -60,7 +60,9 @@ export class Jobs {
   ) {
     const shared = config.redisUrl !== null
     this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
-    this.resultsQueueArgs = shared ? {} : { 'x-expires': config.jobTtlSeconds * 1000 }
+    // A quorum queue survives the loss of a node; a classic one waits for its node to come back.
+    const typeArgs = config.resultsQueueType === 'quorum' ? { 'x-queue-type': 'quorum' } : {}
+    this.resultsQueueArgs = shared ? typeArgs : { ...typeArgs, 'x-expires': config.jobTtlSeconds * 1000 }
     this.results = new ResultsConsumer(this.resultsQueue, this.resultsQueueArgs, logger, (ch, msg) => { void this.onResult(ch, msg) })
     this.callbacks = new CallbackTargets(config.callbackAllowedHosts)
     if (store instanceof RedisJobStore) this.watchRedis(store, config.redisUrl ?? '')
@@ -73,7 +75,8 @@ export class Jobs {
    * jobs alone get 503.
    */
   notReadyReason (): string | null {
-    return this.config.always ? this.storeDown : null
+    if (!this.config.always) return null
+    return this.storeDown ?? (this.results.consuming ? null : 'the results queue is not consumed')
   }
 
   /** Says when the job store cannot be reached (at start-up too) and when it can again, naming REDIS_URL. */
@@ -107,10 +110,12 @@ export class Jobs {
   }
 
   /** The refusal a job request gets before its body is read, or null. */
-  refusal (job: NewJob): { code: ErrorCode, detail: string } | null {
+  refusal (job: NewJob): { code: ErrorCode, detail: string, retryAfter?: number } | null {
     if (this.config.requireAuth && job.token === undefined) return { code: 'RQ_ERR_UNAUTHORIZED', detail: `jobs need the ${this.config.authHeader} header` }
     const callbackProblem = job.callbackUrl === undefined ? null : this.callbacks.refusal(job.callbackUrl)
     if (callbackProblem !== null) return { code: 'RQ_ERR_CALLBACK_NOT_ALLOWED', detail: `x-relayq-callback-url ${callbackProblem}` }
+    // A result published to a queue nobody consumes (its node down, say) would leave the job pending until it expires.
+    if (!this.results.consuming) return { code: 'RQ_ERR_RESULTS_UNAVAILABLE', detail: `the results queue ${this.resultsQueue} is not consumed at the moment; retry later`, retryAfter: 1 }
     return null
   }
 
@@ -162,7 +167,7 @@ export class Jobs {
     })
   }
 
-  /** Declares the results queue and consumes it; part of the connection's setup. */
+  /** Declares the results queue and consumes it; part of the connection's setup, which it never fails. */
   async attach (conn: ChannelModel): Promise<void> {
     await this.results.attach(conn)
   }

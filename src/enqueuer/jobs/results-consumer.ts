@@ -3,7 +3,10 @@
 // away while the connection lives: a deleted queue (the broker cancels the
 // consumer) or a channel the broker closed (a 406, say). Until then results
 // wait in (or, while the queue is gone, miss) the queue; once it is back,
-// pending jobs complete.
+// pending jobs complete. A queue that cannot be declared or consumed at all
+// (on a cluster: a classic queue whose node is down) never fails the
+// connection's setup: request/reply goes on, and only new jobs are refused
+// until the queue is back.
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib'
 import type { Logger } from 'pino'
 
@@ -19,7 +22,7 @@ export class ResultsConsumer {
 
   constructor (
     private readonly queue: string,
-    private readonly args: Record<string, number>,
+    private readonly args: Record<string, string | number>,
     private readonly logger: Logger,
     private readonly onMessage: (ch: Channel, msg: ConsumeMessage) => void,
   ) {}
@@ -28,11 +31,16 @@ export class ResultsConsumer {
     return this.channel !== null
   }
 
-  /** Part of a connection's setup: a failure here fails the setup, and the connection retries. */
+  /** Part of a connection's setup; a failure is retried here, with backoff, and never fails the setup. */
   async attach (conn: ChannelModel): Promise<void> {
     this.conn = conn
     this.stopTimer()
-    await this.open(conn)
+    try {
+      await this.open(conn)
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, queue: this.queue }, 'cannot consume the results queue; jobs are refused until it is back')
+      this.reopenLater(conn)
+    }
   }
 
   /** The connection went away; its next setup attaches again. */
