@@ -7,7 +7,6 @@ import type { EventEmitter } from 'node:events'
 
 export type ErrorKind =
   | 'not_found' // 404: a queue or exchange that does not exist
-  | 'queue_node_down' // 404 for a durable classic queue whose node is down (a cluster)
   | 'precondition_failed' // 406: inequivalent arguments, unknown delivery tag, consumer timeout, message too large
   | 'access_refused' // 403: credentials or permissions
   | 'not_allowed' // 530: a missing virtual host, or one this user may not use
@@ -32,14 +31,6 @@ export interface Classified {
 }
 
 const AMQP: Record<number, ErrorKind> = { 404: 'not_found', 406: 'precondition_failed', 403: 'access_refused', 530: 'not_allowed', 405: 'resource_locked', 320: 'connection_forced' }
-// RabbitMQ answers 404 both for a queue that does not exist and for a durable
-// classic queue whose (only) node is down, and says which only in the reply
-// text. This is the one place relayq reads a broker's text: the prefix is
-// RabbitMQ's own (rabbit_amqqueue: "home node ... is down or inaccessible"),
-// and a unit test and the cluster test pin it, so a broker that words it
-// otherwise fails them loudly rather than answering 404 for a live service.
-const HOME_NODE_DOWN = /^NOT_FOUND - home node '[^']*' of durable queue /
-
 const PERMANENT = new Set<ErrorKind>(['not_found', 'precondition_failed', 'access_refused', 'not_allowed', 'unencodable', 'tls_not_tls', 'tls_refused_by_broker', 'tls_certificate'])
 
 // OpenSSL's answers when the far side is not speaking TLS at all (a plain AMQP
@@ -59,7 +50,6 @@ function kindOf (err: unknown): ErrorKind {
   if (err instanceof RangeError) return 'unencodable'
   if (!(err instanceof Error)) return 'unknown'
   const code = (err as NodeJS.ErrnoException).code as unknown
-  if (code === 404 && HOME_NODE_DOWN.test(replyText(err))) return 'queue_node_down'
   if (typeof code === 'number') return AMQP[code] ?? 'broker_error'
   if (typeof code === 'string') {
     if (NOT_TLS.has(code)) return 'tls_not_tls'
@@ -70,12 +60,6 @@ function kindOf (err: unknown): ErrorKind {
   // A wrapper (PublishError) classifies as what it wraps.
   if (err.cause !== undefined && err.cause !== err) return kindOf(err.cause)
   return 'unknown'
-}
-
-/** The broker's reply text of a channel close: amqplib keeps it after `with message "` in the error's message. */
-function replyText (err: Error): string {
-  const m = /with message "(.*)"$/s.exec(err.message)
-  return m === null ? '' : m[1] as string
 }
 
 function codeOf (err: unknown): number | string | undefined {

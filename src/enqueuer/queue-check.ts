@@ -26,12 +26,22 @@ export interface QueueState {
 interface Entry {
   state: QueueState
   checkedAt: number
+  /** When the queue was last seen to exist (-Infinity: never). */
+  existedAt: number
 }
 
 /** First-time checks in flight at once; beyond it they are refused rather than piled on the broker. */
 const MAX_CONCURRENT_CHECKS = 32
 const MAX_ENTRIES = 10000
 const NEGATIVE_TTL_MS = 500
+// RabbitMQ answers a passive declare with the same 404 for a queue that was
+// deleted and for a durable classic queue whose only cluster node is down; it
+// says which only in its reply text, which relayq does not read. A queue seen
+// to exist this recently is taken to be unavailable (503, retry) rather than
+// gone: its node may be down, or its dequeuer is declaring it again. Like a
+// queue without consumers it is rechecked every half second, so it is served
+// again soon after its node is back.
+const VANISHED_GRACE_MS = 60_000
 
 export interface QueueCheckerOptions {
   /** Checks of names not known to exist, per second (a token bucket of one second's worth); 0: no limit. */
@@ -119,8 +129,11 @@ export class QueueChecker {
     if (isNew && (this.newChecks >= MAX_CONCURRENT_CHECKS || !this.takeToken())) return Promise.reject(new QueueChecksBusy())
     if (isNew) this.newChecks++
     this.checksMade++
-    const p = this.bounded(this.ask(queue)).then((state) => {
-      this.store(queue, state)
+    const p = this.bounded(this.ask(queue)).then((asked) => {
+      const before = this.known.get(queue)
+      const vanished = !asked.exists && before !== undefined && this.now() - before.existedAt <= VANISHED_GRACE_MS
+      const state: QueueState = vanished ? { exists: true, consumers: 0, unavailable: true } : asked
+      this.store(queue, state, before?.existedAt)
       return state
     }).finally(() => {
       this.checking.delete(queue)
@@ -167,8 +180,6 @@ export class QueueChecker {
     } catch (err) {
       const { kind } = classify(err)
       if (kind === 'not_found') return { exists: false, consumers: 0 }
-      // Rechecked like a queue without consumers (every half second), so it is served again soon after its node is back.
-      if (kind === 'queue_node_down') return { exists: true, consumers: 0, unavailable: true }
       this.logger.debug({ queue, err: (err as Error).message }, 'queue check failed')
       throw err
     } finally {
@@ -176,7 +187,7 @@ export class QueueChecker {
     }
   }
 
-  private store (queue: string, state: QueueState): void {
+  private store (queue: string, state: QueueState, existedBefore = -Infinity): void {
     const [into, other] = state.exists ? [this.known, this.missing] : [this.missing, this.known]
     other.delete(queue)
     into.delete(queue)
@@ -184,7 +195,8 @@ export class QueueChecker {
       const oldest = into.keys().next().value
       if (oldest !== undefined) into.delete(oldest)
     }
-    into.set(queue, { state, checkedAt: this.now() })
+    const now = this.now()
+    into.set(queue, { state, checkedAt: now, existedAt: state.exists && state.unavailable !== true ? now : existedBefore })
   }
 }
 

@@ -30,6 +30,32 @@ function liveBroker (): { conn: ChannelModel, checks: () => number, queue: { exi
 }
 
 describe('queue checker', () => {
+  it('a queue seen moments ago that now answers 404 is unavailable (503, retry), not gone; after a minute it is gone', async () => {
+    let now = 0
+    const checker = new QueueChecker(2000, pino({ level: 'silent' }), { now: () => now })
+    const broker = liveBroker()
+    checker.attach(broker.conn)
+    assert.equal((await checker.state('a_requests')).exists, true)
+    broker.queue.exists = false
+    now = 10_000
+    assert.deepEqual(await checker.state('a_requests'), { exists: true, consumers: 0, unavailable: true })
+    // Still unavailable while it stays missing within the grace...
+    now = 50_000
+    assert.equal((await checker.state('a_requests')).unavailable, true)
+    // ...and back as soon as it answers again (its node is back, or it was declared again).
+    broker.queue.exists = true
+    now = 51_000
+    assert.deepEqual(await checker.state('a_requests'), { exists: true, consumers: 1 })
+    // Missing for longer than the grace: gone.
+    broker.queue.exists = false
+    now = 54_000
+    assert.equal((await checker.state('a_requests')).unavailable, true)
+    now = 200_000
+    assert.deepEqual(await checker.state('a_requests'), { exists: false, consumers: 0 })
+    // A name never seen is simply missing.
+    assert.deepEqual(await checker.state('never_requests'), { exists: false, consumers: 0 })
+  })
+
   it('bounds a check on a stalled connection: the waiting request is refused at the timeout, not when heartbeats fail', async () => {
     const checker = new QueueChecker(2000, pino({ level: 'silent' }), { checkTimeoutMs: 50 })
     const broker = stalledBroker()
