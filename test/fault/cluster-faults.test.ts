@@ -92,6 +92,9 @@ describe('relayq on a three-node cluster', () => {
   })
 
   it('a classic queue whose node is down: 503 RQ_ERR_QUEUE_UNAVAILABLE at once, not a timeout', async () => {
+    // The enqueuer has served this service: RabbitMQ's 404 for a queue on a dead node is the same as for a deleted
+    // one, and relayq tells them apart by having seen the queue (queue-check.ts).
+    assert.equal((await send(`${relay.enq.url}/${classic}/x`, { method: 'POST', body: 'x' })).status, 200)
     const node = await cluster.queueNode(`${classic}_requests`)
     await node.kill()
     try {
