@@ -1,7 +1,6 @@
-// Rewrites the generated parts of README.md (the configuration table).
+// Rewrites the generated parts of the docs (the configuration table).
 import { readFileSync, writeFileSync } from 'node:fs'
-import { withEnvTable } from '../src/config/table'
+import { TABLE_PAGE, withEnvTable } from '../src/config/table'
 
-const readme = readFileSync('README.md', 'utf8')
-writeFileSync('README.md', withEnvTable(readme))
-console.log('README.md configuration table updated')
+writeFileSync(TABLE_PAGE, withEnvTable(readFileSync(TABLE_PAGE, 'utf8')))
+console.log(`${TABLE_PAGE} configuration table updated`)

@@ -26,8 +26,8 @@ usage:
                                           \`relayq dlq --help\` for its options
   node relayq.js --help | --version
 
-Every setting is an environment variable: see the configuration table in the README
-(section "Configuration"). Invalid settings stop start-up with status 78, each named.
+Every setting is an environment variable: see the configuration table in
+docs/configuration.md. Invalid settings stop start-up with status 78, each named.
 `
 
 /** Arguments that ask for text, not a process: answered before any configuration is read. */

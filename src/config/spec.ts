@@ -1,5 +1,5 @@
 // Every environment variable relayq reads, in one table: name, parser,
-// default, unit and meaning. The loader, the README's configuration table and
+// default, unit and meaning. The loader, docs/configuration.md's table and
 // the deploy manifests' checks all come from this list.
 import * as p from './parsers'
 

@@ -1,5 +1,5 @@
-// The README's configuration table, rendered from the spec (a test keeps the
-// README in step; `npm run docs` rewrites it).
+// The configuration table of docs/configuration.md, rendered from the spec (a
+// test keeps the page in step; `npm run docs` rewrites it).
 import { SPEC, type VarSpec } from './spec'
 
 export function renderEnvTable (): string {
@@ -20,9 +20,11 @@ export function renderEnvTable (): string {
 export const TABLE_START = '<!-- env-table:start -->'
 export const TABLE_END = '<!-- env-table:end -->'
 
-export function withEnvTable (readme: string): string {
-  const start = readme.indexOf(TABLE_START)
-  const end = readme.indexOf(TABLE_END)
-  if (start === -1 || end === -1) throw new Error('README has no env-table markers')
-  return readme.slice(0, start + TABLE_START.length) + '\n' + renderEnvTable() + '\n' + readme.slice(end)
+export const TABLE_PAGE = 'docs/configuration.md'
+
+export function withEnvTable (page: string): string {
+  const start = page.indexOf(TABLE_START)
+  const end = page.indexOf(TABLE_END)
+  if (start === -1 || end === -1) throw new Error(`${TABLE_PAGE} has no env-table markers`)
+  return page.slice(0, start + TABLE_START.length) + '\n' + renderEnvTable() + '\n' + page.slice(end)
 }

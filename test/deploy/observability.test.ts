@@ -34,6 +34,7 @@ const RUNBOOK = join(PROM_DIR, 'README.md')
 const DASHBOARD = join(ROOT, 'deploy/grafana/relayq.json')
 const K8S_DIR = join(ROOT, 'deploy/k8s')
 const MONITORING = join(K8S_DIR, 'monitoring')
+const OPERATIONS = join(ROOT, 'docs/operations.md')
 const RUNBOOK_BASE = 'https://github.com/relayq/relayq/blob/main/deploy/prometheus/README.md'
 
 // ------------------------------------------------------------------ tools
@@ -297,7 +298,7 @@ describe('alert rules (promtool)', () => {
 
   it('label and annotate every alert, with a runbook section for each', () => {
     const runbook = readFileSync(RUNBOOK, 'utf8')
-    const mainReadme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const operations = readFileSync(OPERATIONS, 'utf8')
     const names = alerts.map((a) => a.alert)
     assert.equal(new Set(names).size, names.length, 'alert names are unique')
     for (const a of alerts) {
@@ -308,7 +309,7 @@ describe('alert rules (promtool)', () => {
       assert.ok((a.annotations?.description ?? '').length > 0, `${a.alert}: description`)
       assert.equal(a.annotations?.runbook_url, `${RUNBOOK_BASE}#${a.alert.toLowerCase()}`, `${a.alert}: runbook_url`)
       assert.match(runbook, new RegExp(`^### ${a.alert}$`, 'm'), `${a.alert}: no runbook section in deploy/prometheus/README.md`)
-      assert.match(mainReadme, new RegExp(`^\\| \\[${a.alert}\\]\\(deploy/prometheus/README\\.md#${a.alert.toLowerCase()}\\) \\| ${a.labels?.severity} \\|`, 'm'), `${a.alert}: not in the README's alerts table with its severity`)
+      assert.match(operations, new RegExp(`^\\| \\[${a.alert}\\]\\(\\.\\./deploy/prometheus/README\\.md#${a.alert.toLowerCase()}\\) \\| ${a.labels?.severity} \\|`, 'm'), `${a.alert}: not in docs/operations.md's alerts table with its severity`)
     }
     const sections = [...runbook.matchAll(/^### (\w+)$/gm)].map((m) => m[1])
     assert.deepEqual(sections.sort(), [...names].sort(), 'one runbook section per alert, no more')
@@ -483,10 +484,10 @@ describe('Grafana dashboard', () => {
 })
 
 describe('metrics documentation', () => {
-  it('the README\'s metrics table lists every metric relayq exposes, with its type and labels', () => {
-    const full = readFileSync(join(ROOT, 'README.md'), 'utf8')
+  it('docs/operations.md\'s metrics table lists every metric relayq exposes, with its type and labels', () => {
+    const full = readFileSync(OPERATIONS, 'utf8')
     const readme = full.slice(full.indexOf('<!-- metrics-table:start -->'), full.indexOf('<!-- metrics-table:end -->'))
-    assert.ok(readme.length > 100, 'metrics-table markers in README.md')
+    assert.ok(readme.length > 100, 'metrics-table markers in docs/operations.md')
     const rows = new Map<string, { type: string, labels: string[] }>()
     for (const m of readme.matchAll(/^\| `([a-z_:]+)` \| (\w+) \|([^|]*)\|/gm)) {
       rows.set(m[1]!, { type: m[2]!, labels: [...m[3]!.matchAll(/`(\w+)`/g)].map((l) => l[1]!).sort() })

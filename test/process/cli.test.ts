@@ -23,7 +23,7 @@ describe('the command line', () => {
       assert.match(r.out, /RELAYQ_MODE=enqueuer/)
       assert.match(r.out, /RELAYQ_MODE=dequeuer/)
       assert.match(r.out, /dlq <command>/)
-      assert.match(r.out, /configuration table in the README/)
+      assert.match(r.out, /configuration table in\s+docs\/configuration\.md/)
       assert.doesNotMatch(r.out, /invalid configuration/)
     })
   }

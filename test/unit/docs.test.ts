@@ -1,21 +1,41 @@
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
-import { withEnvTable } from '../../src/config/table'
+import { TABLE_PAGE, withEnvTable } from '../../src/config/table'
 import { ERROR_CODES, statusOf } from '../../src/errors'
 
 const readme = readFileSync('README.md', 'utf8')
 
-/** Reference pages under docs/, where the README's tables may move. */
+/** The reference pages under docs/. */
 function docPages (): string[] {
-  if (!existsSync('docs')) return []
   return readdirSync('docs', { recursive: true }).map(String).filter((f) => f.endsWith('.md')).map((f) => readFileSync(join('docs', f), 'utf8'))
 }
 
-describe('README', () => {
-  it('configuration table matches the spec (run `npm run docs` after changing a variable)', () => {
-    assert.equal(withEnvTable(readme), readme)
+/** Markdown link targets outside fenced code blocks. */
+function linksOf (md: string): string[] {
+  const prose = md.replace(/^```[\s\S]*?^```/gm, '')
+  return [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!)
+}
+
+/** GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens, repeats numbered. */
+function anchorsOf (md: string): Set<string> {
+  const prose = md.replace(/^```[\s\S]*?^```/gm, '')
+  const seen = new Map<string, number>()
+  const out = new Set<string>()
+  for (const m of prose.matchAll(/^#{1,6} (.+)$/gm)) {
+    const slug = m[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')
+    const n = seen.get(slug) ?? 0
+    seen.set(slug, n + 1)
+    out.add(n === 0 ? slug : `${slug}-${n}`)
+  }
+  return out
+}
+
+describe('README and docs/', () => {
+  it(`${TABLE_PAGE}'s configuration table matches the spec (run \`npm run docs\` after changing a variable)`, () => {
+    const page = readFileSync(TABLE_PAGE, 'utf8')
+    assert.equal(withEnvTable(page), page)
   })
   // Both directions, as fastify's errors test does: every code is documented
   // with its status, and every code the docs name exists.
@@ -54,6 +74,30 @@ describe('README', () => {
       assert.doesNotMatch(readFileSync(join('test/unit', f), 'utf8'), /helpers\/process|dist\/relayq/, `test/unit/${f} uses the bundle`)
     }
     assert.match(readFileSync('scripts/test.mjs', 'utf8'), /if \(groups\.some\(\(g\) => g !== 'unit'\)\) \{\n\s+console\.log\('> build'\)/)
+  })
+
+  // Pages that branches in flight add (the idempotency and cluster work): the
+  // README's tour links them already. Remove each name once its page exists.
+  const PENDING = new Set(['docs/idempotency.md'])
+
+  it('every relative link in the README, CONTRIBUTING.md, docs/ and the other READMEs reaches a file and heading', () => {
+    const pages = ['README.md', 'CONTRIBUTING.md', 'bench/README.md', 'deploy/README.md', 'deploy/prometheus/README.md', 'deploy/rabbitmq/README.md',
+      ...readdirSync('docs').filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+    let checked = 0
+    for (const page of pages) {
+      for (const target of linksOf(readFileSync(page, 'utf8'))) {
+        if (/^[a-z]+:/i.test(target)) continue
+        const [path = '', anchor] = target.split('#')
+        const file = path === '' ? page : join(dirname(page), path)
+        if (PENDING.has(file)) continue
+        checked++
+        assert.ok(existsSync(file), `${page} links ${target}: no such file`)
+        if (anchor !== undefined && file.endsWith('.md')) {
+          assert.ok(anchorsOf(readFileSync(file, 'utf8')).has(anchor), `${page} links ${target}: no such heading in ${file}`)
+        }
+      }
+    }
+    assert.ok(checked > 20, `only ${checked} links checked`)
   })
 
   it('gives the test command that .ci/run calls', () => {
