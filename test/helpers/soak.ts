@@ -72,14 +72,16 @@ export async function soak (seconds: number, rate = 200): Promise<void> {
     const metrics = (await send(`${url}/metrics`)).body.toString()
     assert.match(metrics, /^enqueuer_pending_replies \d+$/m)
     assert.match(metrics, /^enqueuer_pending_replies 0$/m, 'no pending reply left once the load stopped')
-    // Memory: over the last third (after the restarts settled), each process grows less than 10%.
+    // Memory: over the last third (after the restarts settled), each process grows less than 20% (+4 MB). RSS
+    // moves with the GC's sizing, and the enqueuer and one dequeuer were restarted at 35-45% and are still young:
+    // this catches runaway growth; test/fault/heap.test.ts catches slow leaks (heap after GC).
     const tail = samples.filter((s) => s.t > ms * 0.67)
     assert.ok(tail.length >= 3, 'enough memory samples')
     for (const name of ['enqueuer', 'dequeuerA', 'dequeuerB']) {
       const first = tail[0]!.rss[name] as number
       const last = tail.at(-1)!.rss[name] as number
       console.log(`# ${name}: RSS ${first.toFixed(0)} MB -> ${last.toFixed(0)} MB over the last third`)
-      assert.ok(last <= first * 1.1 + 2, `${name} grew from ${first.toFixed(0)} to ${last.toFixed(0)} MB`)
+      assert.ok(last <= first * 1.2 + 4, `${name} grew from ${first.toFixed(0)} to ${last.toFixed(0)} MB`)
     }
   } finally {
     for (const p of procs) p.kill('SIGKILL')
