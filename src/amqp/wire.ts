@@ -61,6 +61,8 @@ export interface OutgoingRequest {
   readonly contentType: string | undefined
   /** Set on async jobs so the result consumer can tell its messages apart. */
   readonly jobId?: string
+  /** The AMQP message id; default the correlation id (an idempotent request's is its Idempotency-Key). */
+  readonly messageId?: string
 }
 
 export function encodeRequest (req: OutgoingRequest): Publishable {
@@ -79,7 +81,7 @@ export function encodeRequest (req: OutgoingRequest): Publishable {
   if (req.jobId !== undefined) headers[H.job] = req.jobId
   const options: Options.Publish = {
     correlationId: req.correlationId,
-    messageId: req.correlationId,
+    messageId: req.messageId ?? req.correlationId,
     timestamp: Math.floor(now / 1000),
     // The broker drops (or dead-letters) requests whose caller has given up.
     expiration: expirationUntil(req.deadline, now) ?? '1',

@@ -253,6 +253,13 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     workers: r.get('ENQUEUER_WORKERS'),
     admin: adminPort === undefined ? null : { port: adminPort, host: r.get('ADMIN_HOST') },
     async: readAsync(r),
+    idempotency: {
+      enabled: r.get('ENQUEUER_IDEMPOTENCY'),
+      ttlSeconds: r.get('ENQUEUER_IDEMPOTENCY_TTL'),
+      maxBodyBytes: r.get('ENQUEUER_IDEMPOTENCY_MAX_BODY_BYTES'),
+      graceMs: r.get('ENQUEUER_IDEMPOTENCY_GRACE_SECONDS') * 1000,
+      redisUrl: readRedisUrl(r),
+    },
   }
 }
 

@@ -75,6 +75,16 @@ export interface EnqueuerConfig {
   readonly workers: number
   readonly admin: { readonly port: number, readonly host: string } | null
   readonly async: AsyncConfig
+  readonly idempotency: IdempotencyConfig
+}
+
+export interface IdempotencyConfig {
+  readonly enabled: boolean
+  readonly ttlSeconds: number
+  readonly maxBodyBytes: number
+  readonly graceMs: number
+  /** The same store as async jobs: Redis when configured, else memory. */
+  readonly redisUrl: string | null
 }
 
 export interface BreakerConfig {
