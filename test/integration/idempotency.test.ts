@@ -196,6 +196,37 @@ describe('idempotency keys', () => {
     }
   })
 
+  it('the key travels as the AMQP message id and as a header; dequeuer-made errors are not stored (a retry runs again)', async () => {
+    const enq = await enqueuer()
+    const raw = uniqueService('idemraw')
+    const ch = await broker.channel()
+    await ch.assertQueue(`${raw}_requests`, { durable: false, autoDelete: true })
+    const seen: Array<{ messageId: unknown, header: unknown }> = []
+    await ch.consume(`${raw}_requests`, (msg) => {
+      if (msg === null) return
+      seen.push({ messageId: msg.properties.messageId, header: (msg.properties.headers ?? {})['idempotency-key'] })
+      ch.ack(msg)
+      ch.sendToQueue(msg.properties.replyTo as string, Buffer.from('{}'), {
+        correlationId: msg.properties.correlationId as string,
+        // What a dequeuer sends when it could not reach its service.
+        headers: { 'x-status-code': '502', 'x-relayq-error': 'RQ_ERR_DOWNSTREAM_UNAVAILABLE' },
+      })
+    })
+    try {
+      const key = `kraw-${randomBytes(4).toString('hex')}`
+      const send1 = (): Promise<Answer> => send(`${enq.url}/${raw}/x`, { method: 'POST', body: 'r', headers: { 'idempotency-key': `"${key}"` } })
+      const first = await send1()
+      assert.equal(first.status, 502)
+      const retry = await send1()
+      assert.equal(retry.status, 502)
+      assert.equal(retry.headers['idempotent-replayed'], undefined)
+      assert.deepEqual(seen, [{ messageId: key, header: `"${key}"` }, { messageId: key, header: `"${key}"` }])
+    } finally {
+      await ch.deleteQueue(`${raw}_requests`).catch(() => {})
+      await ch.close().catch(() => {})
+    }
+  })
+
   it('off by default: the header passes through and nothing is deduplicated', async () => {
     const enq = await startTestEnqueuer()
     cleanup.push(() => enq.close())

@@ -37,7 +37,8 @@ export function fingerprint (method: string, target: string, body: Buffer): stri
  * another's answer and no secret is stored.
  */
 export function scopedKey (service: string, caller: string, key: string): string {
-  return createHash('sha256').update(service).update('\n').update(caller).update('\n').update(key).digest('base64url')
+  // JSON keeps the fields apart whatever they hold.
+  return createHash('sha256').update(JSON.stringify([service, caller, key])).digest('base64url')
 }
 
 /** `Prefer: wait` (RFC 7240's preference, any value): a retry waits for the first request's answer instead of a 409. */
