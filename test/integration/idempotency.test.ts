@@ -110,6 +110,14 @@ describe('idempotency keys', () => {
     assert.equal(waited.headers['idempotent-replayed'], 'true')
     assert.ok(waited.body.equals(firstAnswer.body))
     assert.equal(runs(key).length, 1)
+    // A wait ends with the retry's own deadline: 409, still nothing run twice.
+    const key2 = `kw2-${randomBytes(4).toString('hex')}`
+    const slow = post(enq, key2, 'w', { 'x-delay-ms': '1500' })
+    await waitFor(() => runs(key2).length === 1)
+    const gaveUp = await post(enq, key2, 'w', { prefer: 'wait', 'x-relayq-timeout-ms': '300' })
+    assert.equal(gaveUp.status, 409)
+    assert.equal((await slow).status, 201)
+    assert.equal(runs(key2).length, 1)
   })
 
   it('a first attempt that got 504 still completes in the store: the retry gets its answer and the service ran once', async () => {

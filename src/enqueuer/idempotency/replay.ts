@@ -15,7 +15,8 @@ export function replay (res: ServerResponse, answer: StoredAnswer, isHead: boole
   const body = Buffer.from(answer.body, 'base64')
   const headers = [...answer.headers, 'x-correlation-id', correlationId, 'idempotent-replayed', 'true']
   const bodiless = answer.status === 204 || answer.status === 304 || answer.status < 200
-  if (!bodiless) headers.push('content-length', String(body.length))
+  // A HEAD's stored body is empty: its length would contradict the service's own Content-Length.
+  if (!bodiless && !isHead) headers.push('content-length', String(body.length))
   res.writeHead(answer.status, headers)
   res.end(isHead || bodiless ? undefined : body)
   return answer.status
