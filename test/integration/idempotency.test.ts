@@ -195,10 +195,13 @@ describe('idempotency keys', () => {
       const down = await post(enq, `${key}-2`)
       assert.equal(down.status, 503)
       assert.equal(down.headers['x-relayq-error'], 'RQ_ERR_IDEMPOTENCY_STORE_UNAVAILABLE')
-      assert.equal(runs(`${key}-2`).length, 0)
+      assert.equal((await post(enq, `${key}-3`)).status, 503)
+      assert.equal(runs(`${key}-2`).length + runs(`${key}-3`).length, 0)
       assert.equal((await post(enq, null, 'unkeyed')).status, 201)
       const metrics = (await send(`${enq.url}/metrics`)).body.toString()
-      assert.match(metrics, new RegExp(`enqueuer_idempotency_total\\{service="${service}",outcome="store_error"\\} 1`))
+      assert.match(metrics, new RegExp(`enqueuer_idempotency_total\\{service="${service}",outcome="store_error"\\} 2`))
+      // Said once per outage, not once per request.
+      assert.equal(enq.logs.lines.filter((l) => String(l.msg).startsWith('the idempotency store cannot be reached')).length, 1)
     } finally {
       if (redis.exitCode === null) redis.kill('SIGKILL')
     }

@@ -47,6 +47,8 @@ const CLAIM_SLACK_SECONDS = 5
 
 export class Idempotency {
   private lingering = 0
+  /** The store's last call failed: logged once per outage, not once per request. */
+  private storeFailing = false
 
   constructor (
     readonly config: IdempotencyConfig,
@@ -72,6 +74,7 @@ export class Idempotency {
     let pollMs = FIRST_POLL_MS
     const attempt = (): void => {
       this.store.claim(k.scoped, { state: 'pending', fingerprint: k.fingerprint, claim: k.claim }, ttl).then((held) => {
+        this.storeReachable()
         if (turn.res.destroyed) {
           if (held === null) k.release()
           return
@@ -100,8 +103,7 @@ export class Idempotency {
         setTimeout(attempt, pollMs)
         pollMs = Math.min(MAX_POLL_MS, pollMs * 2)
       }, (err: Error) => {
-        this.counted(k, 'store_error')
-        this.logger.warn({ err: err.message }, 'idempotency store unavailable')
+        this.storeFailed(k, err, 'the idempotency store cannot be reached: keyed requests get 503 until it can')
         turn.refuse('RQ_ERR_IDEMPOTENCY_STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the request was not sent', 1)
       })
     }
@@ -130,8 +132,7 @@ export class Idempotency {
     const entry: Entry = { state: 'done', fingerprint: k.fingerprint, answer }
     this.store.complete(k.scoped, entry, this.config.ttlSeconds).catch((err: Error) => {
       // The claim stays until it expires: retries get 409 meanwhile, never a second run.
-      this.counted(k, 'store_error')
-      this.logger.warn({ err: err.message }, 'cannot store the answer of an idempotent request')
+      this.storeFailed(k, err, 'cannot store the answer of an idempotent request; its key stays claimed until it expires')
     })
   }
 
@@ -147,6 +148,19 @@ export class Idempotency {
     this.store.release(k.scoped, k.claim).catch((err: Error) => {
       this.logger.warn({ err: err.message }, 'cannot release an idempotency claim; it expires by itself')
     })
+  }
+
+  private storeFailed (k: KeyedRequest, err: Error & { code?: string }, what: string): void {
+    this.counted(k, 'store_error')
+    if (this.storeFailing) return
+    this.storeFailing = true
+    this.logger.error({ err: err.code ?? err.message }, what)
+  }
+
+  private storeReachable (): void {
+    if (!this.storeFailing) return
+    this.storeFailing = false
+    this.logger.info('the idempotency store is reachable again')
   }
 
   counted (k: KeyedRequest, outcome: 'replayed' | 'conflict' | 'mismatch' | 'store_error'): void {
