@@ -113,6 +113,8 @@ export interface BatchConfig {
 
 export interface DequeuerConfig {
   readonly service: string
+  /** Where answers to keyed requests are recorded (null: not recorded). */
+  readonly idempotency: { readonly redisUrl: string, readonly ttlSeconds: number } | null
   readonly downstreamUrl: URL
   readonly downstreamTimeoutMs: number
   readonly concurrency: number

@@ -239,7 +239,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     replyTo: job === null || jobs === null ? DIRECT_REPLY_TO : jobs.resultsQueue,
     // A keyed request may finish after its client's 504: its answer is still stored (idempotency/lingerer.ts).
     deadline: job === null && p.keyed !== null ? deadline + p.keyed.graceMs : deadline,
-    ...(p.keyed === null ? {} : { messageId: p.keyed.key }),
+    ...(p.keyed === null ? {} : { messageId: p.keyed.key, idempotencyScope: p.keyed.scoped }),
     // A 202 promises the request survives a broker restart.
     persistent: job !== null || ctx.config.persistent,
     contentType: p.headers.contentType,
