@@ -2,6 +2,7 @@
 // scope, Prefer: wait, and the in-memory store's claims, expiry and bounds.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { ConfigError, loadConfig } from '../../src/config/load'
 import { fingerprint, parseKey, prefersWait, scopedKey } from '../../src/enqueuer/idempotency/key'
 import { MemoryIdempotencyStore } from '../../src/enqueuer/idempotency/memory-store'
 
@@ -60,5 +61,37 @@ describe('in-memory idempotency store', () => {
     assert.equal(store.size, 3)
     assert.equal(await store.claim('a', pending('x'), 60), null)
     assert.deepEqual(await store.claim('d', pending('x'), 60), done)
+  })
+})
+
+describe('idempotency settings', () => {
+  const enq = { RELAYQ_MODE: 'enqueuer', RABBITMQ_URL: 'amqp://localhost' }
+  const deq = { RELAYQ_MODE: 'dequeuer', RABBITMQ_URL: 'amqp://localhost', SERVICE_NAME: 's', DOWNSTREAM_URL: 'http://127.0.0.1:1' }
+  const named = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env)
+    } catch (err) {
+      assert.ok(err instanceof ConfigError)
+      return err.problems.map((p) => p.variable)
+    }
+    return []
+  }
+
+  it('off by default; defaults for TTL, body bound and grace; the store follows REDIS_URL', () => {
+    const off = loadConfig(enq).enqueuer!.idempotency
+    assert.deepEqual(off, { enabled: false, ttlSeconds: 86400, maxBodyBytes: 1024 * 1024, graceMs: 30000, redisUrl: null })
+    const on = loadConfig({ ...enq, ENQUEUER_IDEMPOTENCY: 'true', REDIS_URL: 'redis://r:6379/1', ENQUEUER_IDEMPOTENCY_GRACE_SECONDS: '0' }).enqueuer!.idempotency
+    assert.equal(on.enabled, true)
+    assert.equal(on.redisUrl, 'redis://r:6379/1')
+    assert.equal(on.graceMs, 0)
+    assert.equal(loadConfig(deq).dequeuer!.idempotency, null)
+    assert.deepEqual(loadConfig({ ...deq, DEQUEUER_IDEMPOTENCY_REDIS_URL: 'redis://r' }).dequeuer!.idempotency, { redisUrl: 'redis://r', ttlSeconds: 86400 })
+  })
+
+  it('refuses bad values, naming the variable', () => {
+    assert.deepEqual(named({ ...enq, ENQUEUER_IDEMPOTENCY: 'yes please' }), ['ENQUEUER_IDEMPOTENCY'])
+    assert.deepEqual(named({ ...enq, ENQUEUER_IDEMPOTENCY_TTL: '0' }), ['ENQUEUER_IDEMPOTENCY_TTL'])
+    assert.deepEqual(named({ ...enq, ENQUEUER_IDEMPOTENCY_MAX_BODY_BYTES: '-1' }), ['ENQUEUER_IDEMPOTENCY_MAX_BODY_BYTES'])
+    assert.deepEqual(named({ ...deq, DEQUEUER_IDEMPOTENCY_REDIS_URL: 'http://r' }), ['DEQUEUER_IDEMPOTENCY_REDIS_URL'])
   })
 })
