@@ -238,6 +238,19 @@ describe('idempotency keys', () => {
     }
   })
 
+  it('an answer over ENQUEUER_IDEMPOTENCY_MAX_BODY_BYTES reaches its client; a retry gets 502 saying it ran once, and runs nothing', async () => {
+    const enq = await enqueuer({ ENQUEUER_IDEMPOTENCY_MAX_BODY_BYTES: '10' })
+    const key = `kbig-${randomBytes(4).toString('hex')}`
+    const first = await post(enq, key)
+    assert.equal(first.status, 201)
+    assert.ok(first.body.length > 10)
+    const retry = await post(enq, key)
+    assert.equal(retry.status, 502)
+    assert.equal(retry.headers['x-relayq-error'], 'RQ_ERR_RESPONSE_TOO_LARGE')
+    assert.match(retry.json<{ detail: string }>().detail, /ran once/)
+    assert.equal(runs(key).length, 1)
+  })
+
   it('off by default: the header passes through and nothing is deduplicated', async () => {
     const enq = await startTestEnqueuer()
     cleanup.push(() => enq.close())
