@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { after, afterEach, before, describe, it } from 'node:test'
 import Redis from 'ioredis'
+import { fingerprint, scopedKey } from '../../src/enqueuer/idempotency/key'
 import { RedisIdempotencyStore } from '../../src/enqueuer/idempotency/redis-store'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
 import { startEcho, type Echo, type Received } from '../helpers/echo'
@@ -249,6 +250,22 @@ describe('idempotency keys', () => {
     assert.equal(retry.headers['x-relayq-error'], 'RQ_ERR_RESPONSE_TOO_LARGE')
     assert.match(retry.json<{ detail: string }>().detail, /ran once/)
     assert.equal(runs(key).length, 1)
+  })
+
+  it('a stored answer Node will not write is refused 502, and the enqueuer goes on', async () => {
+    const enq = await enqueuer()
+    const key = `kbad-${randomBytes(4).toString('hex')}`
+    // Written as the store writes it: a reply from whoever could publish to the reply address.
+    const answer = { status: 200, headers: ['x-bad', 'a\u0100b'], body: '', correlationId: 'c' }
+    const entry = { state: 'done', fingerprint: fingerprint('POST', `/${service}/pay?x=1`, Buffer.from('pay 10')), answer }
+    const redis = new Redis(REDIS_URL)
+    await redis.set(`${PREFIX}relayq:idem:${scopedKey(service, '', key)}`, JSON.stringify(entry), 'EX', 60)
+    redis.disconnect()
+    const res = await post(enq, key)
+    assert.equal(res.status, 502)
+    assert.equal(res.headers['x-relayq-error'], 'RQ_ERR_MALFORMED_REPLY')
+    assert.equal(runs(key).length, 0)
+    assert.equal((await post(enq, null)).status, 201)
   })
 
   it('off by default: the header passes through and nothing is deduplicated', async () => {

@@ -105,6 +105,11 @@ export class Idempotency {
       }, (err: Error) => {
         this.storeFailed(k, err, 'the idempotency store cannot be reached: keyed requests get 503 until it can')
         turn.refuse('RQ_ERR_IDEMPOTENCY_STORE_UNAVAILABLE', 'the idempotency store cannot be reached; the request was not sent', 1)
+      }).catch((err: unknown) => {
+        // A throw above (a bug) would be an unhandled rejection, which ends the process: this request alone fails.
+        this.logger.error({ err: err instanceof Error ? err.stack : String(err) }, 'idempotent request failed')
+        if (!turn.res.headersSent) turn.refuse('RQ_ERR_INTERNAL', 'the request could not be handled')
+        else turn.res.destroy()
       })
     }
     attempt()
@@ -112,7 +117,9 @@ export class Idempotency {
 
   /** The answer is stored for the key; relayq's own errors never are (a retry runs the request). */
   settle (k: KeyedRequest, reply: IncomingResponse): void {
-    if (reply.errorCode !== undefined || reply.malformed !== undefined) {
+    // Only a final answer is one to replay (a reply outside 200-599 is refused on the live path too).
+    const final = Number.isInteger(reply.status) && reply.status >= 200 && reply.status <= 599
+    if (reply.errorCode !== undefined || reply.malformed !== undefined || !final) {
       k.release()
       return
     }

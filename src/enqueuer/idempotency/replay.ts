@@ -17,7 +17,13 @@ export function replay (res: ServerResponse, answer: StoredAnswer, isHead: boole
   const bodiless = answer.status === 204 || answer.status === 304 || answer.status < 200
   // A HEAD's stored body is empty: its length would contradict the service's own Content-Length.
   if (!bodiless && !isHead) headers.push('content-length', String(body.length))
-  res.writeHead(answer.status, headers)
+  try {
+    res.writeHead(answer.status, headers)
+  } catch {
+    // A header Node will not write (the reply came from whoever can publish to the reply address): refused whole.
+    sendError(res, 'RQ_ERR_MALFORMED_REPLY', 'the stored answer cannot be written as an HTTP response', { correlationId })
+    return res.statusCode
+  }
   res.end(isHead || bodiless ? undefined : body)
   return answer.status
 }
