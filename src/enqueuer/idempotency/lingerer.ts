@@ -38,7 +38,14 @@ export class Lingerer implements Waiter {
 
   onReply (msg: ConsumeMessage): void {
     this.end()
-    this.onReplyDecoded(decodeResponse(msg))
+    let reply: IncomingResponse
+    try {
+      reply = decodeResponse(msg)
+    } catch {
+      // Thrown here it would close the channel every waiting request shares; the claim expires by itself instead.
+      return
+    }
+    this.onReplyDecoded(reply)
   }
 
   onReturned (): void {
