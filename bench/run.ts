@@ -28,6 +28,8 @@ interface Target {
   readonly kind: Kind
   readonly env?: Record<string, string>
   readonly headers?: Record<string, string>
+  /** Every request carries an Idempotency-Key of its own (the keyed path, never a replay). */
+  readonly uniqueKeys?: boolean
 }
 
 interface Scenario {
@@ -57,6 +59,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'slow-50ms', what: 'service takes 50 ms, 64 connections', connections: 64, bodyBytes: 256, serviceDelayMs: 50, targets: [BRIDGE, RELAYQ] },
   { name: 'quorum', what: '256 B POST, 64 connections, quorum queue', connections: 64, bodyBytes: 256, targets: [BRIDGE, { label: 'relayq, quorum', kind: 'relayq', env: { DEQUEUER_QUEUE_TYPE: 'quorum' } }] },
   { name: 'async-202', what: 'jobs accepted (202) per second, 64 connections', connections: 64, bodyBytes: 256, targets: [RELAYQ, { label: 'relayq, 202', kind: 'relayq', headers: { prefer: 'respond-async' } }] },
+  { name: 'idempotency', what: '256 B POST, 64 connections, ENQUEUER_IDEMPOTENCY=true without and with keys', connections: 64, bodyBytes: 256, targets: [RELAYQ, { label: 'relayq, idempotency on, no key', kind: 'relayq', env: { ENQUEUER_IDEMPOTENCY: 'true' } }, { label: 'relayq, a key each, idempotency off', kind: 'relayq', uniqueKeys: true }, { label: 'relayq, a key each (memory)', kind: 'relayq', env: { ENQUEUER_IDEMPOTENCY: 'true', ENQUEUER_IDEMPOTENCY_TTL: '60' }, uniqueKeys: true }, { label: 'relayq, a key each (Redis)', kind: 'relayq', env: { ENQUEUER_IDEMPOTENCY: 'true', ENQUEUER_IDEMPOTENCY_TTL: '60', ASYNC_JOBS: 'false', REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15' }, uniqueKeys: true }] },
   { name: 'workers-2', what: '256 B POST, 64 connections, ENQUEUER_WORKERS=2', connections: 64, bodyBytes: 256, targets: [BRIDGE, RELAYQ, { label: 'relayq, 2 workers', kind: 'relayq', env: { ENQUEUER_WORKERS: '2' } }] },
   {
     name: 'batch',
@@ -177,6 +180,12 @@ async function startTarget (t: Target, servicePort: number, queueName: string): 
   return { url: `http://127.0.0.1:${port}/${queueName}/`, procs: { enqueuer: enq, dequeuer: deq }, children: [enq, deq] }
 }
 
+let keys = 0
+const keyRun = Date.now().toString(36)
+function withNewKey (req: autocannon.Request): autocannon.Request {
+  return { ...req, headers: { ...req.headers, 'idempotency-key': `"bench-${keyRun}-${keys++}"` } }
+}
+
 async function load (url: string, s: Scenario, t: Target, seconds: number): Promise<autocannon.Result> {
   return autocannon({
     url,
@@ -186,6 +195,7 @@ async function load (url: string, s: Scenario, t: Target, seconds: number): Prom
     body: Buffer.alloc(s.bodyBytes, 'x'),
     headers: { 'content-type': 'application/octet-stream', ...(t.headers ?? {}) },
     pipelining: 1,
+    ...(t.uniqueKeys === true ? { requests: [{ setupRequest: withNewKey }] } : {}),
   })
 }
 

@@ -26,6 +26,8 @@ export const H = {
   deadLetteredAt: 'x-relayq-dead-lettered-at',
   originalQueue: 'x-relayq-original-queue',
   job: 'x-relayq-job',
+  /** An idempotent request's scoped key (see enqueuer/idempotency): the dequeuer records its answer under it. */
+  idempotency: 'x-relayq-idempotency',
   /** Put by relayq's frame guard in place of a header table it would not decode. */
   undecodable: 'x-relayq-undecodable',
   deliveryCount: 'x-delivery-count',
@@ -61,6 +63,9 @@ export interface OutgoingRequest {
   readonly contentType: string | undefined
   /** Set on async jobs so the result consumer can tell its messages apart. */
   readonly jobId?: string
+  /** The AMQP message id; default the correlation id (an idempotent request's is its Idempotency-Key). */
+  readonly messageId?: string
+  readonly idempotencyScope?: string
 }
 
 export function encodeRequest (req: OutgoingRequest): Publishable {
@@ -77,9 +82,10 @@ export function encodeRequest (req: OutgoingRequest): Publishable {
   if (req.path !== null) headers[H.path] = req.path
   headers[H.deadline] = String(req.deadline)
   if (req.jobId !== undefined) headers[H.job] = req.jobId
+  if (req.idempotencyScope !== undefined) headers[H.idempotency] = req.idempotencyScope
   const options: Options.Publish = {
     correlationId: req.correlationId,
-    messageId: req.correlationId,
+    messageId: req.messageId ?? req.correlationId,
     timestamp: Math.floor(now / 1000),
     // The broker drops (or dead-letters) requests whose caller has given up.
     expiration: expirationUntil(req.deadline, now) ?? '1',

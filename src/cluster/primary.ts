@@ -12,6 +12,8 @@ import { createAdminServer } from '../http/admin'
 import { listen } from '../http/server'
 import { serveJobStore } from '../enqueuer/jobs/cluster-store'
 import { memoryJobStore } from '../enqueuer/jobs/default-store'
+import { serveIdempotencyStore } from '../enqueuer/idempotency/cluster-store'
+import { MemoryIdempotencyStore } from '../enqueuer/idempotency/memory-store'
 
 interface MetricsRequest { readonly relayq: 'metrics', readonly id: number }
 interface InstanceRequest { readonly relayq: 'instance' }
@@ -41,6 +43,7 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
   const instanceId = randomBytes(6).toString('hex')
   // Without Redis, the workers share one in-memory job store, kept here.
   const jobStore = cfg.async.enabled && cfg.async.redisUrl === null ? memoryJobStore(cfg.async) : null
+  const idempotencyStore = cfg.idempotency.enabled && cfg.idempotency.redisUrl === null ? new MemoryIdempotencyStore() : null
   const aggregate = async (): Promise<string> => aggregator.clusterMetrics()
   let stopping = false
   const restarts = new Map<number, number>()
@@ -48,6 +51,7 @@ export async function runPrimary (config: Config, logger: Logger, deps: PrimaryD
   const fork = (slot: number): void => {
     const worker = cluster.fork()
     if (jobStore !== null) serveJobStore(worker, jobStore)
+    if (idempotencyStore !== null) serveIdempotencyStore(worker, idempotencyStore)
     worker.on('message', (msg: MetricsRequest | InstanceRequest) => {
       if (msg?.relayq === 'instance') {
         worker.send({ relayq: 'instance-result', id: instanceId } satisfies InstanceResponse)

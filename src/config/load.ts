@@ -255,6 +255,13 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
     workers: r.get('ENQUEUER_WORKERS'),
     admin: adminPort === undefined ? null : { port: adminPort, host: r.get('ADMIN_HOST') },
     async: readAsync(r),
+    idempotency: {
+      enabled: r.get('ENQUEUER_IDEMPOTENCY'),
+      ttlSeconds: r.get('ENQUEUER_IDEMPOTENCY_TTL'),
+      maxBodyBytes: r.get('ENQUEUER_IDEMPOTENCY_MAX_BODY_BYTES'),
+      graceMs: r.get('ENQUEUER_IDEMPOTENCY_GRACE_SECONDS') * 1000,
+      redisUrl: readRedisUrl(r),
+    },
   }
 }
 
@@ -308,8 +315,11 @@ function readDequeuer (r: Reader): DequeuerConfig {
   if (retryMaxDelayMs < retryDelayMs) r.problem('DEQUEUER_RETRY_MAX_DELAY_MS', `must be at least DEQUEUER_RETRY_DELAY_MS (${retryDelayMs})`)
   const batchEnabled = r.get('BATCH_MODE')
   const batchUrl = batchEnabled ? r.need('BATCH_DOWNSTREAM_URL', 'when BATCH_MODE=true') : r.get('BATCH_DOWNSTREAM_URL')
+  const idemUrl = r.get('DEQUEUER_IDEMPOTENCY_REDIS_URL')
+  if (idemUrl !== undefined && !/^rediss?:\/\//.test(idemUrl)) r.problem('DEQUEUER_IDEMPOTENCY_REDIS_URL', 'must start with redis:// or rediss://')
   return {
     service: service ?? '',
+    idempotency: idemUrl === undefined ? null : { redisUrl: idemUrl, ttlSeconds: r.get('DEQUEUER_IDEMPOTENCY_TTL') },
     downstreamUrl: downstreamUrl ?? new URL('http://invalid'),
     downstreamTimeoutMs: Math.round(r.get('DOWNSTREAM_TIMEOUT') * 1000),
     concurrency,

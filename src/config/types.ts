@@ -78,6 +78,16 @@ export interface EnqueuerConfig {
   readonly workers: number
   readonly admin: { readonly port: number, readonly host: string } | null
   readonly async: AsyncConfig
+  readonly idempotency: IdempotencyConfig
+}
+
+export interface IdempotencyConfig {
+  readonly enabled: boolean
+  readonly ttlSeconds: number
+  readonly maxBodyBytes: number
+  readonly graceMs: number
+  /** The same store as async jobs: Redis when configured, else memory. */
+  readonly redisUrl: string | null
 }
 
 export interface BreakerConfig {
@@ -106,6 +116,8 @@ export interface BatchConfig {
 
 export interface DequeuerConfig {
   readonly service: string
+  /** Where answers to keyed requests are recorded (null: not recorded). */
+  readonly idempotency: { readonly redisUrl: string, readonly ttlSeconds: number } | null
   readonly downstreamUrl: URL
   readonly downstreamTimeoutMs: number
   readonly concurrency: number

@@ -27,6 +27,7 @@ import { Inflight } from './inflight'
 import { Isolation } from './isolation'
 import { retryDelays } from './outcome'
 import { createPipeline } from './process'
+import { RecordedAnswers } from './answers'
 import { Publisher } from './publisher'
 
 export interface DequeuerDeps {
@@ -120,7 +121,9 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     quietMs: CAREFUL_QUIET_MS,
   })
   const control = new ControlHeaders(cfg.messageKey, everyMinute(() => log.warn('ignored relayq control headers without a valid signature (RELAYQ_MESSAGE_KEY): a publisher other than relayq, or a key that differs between dequeuers')))
+  const answers = cfg.idempotency === null ? null : new RecordedAnswers(cfg.idempotency.redisUrl, cfg.idempotency.ttlSeconds, log)
   const pipeline = createPipeline({
+    answers,
     cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, gate, control, inflight, queue, strategy, isolation,
     holding: () => isolation.holding,
     expectSuspect: () => isolation.expect(),
@@ -199,6 +202,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
       await publisher.close()
       await publishConn.close()
       await strategy.close()
+      await answers?.close()
       admin.closeAllConnections()
       await new Promise<void>((resolve) => admin.close(() => resolve()))
     }),

@@ -5,6 +5,7 @@
 //   settle (publish, ack, books) — the same for every path.
 // A suspect runs the same line, alone (isolation.ts). Whatever happens, a
 // delivery is settled exactly once, and only after whatever it publishes is out.
+import type { RecordedAnswers } from './answers'
 import { OPEN, type CallResult } from './breaker'
 import type { CallStrategy } from './call'
 import type { Delivery } from './consumer'
@@ -18,6 +19,8 @@ export interface PipelineDeps extends PrepareDeps, SettleDeps {
   readonly strategy: CallStrategy
   readonly isolation: Isolation
   readonly inflight: Inflight
+  /** Answers to idempotent requests (DEQUEUER_IDEMPOTENCY_REDIS_URL), or null. */
+  readonly answers: RecordedAnswers | null
 }
 
 /** The delivery handler given to the consumer. */
@@ -27,7 +30,11 @@ export function createPipeline (deps: PipelineDeps): (d: Delivery) => void {
     let result: CallResult | null = null
     let outcome: Outcome
     try {
-      result = await call(p)
+      // An idempotent request answered before (its ack was lost) is answered from the record, not called again.
+      const recorded = deps.answers === null ? null : await deps.answers.lookup(p.d.msg)
+      result = recorded ?? await call(p)
+      // Recorded before the reply and the ack: a crash after this point costs no second call.
+      if (recorded === null && deps.answers !== null && result !== OPEN) await deps.answers.record(p.d.msg, result)
       // A call cut off at the caller's deadline ends at the deadline, whatever the clock says (timers fire early or late).
       const cutOff = result !== OPEN && result.kind === 'error' && result.code === 'RQ_ERR_DOWNSTREAM_TIMEOUT' && p.forward.deadline === p.req.deadline
       outcome = decideAfterCall(result, p.attempt, deps.cfg, p.req.deadline, cutOff ? Math.max(Date.now(), p.forward.deadline) : Date.now())

@@ -4,6 +4,7 @@
 // end(), which frees its timer and table entry and releases its admission ticket.
 import type { ServerResponse } from 'node:http'
 import type { ConsumeMessage } from 'amqplib'
+import type { IncomingResponse } from '../amqp/wire'
 import { classify } from '../amqp/errors'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
@@ -31,6 +32,14 @@ export interface CallInit {
   readonly ticket: Ticket
   /** Set for async jobs: answer 202 once the broker confirms, do not wait for a reply. */
   readonly onConfirmed?: (call: Call) => void
+  /** Hears how the call ended (an idempotency key stores the answer). */
+  readonly observer?: CallObserver
+}
+
+export interface CallObserver {
+  replied: (reply: IncomingResponse) => void
+  /** Ended without a reply: a relayq error, or null when the client went away. */
+  unanswered: (code: ErrorCode | null, channel: RpcChannel | null, correlationId: string) => void
 }
 
 export class Call implements Waiter {
@@ -94,6 +103,8 @@ export class Call implements Waiter {
       return
     }
     const headers = replyHeadersForClient(reply.headers)
+    // A keyed request stores what the client gets: the checked headers, not the reply's raw ones.
+    this.init.observer?.replied({ ...reply, headers: [...headers] })
     headers.push('x-correlation-id', this.answerId)
     // 204 and 304 never carry a body or a Content-Length (RFC 9110 8.6, 15.3.5, 15.4.5).
     const bodyless = reply.noBody || reply.status === 204 || reply.status === 304
@@ -152,6 +163,7 @@ export class Call implements Waiter {
   abandon (): void {
     if (this.done) return
     this.end()
+    this.init.observer?.unanswered(null, this.channel, this.correlationId)
     this.ctx.metrics.answered(this.init.service, 499, this.elapsedSeconds())
   }
 
@@ -175,6 +187,7 @@ export class Call implements Waiter {
   fail (code: ErrorCode, detail: string, retryAfter?: number): void {
     if (this.done) return
     this.end()
+    this.init.observer?.unanswered(code, this.channel, this.correlationId)
     this.ctx.metrics.failed(this.init.service, code)
     this.ctx.metrics.answered(this.init.service, statusOf(code), this.elapsedSeconds())
     const { res } = this.init

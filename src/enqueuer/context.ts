@@ -12,6 +12,7 @@ import type { RpcPool } from './rpc-pool'
 import type { ServiceBreakers } from './service-breaker'
 import type { TokenSet } from './auth'
 import type { Jobs } from './jobs/jobs'
+import type { Idempotency } from './idempotency/idempotency'
 
 export interface EnqueuerContext {
   readonly config: EnqueuerConfig
@@ -23,6 +24,8 @@ export interface EnqueuerContext {
   readonly breakers: ServiceBreakers
   readonly tokens: TokenSet | null
   readonly jobs: Jobs | null
+  /** Null unless ENQUEUER_IDEMPOTENCY=true. */
+  readonly idempotency: Idempotency | null
   /** Appends the peer to X-Forwarded-For (and drops untrusted peers' forwarding headers). */
   readonly forwarded: ForwardedFor
   /** In-flight counts, intake and drain: the one owner of the request path's counters. */

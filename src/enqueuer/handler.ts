@@ -17,6 +17,8 @@ import type { EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
 import { jobCaller, type NewJob } from './jobs/jobs'
 import { QueueCheckTimeout, QueueChecksBusy, type QueueState } from './queue-check'
+import type { KeyedRequest, Turn } from './idempotency/idempotency'
+import { MAX_KEY_CHARS } from './idempotency/key'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -47,6 +49,9 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   if (!METHODS.has(method)) return refuse('RQ_ERR_METHOD_NOT_ALLOWED', `method ${method} is not supported`)
   const headers = scanRequestHeaders(req.rawHeaders, config.async.authHeader, ctx.tokens !== null)
   if (ctx.tokens !== null && !ctx.tokens.accepts(headers.authorization)) return refuse('RQ_ERR_UNAUTHORIZED', 'a valid bearer token is required')
+  // The one check on the hot path while ENQUEUER_IDEMPOTENCY is off.
+  const keyed = ctx.idempotency === null ? null : ctx.idempotency.read(req.headers['idempotency-key'], target.service, headers.authorization ?? headers.jobToken ?? '', headers.prefer)
+  if (keyed === 'invalid') return refuse('RQ_ERR_IDEMPOTENCY_KEY_INVALID', `Idempotency-Key must be a structured-field string ("...") of 1 to ${MAX_KEY_CHARS} printable ASCII characters, sent once`)
   const methodProblem = ctx.jobs?.methodRefusal(method, headers.prefer) ?? null
   if (methodProblem !== null) {
     allowPostOnly(res)
@@ -78,7 +83,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   ctx.forwarded.apply(headers.table, req.socket.remoteAddress)
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
-  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse }
+  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse, keyed }
   if (state instanceof Promise) {
     state.then((s) => afterCheck(request, s), (err: unknown) => {
       ticket.release()
@@ -105,6 +110,8 @@ interface Pending {
   /** The client's own x-correlation-id (or x-request-id): returned and logged, never put on the message. */
   readonly clientId: string | undefined
   readonly refuse: (code: ErrorCode, detail: string, service?: string, retryAfter?: number, close?: boolean) => void
+  /** Set when the request carries an Idempotency-Key (ENQUEUER_IDEMPOTENCY=true). */
+  readonly keyed: KeyedRequest | null
 }
 
 function afterCheck (p: Pending, state: QueueState): void {
@@ -141,9 +148,32 @@ function afterCheck (p: Pending, state: QueueState): void {
   }
   const expectBody = p.headers.contentLength !== undefined || p.headers.transferEncoding !== undefined
   readBody(p.req, ctx.config.maxBodyBytes, expectBody, (body) => {
-    if (job === null) afterBody(p, body, null)
-    else afterJobBody(p, body, job)
+    const next = (): void => { if (job === null) afterBody(p, body, null); else afterJobBody(p, body, job) }
+    // A keyed request is claimed (or answered from the store) before anything else happens to it.
+    if (p.keyed === null || typeof body === 'string') next()
+    else ctx.idempotency!.begin(p.keyed, keyedTurn(p, body), p.timeoutMs, next)
   })
+}
+
+function keyedTurn (p: Pending, body: Buffer): Turn {
+  const { ctx, ticket, target } = p
+  return {
+    res: p.res,
+    method: p.method,
+    target: p.req.url ?? '/',
+    body,
+    isHead: p.method === 'HEAD',
+    deadline: Date.now() + p.timeoutMs - (performance.now() - p.startedAt),
+    clientId: p.clientId,
+    refuse: (code, detail, retryAfter) => {
+      ticket.release()
+      p.refuse(code, detail, target.service, retryAfter)
+    },
+    replayed: (status) => {
+      ticket.release()
+      ctx.metrics.answered(target.service, status, (performance.now() - p.startedAt) / 1000)
+    },
+  }
 }
 
 /** A job: recorded as pending first, so the 202 (sent once the broker confirms) names a job that exists. */
@@ -192,11 +222,13 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     timeoutMs: p.timeoutMs,
     ticket,
     ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
+    ...(p.keyed === null ? {} : { observer: p.keyed.published(p.clientId) }),
     ...(job === null || jobs === null || keepJob === null
       ? {}
       : {
           onConfirmed: (c: Call) => {
             keepJob()
+            p.keyed?.acceptedJob(job)
             c.accepted(() => jobs.accepted(p.res, job))
           },
         }),
@@ -211,7 +243,9 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     body,
     correlationId,
     replyTo: job === null || jobs === null ? DIRECT_REPLY_TO : jobs.resultsQueue,
-    deadline,
+    // A keyed request may finish after its client's 504: its answer is still stored (idempotency/lingerer.ts).
+    deadline: job === null && p.keyed !== null ? deadline + p.keyed.graceMs : deadline,
+    ...(p.keyed === null ? {} : { messageId: p.keyed.key, idempotencyScope: p.keyed.scoped }),
     // A 202 promises the request survives a broker restart.
     persistent: job !== null || ctx.config.persistent,
     contentType: p.headers.contentType,

@@ -19,6 +19,9 @@ import { TokenSet } from './auth'
 import { ForwardedFor } from './forwarded'
 import type { EnqueuerContext } from './context'
 import { handleServiceRequest } from './handler'
+import { defaultIdempotencyStore } from './idempotency/default-store'
+import { Idempotency } from './idempotency/idempotency'
+import type { IdempotencyStore } from './idempotency/store'
 import { defaultJobStore } from './jobs/default-store'
 import { Jobs } from './jobs/jobs'
 import type { JobStore } from './jobs/store'
@@ -34,6 +37,8 @@ export interface EnqueuerDeps {
   readonly metricsText?: () => Promise<{ contentType: string, body: string }>
   /** The job store; default: Redis when configured, else memory (or the cluster primary's, in a worker). */
   readonly jobStore?: JobStore
+  /** The idempotency key store; default as for jobs (Redis, memory, or the cluster primary's). */
+  readonly idempotencyStore?: IdempotencyStore
   /** Names this enqueuer's own results queue (in-memory job store); the workers of one primary share it. */
   readonly instanceId?: string
   /** Listen on this handle instead of ENQUEUER_PORT (tests pass 0). */
@@ -61,7 +66,7 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   const cfg = config.enqueuer
   if (cfg === null) throw new Error('startEnqueuer needs the enqueuer configuration')
   const ctx = createContext(config, cfg, deps)
-  const { connection, pool, jobs } = ctx
+  const { connection, pool, jobs, idempotency } = ctx
   let notReady = false
   const hooks = adminHooks(ctx, deps, () => notReady)
   const server = createHttpServer(cfg, router(ctx, hooks))
@@ -87,11 +92,12 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     context: ctx,
     admission: ctx.admission,
     drain,
-    // Shutdown: (1) drain the requests, (2) the job store, (3) the channels,
+    // Shutdown: (1) drain the requests, (2) the job and idempotency stores, (3) the channels,
     // (4) the broker connection, (5) client connections, (6) the admin server.
     close: onceAsync(async () => {
       await drain()
       await jobs?.close()
+      await idempotency?.store.close()
       await pool.close()
       await connection.close()
       server.closeAllConnections()
@@ -150,6 +156,9 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     breakers,
     tokens: cfg.authTokensFile === null ? null : TokenSet.fromFile(cfg.authTokensFile),
     jobs,
+    idempotency: cfg.idempotency.enabled
+      ? new Idempotency(cfg.idempotency, deps.idempotencyStore ?? defaultIdempotencyStore(cfg.idempotency), logger, metrics, cfg.maxInflight)
+      : null,
     admission,
     forwarded: new ForwardedFor(cfg.trustedProxies),
     sender,

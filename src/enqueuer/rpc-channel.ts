@@ -103,6 +103,13 @@ export class RpcChannel {
     if (!accepted) this.saturated = true
   }
 
+  /** Waits for a reply without publishing (a keyed request's late reply); false when the channel is gone. */
+  listen (waiter: Waiter): boolean {
+    if (this.ch === null) return false
+    this.pending.set(waiter.correlationId, waiter)
+    return true
+  }
+
   /** Forgets a waiter that was answered some other way (timeout, confirm failure, client gone). */
   forget (correlationId: string): void {
     this.pending.delete(correlationId)

@@ -45,6 +45,7 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   const jobsCreated = children1(counter('enqueuer_async_jobs_created_total', 'Async jobs accepted (202).', ['service']))
   const jobsCompleted = children2(counter('enqueuer_async_jobs_completed_total', 'Async jobs finished, by status.', ['service', 'status']))
   const jobsRetrieved = children1(counter('enqueuer_async_jobs_retrieved_total', 'Job status reads.', ['service']))
+  const idempotency = children2(counter('enqueuer_idempotency_total', 'Requests with an Idempotency-Key answered from the store or refused, by outcome: replayed, conflict (409), mismatch (422), store_error.', ['service', 'outcome']))
   gauge('enqueuer_inflight_requests', 'Requests being handled now.', gauges.inflight)
   gauge('enqueuer_pending_replies', 'Published requests waiting for their reply.', gauges.pendingReplies)
   gauge('enqueuer_response_buffered_bytes', 'Bytes of answers being written to clients (held until the client reads them).', gauges.bufferedBytes ?? (() => 0))
@@ -80,6 +81,7 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
     jobCreated (service: string): void { jobsCreated(service).inc() },
     jobCompleted (service: string, status: string): void { jobsCompleted(service, status).inc() },
     jobRetrieved (service: string): void { jobsRetrieved(service).inc() },
+    idempotency (service: string, outcome: string): void { idempotency(service, outcome).inc() },
   }
 }
 

@@ -2,7 +2,7 @@
 import { Writable } from 'node:stream'
 import { loadConfig } from '../../src/config/load'
 import { startDequeuer, type RunningDequeuer } from '../../src/dequeuer'
-import { startEnqueuer, type RunningEnqueuer } from '../../src/enqueuer'
+import { startEnqueuer, type EnqueuerDeps, type RunningEnqueuer } from '../../src/enqueuer'
 import { createLogger } from '../../src/log'
 import { createRegistry } from '../../src/metrics/registry'
 import { AMQP_URL } from './broker'
@@ -32,12 +32,12 @@ export interface TestDequeuer extends RunningDequeuer {
   readonly logs: LogCapture
 }
 
-export async function startTestEnqueuer (env: Env = {}, opts: { waitConnected?: boolean } = {}): Promise<TestEnqueuer> {
+export async function startTestEnqueuer (env: Env = {}, opts: { waitConnected?: boolean, deps?: Partial<EnqueuerDeps> } = {}): Promise<TestEnqueuer> {
   const config = loadConfig({ RELAYQ_MODE: 'enqueuer', RABBITMQ_URL: AMQP_URL, ENQUEUER_HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env })
   const logs = new LogCapture()
   const logger = createLogger(config.logLevel, { mode: 'enqueuer' }, logs)
   const registry = config.metricsEnabled ? createRegistry('enqueuer') : null
-  const running = await startEnqueuer(config, { logger, registry, port: 0, ...(env.ADMIN_PORT !== undefined ? { adminPort: 0 } : {}) })
+  const running = await startEnqueuer(config, { logger, registry, port: 0, ...(env.ADMIN_PORT !== undefined ? { adminPort: 0 } : {}), ...opts.deps })
   if (opts.waitConnected !== false) await running.connected
   return Object.assign(running, { url: `http://127.0.0.1:${running.port}`, logs })
 }

@@ -76,10 +76,6 @@ describe('README and docs/', () => {
     assert.match(readFileSync('scripts/test.mjs', 'utf8'), /if \(groups\.some\(\(g\) => g !== 'unit'\)\) \{\n\s+console\.log\('> build'\)/)
   })
 
-  // Pages that branches in flight add (the idempotency and cluster work): the
-  // README's tour links them already. Remove each name once its page exists.
-  const PENDING = new Set(['docs/idempotency.md'])
-
   it('every relative link in the README, CONTRIBUTING.md, docs/ and the other READMEs reaches a file and heading', () => {
     const pages = ['README.md', 'CONTRIBUTING.md', 'bench/README.md', 'deploy/README.md', 'deploy/prometheus/README.md', 'deploy/rabbitmq/README.md',
       ...readdirSync('docs').filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
@@ -89,7 +85,6 @@ describe('README and docs/', () => {
         if (/^[a-z]+:/i.test(target)) continue
         const [path = '', anchor] = target.split('#')
         const file = path === '' ? page : join(dirname(page), path)
-        if (PENDING.has(file)) continue
         checked++
         assert.ok(existsSync(file), `${page} links ${target}: no such file`)
         if (anchor !== undefined && file.endsWith('.md')) {

@@ -136,7 +136,7 @@ export class Jobs {
 
   accepted (res: ServerResponse, job: JobRecord): void {
     this.metrics.jobCreated(job.service)
-    sendJson(res, 202, { job_id: job.job_id, status: 'pending', message: 'Job queued successfully' }, ['location', `/jobs/${job.job_id}`, 'x-correlation-id', job.job_id])
+    sendJson(res, 202, acceptedBody(job), ['location', `/jobs/${job.job_id}`, 'x-correlation-id', job.job_id])
   }
 
   /** The message could not be published: the job never existed. */
@@ -216,6 +216,11 @@ export class Jobs {
     this.metrics.jobCompleted(job.service, job.status)
     if (job.callback_url !== undefined) sendCallback(job.callback_url, toApi(job), this.logger, this.callbacks)
   }
+}
+
+/** The body of a job's 202 (an idempotency key stores it, so a retry names the same job). */
+export function acceptedBody (job: JobRecord): Record<string, string> {
+  return { job_id: job.job_id, status: 'pending', message: 'Job queued successfully' }
 }
 
 function prefersAsync (prefer: string | undefined): boolean {
