@@ -1,7 +1,7 @@
 // One published request waiting for its outcome. Exactly one of these ends
 // it: the reply, a broker nack or return, the confirm or reply timeout, the
 // loss of its channel, or the client going away. Every ending goes through
-// end(), which frees its timer and table entry and releases its admission ticket.
+// end(), which frees its timer and table entry (the admission ticket is released when the response closes: handler.ts).
 import type { ServerResponse } from 'node:http'
 import type { ConsumeMessage } from 'amqplib'
 import type { IncomingResponse } from '../amqp/wire'
@@ -10,7 +10,6 @@ import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
 import { replyHeadersForClient, validContentLength } from '../http/headers'
 import { sendError } from '../http/respond'
-import { whenSettled } from '../http/send'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
@@ -197,7 +196,7 @@ export class Call implements Waiter {
       : { correlationId: this.answerId, retryAfter })
   }
 
-  /** Frees what the call holds: its timer, its table entry and (once its answer is sent) its admission ticket. */
+  /** Frees what the call holds: its timer and its table entry. */
   end (): void {
     this.done = true
     if (this.timer !== null) {
@@ -205,11 +204,10 @@ export class Call implements Waiter {
       this.timer = null
     }
     this.channel?.forget(this.correlationId)
-    // Every ending writes an answer (or finds the client gone): the slot is
-    // freed once that answer is written or abandoned, so a client that does
-    // not read still counts against ENQUEUER_MAX_INFLIGHT.
-    const ticket = this.init.ticket
-    whenSettled(this.init.res, () => ticket.release())
+    // The admission slot is not freed here: every ending writes an answer (or
+    // finds the client gone), and the response's 'close' (handler.ts) frees it
+    // once that answer is written or abandoned, so a client that does not
+    // read still counts against ENQUEUER_MAX_INFLIGHT.
   }
 
   private get answerId (): string {

@@ -28,6 +28,8 @@ interface Entry {
   checkedAt: number
   /** When the queue was last seen to exist (-Infinity: never). */
   existedAt: number
+  /** When it was last moved to the recent end of its map. */
+  touchedAt: number
 }
 
 /** First-time checks in flight at once; beyond it they are refused rather than piled on the broker. */
@@ -42,6 +44,7 @@ const NEGATIVE_TTL_MS = 500
 // queue without consumers it is rechecked every half second, so it is served
 // again soon after its node is back.
 const VANISHED_GRACE_MS = 60_000
+const TOUCH_INTERVAL_MS = 1000
 
 export interface QueueCheckerOptions {
   /** Checks of names not known to exist, per second (a token bucket of one second's worth); 0: no limit. */
@@ -113,7 +116,11 @@ export class QueueChecker {
     const age = this.now() - entry.checkedAt
     if (age > ttl) return this.refresh(queue)
     if (age > ttl / 2 && !this.checking.has(queue)) this.refresh(queue).catch(() => {})
-    if (entry.state.exists) touch(this.known, queue, entry)
+    // Moving an entry in the map costs a delete and an insert: once a second is recent enough for eviction.
+    if (entry.state.exists && this.now() - entry.touchedAt > TOUCH_INTERVAL_MS) {
+      entry.touchedAt = this.now()
+      touch(this.known, queue, entry)
+    }
     return entry.state
   }
 
@@ -196,7 +203,7 @@ export class QueueChecker {
       if (oldest !== undefined) into.delete(oldest)
     }
     const now = this.now()
-    into.set(queue, { state, checkedAt: now, existedAt: state.exists && state.unavailable !== true ? now : existedBefore })
+    into.set(queue, { state, checkedAt: now, touchedAt: now, existedAt: state.exists && state.unavailable !== true ? now : existedBefore })
   }
 }
 

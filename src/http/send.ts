@@ -5,7 +5,6 @@
 // send_timeout); the bytes of every response still being written are counted,
 // and beyond ENQUEUER_MAX_BUFFERED_BYTES new requests are refused.
 import type { ServerResponse } from 'node:http'
-import { finished } from 'node:stream'
 
 export interface SendLimits {
   readonly sendTimeoutMs: number
@@ -44,41 +43,47 @@ export class ResponseSender {
     res.writeHead(status, headers as string[])
     const size = body?.length ?? 0
     this.bytes += size
-    const timer = setTimeout(() => {
-      this.onTimeout()
-      res.destroy()
-    }, this.limits.sendTimeoutMs)
+    // The send timeout runs only while the client holds us up (a full socket buffer): most answers are taken by
+    // the kernel at once and never arm it.
+    let timer: NodeJS.Timeout | null = null
+    const stalled = (): void => {
+      if (timer === null) {
+        timer = setTimeout(() => {
+          this.onTimeout()
+          res.destroy()
+        }, this.limits.sendTimeoutMs)
+      } else {
+        timer.refresh()
+      }
+    }
+    // A response always ends with 'close': after 'finish' when written, or when its connection went away.
     const outcome = new Promise<SendOutcome>((resolve) => {
-      finished(res, (err) => {
-        clearTimeout(timer)
+      res.once('close', () => {
+        if (timer !== null) clearTimeout(timer)
         this.bytes -= size
-        resolve(err === undefined || err === null ? 'written' : 'abandoned')
+        resolve(res.writableFinished ? 'written' : 'abandoned')
       })
     })
-    let offset = 0
-    const pump = (): void => {
-      timer.refresh()
-      while (body !== null && offset < size && !res.destroyed) {
-        const end = Math.min(offset + PIECE_BYTES, size)
-        const more = res.write(body.subarray(offset, end))
-        offset = end
-        if (!more && offset < size) {
-          res.once('drain', pump)
-          return
+    if (body === null || size <= PIECE_BYTES) {
+      res.end(body ?? undefined)
+    } else {
+      let offset = 0
+      const pump = (): void => {
+        while (offset < size && !res.destroyed) {
+          const end = Math.min(offset + PIECE_BYTES, size)
+          const more = res.write(body.subarray(offset, end))
+          offset = end
+          if (!more && offset < size) {
+            stalled()
+            res.once('drain', pump)
+            return
+          }
         }
+        if (!res.destroyed) res.end()
       }
-      if (!res.destroyed) res.end()
+      pump()
     }
-    pump()
+    if (!res.destroyed && (res.socket?.writableLength ?? 0) > 0) stalled()
     return outcome
   }
-}
-
-/** Calls `done` once the response is finished or closed, whichever way it ends. */
-export function whenSettled (res: ServerResponse, done: () => void): void {
-  if (res.writableFinished || res.destroyed) {
-    done()
-    return
-  }
-  finished(res, () => done())
 }
