@@ -162,11 +162,17 @@ export class Consumer {
       const code = closeError === null ? undefined : classify(closeError).code
       this.takenAway(`the broker closed the consuming channel${code === undefined ? '' : ` (${code})`}`)
     })
-    await ch.prefetch(this.prefetch)
-    if (this.channelLimit > 0) await ch.prefetch(this.channelLimit, true)
+    const prefetch = this.prefetch
+    const limit = this.channelLimit
+    await ch.prefetch(prefetch)
+    if (limit > 0) await ch.prefetch(limit, true)
     this.ch = ch
     this.acker = new Acker(ch)
     this.tag = null
+    // Careful mode or the breaker may have changed either while the channel opened (outside the chain): their
+    // chained steps found no channel, so the new one takes the values now.
+    if (this.prefetch !== prefetch) await ch.prefetch(this.prefetch)
+    if (this.channelLimit !== limit) await ch.prefetch(this.channelLimit, true)
   }
 
   private async step (): Promise<void> {

@@ -84,6 +84,8 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     onDelivery: (d) => pipeline(d),
     redeclare,
     backoff: { initialMs: config.broker.reconnectInitialMs, maxMs: config.broker.reconnectMaxMs },
+    // Consuming again after the broker took the consumer away may be the first time it consumes at all.
+    onRecovered: () => { if (consumer.consuming) startup.consuming(metrics) },
   })
   const { oneAtATime, pauseConsuming } = holding(cfg, consumer, gate)
   const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
@@ -167,7 +169,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const admin: Server = createAdminServer({
     metrics: async () => ({ contentType: deps.registry?.contentType ?? 'text/plain', body: deps.registry === null ? '' : await deps.registry.metrics() }),
     // A short pause to run a suspect alone is not a reason to leave the endpoints.
-    notReadyReason: () => ((consumer.consuming && gate.open) || gate.only('isolating') ? null : `not consuming: ${consumer.problem ?? (gate.describe() || 'starting')}`),
+    notReadyReason: () => ((consumer.consuming && gate.open) || (consumer.problem === null && gate.only('isolating')) ? null : `not consuming: ${consumer.problem ?? (gate.describe() || 'starting')}`),
     // A consumer the broker took away and relayq cannot restore: a restart is the remaining remedy.
     notLiveReason: () => (consumer.problemForMs() > cfg.consumerRecoveryLimitMs ? `not consuming for ${Math.round(consumer.problemForMs() / 1000)} s: ${consumer.problem ?? ''}` : null),
     started: () => true,

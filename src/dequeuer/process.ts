@@ -33,11 +33,12 @@ export function createPipeline (deps: PipelineDeps): (d: Delivery) => void {
       // An idempotent request answered before (its ack was lost) is answered from the record, not called again.
       const recorded = deps.answers === null ? null : await deps.answers.lookup(p.d.msg)
       result = recorded ?? await call(p)
-      // Recorded before the reply and the ack: a crash after this point costs no second call.
-      if (recorded === null && deps.answers !== null && result !== OPEN) await deps.answers.record(p.d.msg, result)
       // A call cut off at the caller's deadline ends at the deadline, whatever the clock says (timers fire early or late).
       const cutOff = result !== OPEN && result.kind === 'error' && result.code === 'RQ_ERR_DOWNSTREAM_TIMEOUT' && p.forward.deadline === p.req.deadline
       outcome = decideAfterCall(result, p.attempt, deps.cfg, p.req.deadline, cutOff ? Math.max(Date.now(), p.forward.deadline) : Date.now())
+      // Recorded before the reply and the ack, so a crash after this point costs no second call; only an answer
+      // that ends the message (a status to be retried is not one: its retry must call the service again).
+      if (recorded === null && deps.answers !== null && result !== OPEN && outcome.kind === 'reply') await deps.answers.record(p.d.msg, result)
     } catch (err) {
       deps.logger.error({ err: (err as Error).stack, correlationId: p.req.correlationId }, 'unexpected error calling the service')
       outcome = deadLetter('malformed', 'RQ_ERR_MALFORMED_MESSAGE', `relayq could not process the message: ${(err as Error).message}`)

@@ -169,8 +169,9 @@ function keyedTurn (p: Pending, body: Buffer): Turn {
       ticket.release()
       p.refuse(code, detail, target.service, retryAfter)
     },
+    // The slot is freed by the response's 'close', once the replay is written or abandoned.
+    sender: ctx.sender,
     replayed: (status) => {
-      ticket.release()
       ctx.metrics.answered(target.service, status, (performance.now() - p.startedAt) / 1000)
     },
   }
@@ -183,7 +184,14 @@ function afterJobBody (p: Pending, body: BodyResult, job: NewJob): void {
     return
   }
   const { ctx, ticket, refuse } = p
-  ctx.jobs!.create(job).then((record) => afterBody(p, body, record), (err: Error) => {
+  ctx.jobs!.create(job).then((record) => {
+    // The client left while the job was being recorded: nobody will learn its id, so it is neither published nor kept.
+    if (ticket.isReleased || p.res.destroyed) {
+      ctx.jobs!.abandon(record)
+      return
+    }
+    afterBody(p, body, record)
+  }, (err: Error) => {
     ctx.logger.warn({ err: err.message }, 'job store unavailable')
     ticket.release()
     refuse('RQ_ERR_JOB_STORE_UNAVAILABLE', 'the job store cannot be reached', job.service, 1)

@@ -83,7 +83,8 @@ export class ResponseSender {
       }
       pump()
     }
-    if (!res.destroyed && (res.socket?.writableLength ?? 0) > 0) stalled()
+    // Still held: bytes the kernel has not taken, or (a pipelined answer) no socket yet, behind an earlier answer.
+    if (!res.destroyed && (res.socket === null || res.socket.writableLength > 0)) stalled()
     return outcome
   }
 }

@@ -15,6 +15,7 @@ import { send } from '../helpers/http'
 import { rawExchange } from '../helpers/raw-http'
 import { assertRelayqError } from '../helpers/relayq-error'
 import { startTestDequeuer, startTestEnqueuer, type TestDequeuer, type TestEnqueuer } from '../helpers/relay'
+import { waitFor } from '../helpers/wait'
 
 type Reply = { headers: Record<string, unknown>, body?: Buffer }
 
@@ -29,10 +30,17 @@ describe('hostile replies', () => {
   const hostile = uniqueService('hostile')
   /** What the hostile dequeuer answers next. */
   let nextReply: Reply | ((msg: ConsumeMessage) => Reply) = { headers: { 'x-status-code': '200' } }
+  /** The calm service holds its answers until the test lets them go, so they are all still waiting when the hostile replies come. */
+  let letGo: () => void = () => {}
+  let held: Promise<void> = Promise.resolve()
 
   before(async () => {
     broker = await connectBroker()
-    echo = await startEcho((req, res) => { setTimeout(() => { void echoJson(req, res) }, 600) })
+    echo = await startEcho((req, res) => {
+      const answer = (): void => { void echoJson(req, res) }
+      if ((req.url ?? '').includes('/calm-')) void held.then(answer)
+      else answer()
+    })
     deq = await startTestDequeuer(service, echo.url)
     await deq.consuming
     hostileCh = await broker.channel()
@@ -50,6 +58,7 @@ describe('hostile replies', () => {
   })
 
   after(async () => {
+    letGo()
     await agent.close()
     await enq.close()
     await deq.close()
@@ -66,13 +75,15 @@ describe('hostile replies', () => {
 
   it('a HEAD reply whose content-length carries a line break, sent while 20 requests to another service wait on the same channel: all 20 succeed', async () => {
     const model = enq.context.connection.model
+    held = new Promise((resolve) => { letGo = resolve })
     const calm = Array.from({ length: 20 }, (_, i) => send(`${enq.url}/${service}/calm-${i}`, { dispatcher: agent }))
-    // The 20 are published (and wait 600 ms on the service) before the hostile replies arrive.
-    while (enq.context.pool.pendingReplies < 20) await new Promise((resolve) => setTimeout(resolve, 10))
+    // The 20 are published, and held by the service, before the hostile replies arrive.
+    await waitFor(() => enq.context.pool.pendingReplies >= 20, { what: '20 requests waiting for their replies' })
     const bad = await Promise.all([
       hostileHead({ headers: { 'x-status-code': '200', 'content-length': '1\r\nx-injected: yes' } }),
       hostileHead({ headers: { 'x-status-code': '200', 'content-length': Buffer.from('2\r\n\r\nHTTP/1.1 200 OK') } }),
     ])
+    letGo()
     const answers = await Promise.all(calm)
     assert.deepEqual(answers.map((a) => a.status), Array(20).fill(200), answers.map((a) => a.body.toString()).join('\n'))
     for (const ex of bad) {
@@ -137,11 +148,13 @@ describe('hostile replies', () => {
     try {
       const model = enq.context.connection.model
       nextReply = { headers: { 'x-status-code': '200' }, body: Buffer.from('fine') }
+      held = new Promise((resolve) => { letGo = resolve })
       const calm = Array.from({ length: 20 }, (_, i) => send(`${enq.url}/${service}/calm-${i}`, { dispatcher: agent }))
-      while (enq.context.pool.pendingReplies < 20) await new Promise((resolve) => setTimeout(resolve, 10))
+      await waitFor(() => enq.context.pool.pendingReplies >= 20, { what: '20 requests waiting for their replies' })
       const exploded = await send(`${enq.url}/${hostile}/explode`)
       assertRelayqError(exploded, 502, 'RQ_ERR_MALFORMED_REPLY')
       assert.ok(exploded.headers['x-correlation-id'])
+      letGo()
       const answers = await Promise.all(calm)
       assert.deepEqual(answers.map((a) => a.status), Array(20).fill(200))
       assert.equal(enq.context.connection.model, model)

@@ -23,6 +23,7 @@ import { fingerprint, parseKey, prefersWait, scopedKey } from './key'
 import { Lingerer } from './lingerer'
 import { replay } from './replay'
 import type { Entry, IdempotencyStore, StoredAnswer } from './store'
+import type { ResponseSender } from '../../http/send'
 
 /** What the handler lends a keyed request to answer it (refuse releases the admission ticket). */
 export interface Turn {
@@ -35,8 +36,10 @@ export interface Turn {
   readonly deadline: number
   readonly clientId: string | undefined
   readonly refuse: (code: ErrorCode, detail: string, retryAfter?: number) => void
-  /** A replay went out with this status (metrics, ticket). */
+  /** A replay went out with this status (metrics). */
   readonly replayed: (status: number) => void
+  /** Writes the replay as live answers are written: under the send timeout and the buffered-bytes bound. */
+  readonly sender: ResponseSender
 }
 
 // A retry that waits polls the store (it may be another replica's key): from 50 ms, doubling, to 1 s.
@@ -92,7 +95,7 @@ export class Idempotency {
         }
         if (held.state === 'done') {
           this.counted(k, 'replayed')
-          turn.replayed(replay(turn.res, held.answer, turn.isHead, turn.clientId))
+          turn.replayed(replay(turn.res, turn.sender, held.answer, turn.isHead, turn.clientId))
           return
         }
         const left = turn.deadline - Date.now()
