@@ -1,9 +1,23 @@
+// Guard test for relayq's reach into prom-client (src/metrics/fast.ts): its
+// metrics are duck-typed objects handed to Registry.registerMetric, exported
+// through a `get()` that returns prom-client's internal {name, help, type,
+// values, aggregator} shape with `metricName` on histogram rows. These tests
+// compare the exposition and the cluster aggregation with prom-client's own
+// metrics, so an upgrade that changes that shape fails here, not in production.
 import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
 import { describe, it } from 'node:test'
 import client, { AggregatorRegistry, Registry } from 'prom-client'
 import { FastCounter, FastHistogram } from '../../src/metrics/fast'
 
+const PINNED = '15.1.3'
+
 describe('fast metrics', () => {
+  it('run against the pinned prom-client (re-check fast.ts when upgrading)', () => {
+    const pkg = createRequire(__filename)('prom-client/package.json') as { version: string }
+    assert.equal(pkg.version, PINNED, `prom-client ${pkg.version} is installed; metrics/fast.ts was verified against ${PINNED}`)
+  })
+
   it('expose exactly what prom-client would for the same observations', async () => {
     const fast = new Registry()
     const slow = new Registry()
