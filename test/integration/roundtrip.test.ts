@@ -1,42 +1,22 @@
 // Round trips through a real enqueuer, RabbitMQ and dequeuer to a real HTTP service.
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { Agent } from 'undici'
-import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
-import { echoBody, echoJson, startEcho, type Echo } from '../helpers/echo'
+import { echoBody, echoJson } from '../helpers/echo'
 import { send, sendNode } from '../helpers/http'
-import { startTestDequeuer, startTestEnqueuer, type TestDequeuer, type TestEnqueuer } from '../helpers/relay'
+import { withRelayPair } from '../helpers/relay-pair'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
 describe('round trip', () => {
-  let broker: TestBroker
-  let echo: Echo
-  let enq: TestEnqueuer
-  let deq: TestDequeuer
-  const service = uniqueService('rt')
-
-  before(async () => {
-    broker = await connectBroker()
-    echo = await startEcho()
-    deq = await startTestDequeuer(service, `${echo.url}/base`)
-    await deq.consuming
-    enq = await startTestEnqueuer()
-  })
-
-  after(async () => {
-    await enq.close()
-    await deq.close()
-    await echo.close()
-    await broker.deleteService(service)
-    await broker.close()
-  })
+  const pair = withRelayPair({ prefix: 'rt' })
+  const { service } = pair
 
   for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
     it(`carries ${method} with its path and query`, async () => {
-      echo.behave(echoJson)
-      const res = await send(`${enq.url}/${service}/a/b%20c?x=1&y=%C3%A9`, method === 'GET' ? { method } : { method, body: 'payload' })
+      pair.echo.behave(echoJson)
+      const res = await send(`${pair.enq.url}/${service}/a/b%20c?x=1&y=%C3%A9`, method === 'GET' ? { method } : { method, body: 'payload' })
       assert.equal(res.status, 200)
       const seen = res.json<{ method: string, url: string }>()
       assert.equal(seen.method, method)
@@ -46,17 +26,17 @@ describe('round trip', () => {
   }
 
   it('sends / when the request has no rest path', async () => {
-    echo.behave(echoJson)
-    const res = await send(`${enq.url}/${service}`)
+    pair.echo.behave(echoJson)
+    const res = await send(`${pair.enq.url}/${service}`)
     assert.equal(res.json<{ url: string }>().url, '/base/')
-    const q = await send(`${enq.url}/${service}?only=query`)
+    const q = await send(`${pair.enq.url}/${service}?only=query`)
     assert.equal(q.json<{ url: string }>().url, '/base/?only=query')
   })
 
   it('keeps unicode (latin1 bytes) and repeated headers, and drops hop-by-hop ones', async () => {
-    echo.behave(echoJson)
-    const n = echo.received.length
-    const res = await sendNode(`${enq.url}/${service}/h`, {
+    pair.echo.behave(echoJson)
+    const n = pair.echo.received.length
+    const res = await sendNode(`${pair.enq.url}/${service}/h`, {
       headers: {
         'x-multi': ['one', 'two'],
         'x-unicode': Buffer.from('héllo wörld', 'utf8').toString('latin1'),
@@ -69,7 +49,7 @@ describe('round trip', () => {
       },
     })
     assert.equal(res.status, 200)
-    const got = echo.received[n]!
+    const got = pair.echo.received[n]!
     // Repeated headers travel combined into one string (ProxyMQ peers cannot read AMQP lists), as HTTP allows.
     assert.deepEqual(got.rawHeaders.filter((_, i, a) => i % 2 === 0 && a[i]!.toLowerCase() === 'x-multi').length, 1)
     assert.equal(got.headers['x-multi'], 'one, two')
@@ -84,9 +64,9 @@ describe('round trip', () => {
 
   for (const size of [0, 1, 1024 * 1024, 8 * 1024 * 1024]) {
     it(`carries a ${size}-byte random body both ways, byte for byte`, async () => {
-      echo.behave(echoBody)
+      pair.echo.behave(echoBody)
       const body = randomBytes(size)
-      const res = await send(`${enq.url}/${service}/bin`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
+      const res = await send(`${pair.enq.url}/${service}/bin`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
       assert.equal(res.status, 200)
       assert.equal(res.body.length, size)
       assert.equal(sha(res.body), sha(body))
@@ -96,14 +76,14 @@ describe('round trip', () => {
 
   for (const status of [200, 201, 204, 301, 404, 500, 503]) {
     it(`passes status ${status} and the service's headers through`, async () => {
-      echo.behave((_req, res) => {
+      pair.echo.behave((_req, res) => {
         const body = status === 204 ? '' : `status ${status}`
         const headers: Record<string, string | string[]> = { 'x-service': 'yes', 'set-cookie': ['a=1', 'b=2'] }
         if (status === 301) headers.location = 'http://127.0.0.2:9/elsewhere'
         res.writeHead(status, headers)
         res.end(body)
       })
-      const res = await send(`${enq.url}/${service}/s`)
+      const res = await send(`${pair.enq.url}/${service}/s`)
       assert.equal(res.status, status)
       assert.equal(res.headers['x-service'], 'yes')
       assert.deepEqual(res.headers['set-cookie'], ['a=1', 'b=2'])
@@ -114,24 +94,24 @@ describe('round trip', () => {
   }
 
   it('answers HEAD with the service\'s headers and no body', async () => {
-    echo.behave((_req, res) => {
+    pair.echo.behave((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '11', 'x-head': '1' })
       res.end()
     })
-    const res = await send(`${enq.url}/${service}/head`, { method: 'HEAD' })
+    const res = await send(`${pair.enq.url}/${service}/head`, { method: 'HEAD' })
     assert.equal(res.status, 200)
     assert.equal(res.headers['x-head'], '1')
     assert.equal(res.headers['content-length'], '11')
     assert.equal(res.body.length, 0)
-    assert.equal(echo.received.at(-1)!.method, 'HEAD')
+    assert.equal(pair.echo.received.at(-1)!.method, 'HEAD')
   })
 
   it('answers 1,000 concurrent requests, each with its own body', async () => {
-    echo.behave(echoBody)
+    pair.echo.behave(echoBody)
     const agent = new Agent({ connections: 100 })
     try {
       const bodies = Array.from({ length: 1000 }, (_, i) => Buffer.from(`request-${i}-${randomBytes(16).toString('hex')}`))
-      const answers = await Promise.all(bodies.map((body) => send(`${enq.url}/${service}/c`, { method: 'POST', body, dispatcher: agent })))
+      const answers = await Promise.all(bodies.map((body) => send(`${pair.enq.url}/${service}/c`, { method: 'POST', body, dispatcher: agent })))
       answers.forEach((res, i) => {
         assert.equal(res.status, 200)
         assert.equal(res.body.toString(), bodies[i]!.toString())
@@ -139,22 +119,22 @@ describe('round trip', () => {
     } finally {
       await agent.close()
     }
-    assert.equal(enq.context.pool.pendingReplies, 0)
-    assert.equal(enq.admission.inflight, 0)
+    assert.equal(pair.enq.context.pool.pendingReplies, 0)
+    assert.equal(pair.enq.admission.inflight, 0)
   })
 
   it('forwards a ProxyMQ-format message and replies in ProxyMQ\'s format', async () => {
-    echo.behave((_req, res) => {
+    pair.echo.behave((_req, res) => {
       res.writeHead(201, { 'content-type': 'text/plain' })
       res.end('made')
     })
-    const ch = await broker.channel()
+    const ch = await pair.broker.channel()
     try {
       const replyQueue = (await ch.assertQueue('', { exclusive: true, autoDelete: true })).queue
       const got = new Promise<import('amqplib').ConsumeMessage>((resolve) => {
         void ch.consume(replyQueue, (m) => { if (m !== null) resolve(m) }, { noAck: true })
       })
-      const n = echo.received.length
+      const n = pair.echo.received.length
       // What ProxyMQ's enqueuer publishes: every client header, the method, no path.
       ch.sendToQueue(`${service}_requests`, Buffer.from('proxymq body'), {
         correlationId: 'proxymq-1',
@@ -165,7 +145,7 @@ describe('round trip', () => {
       assert.equal(reply.properties.correlationId, 'proxymq-1')
       assert.equal(reply.properties.headers?.['x-status-code'], '201')
       assert.equal(reply.content.toString(), 'made')
-      const seen = echo.received[n]!
+      const seen = pair.echo.received[n]!
       assert.equal(seen.method, 'PUT')
       assert.equal(seen.url, '/base')
       assert.equal(seen.body.toString(), 'proxymq body')
@@ -177,9 +157,9 @@ describe('round trip', () => {
   })
 
   it('never lets a client forge control or broker headers', async () => {
-    echo.behave(echoJson)
-    const n = echo.received.length
-    const res = await send(`${enq.url}/${service}/real`, {
+    pair.echo.behave(echoJson)
+    const n = pair.echo.received.length
+    const res = await send(`${pair.enq.url}/${service}/real`, {
       method: 'POST',
       body: 'x',
       headers: {
@@ -194,7 +174,7 @@ describe('round trip', () => {
       },
     })
     assert.equal(res.status, 200)
-    const seen = echo.received[n]!
+    const seen = pair.echo.received[n]!
     assert.equal(seen.method, 'POST')
     assert.equal(seen.url, '/base/real')
     for (const h of ['x-http-method', 'x-http-path', 'x-status-code', 'x-relayq-attempts', 'x-death', 'x-delivery-count', 'x-first-death-reason', 'x-acquired-count']) {
@@ -203,18 +183,18 @@ describe('round trip', () => {
   })
 
   it('does not follow redirects: the 3xx goes back as it is', async () => {
-    echo.behave((req, res) => {
+    pair.echo.behave((req, res) => {
       if (req.url.includes('target')) {
         res.writeHead(200)
         res.end('followed')
         return
       }
-      res.writeHead(302, { location: `${echo.url}/base/target` })
+      res.writeHead(302, { location: `${pair.echo.url}/base/target` })
       res.end()
     })
-    const n = echo.received.length
-    const res = await send(`${enq.url}/${service}/redirect`)
+    const n = pair.echo.received.length
+    const res = await send(`${pair.enq.url}/${service}/redirect`)
     assert.equal(res.status, 302)
-    assert.equal(echo.received.length, n + 1)
+    assert.equal(pair.echo.received.length, n + 1)
   })
 })
