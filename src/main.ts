@@ -5,6 +5,8 @@ import cluster from 'node:cluster'
 import { describeConfig } from './config/describe'
 import { ConfigError, loadConfig } from './config/load'
 import type { Config } from './config/types'
+import { serviceLinkNotices } from './config/service-links'
+import { SPEC } from './config/spec'
 import { describeUnknown, unknownVariables } from './config/unknown'
 import { startDequeuer } from './dequeuer'
 import { startEnqueuer } from './enqueuer'
@@ -47,7 +49,7 @@ async function main (): Promise<void> {
     process.exitCode = await runDlqTool(process.argv.slice(3), process.env)
     return
   }
-  const unknown = unknownVariables(process.env).map(describeUnknown)
+  const unknown = [...unknownVariables(process.env).map(describeUnknown), ...serviceLinkNotices(process.env, Object.keys(SPEC))]
   let config: Config
   try {
     config = loadConfig(process.env)

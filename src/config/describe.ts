@@ -4,6 +4,7 @@
 // credential redacted, defaults included: a default password is still one.
 import { SPEC, type VarSpec } from './spec'
 import type { Env } from './load'
+import { isServiceLink } from './service-links'
 import type { Mode } from './types'
 
 const REDACTED = '[redacted]'
@@ -42,7 +43,7 @@ export function redactUrl (raw: string): string {
 
 function given (env: Env, name: string): boolean {
   const v = env[name]
-  return v !== undefined && v !== ''
+  return v !== undefined && v !== '' && !isServiceLink(name, v)
 }
 
 const BROKER_FAMILY = new Set(['RABBITMQ_HOST', 'RABBITMQ_PORT', 'RABBITMQ_USER', 'RABBITMQ_PASSWORD', 'RABBITMQ_VHOST', 'RABBITMQ_TLS'])

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { SPEC, type DefaultedName, type SpecName, type SpecValue, type VarSpec } from './spec'
 import { bodyLimitProblem } from './broker-limits'
+import { isServiceLink } from './service-links'
 import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -50,7 +51,8 @@ class Reader {
         return undefined
       }
     }
-    return direct === '' ? undefined : direct
+    if (direct === '' || (direct !== undefined && isServiceLink(spec.name, direct))) return undefined
+    return direct
   }
 
   /**

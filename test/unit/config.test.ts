@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { describeConfig, redactUrl } from '../../src/config/describe'
 import { ConfigError, loadConfig, loadDlqToolConfig } from '../../src/config/load'
+import { serviceLinkNotices } from '../../src/config/service-links'
 import { unknownVariables } from '../../src/config/unknown'
 import { SPEC, type VarSpec } from '../../src/config/spec'
 
@@ -34,6 +35,21 @@ describe('config', () => {
     assert.equal(e.enqueuer?.replyTimeoutMs, 120000)
     assert.equal(e.enqueuer?.maxBodyBytes, 10 * 1024 * 1024)
     assert.equal(e.enqueuer?.services, null)
+  })
+
+  it('reads a Kubernetes service link in a port variable as unset, and says so', () => {
+    // A Service named rabbitmq, redis or metrics in the namespace sets these in every pod.
+    const links = { RABBITMQ_HOST: 'mq', RABBITMQ_PORT: 'tcp://10.96.0.12:5672', REDIS_PORT: 'tcp://10.96.0.13:6379', METRICS_PORT: 'tcp://10.96.0.14:8001' }
+    const c = loadConfig({ ...base, ...links })
+    assert.deepEqual(c.broker.urls, ['amqp://guest:guest@mq:5672/%2F'])
+    assert.equal(c.dequeuer?.admin.port, 8001)
+    const notices = serviceLinkNotices(links, Object.keys(SPEC))
+    assert.deepEqual(notices.map((n) => n.split('=')[0]), ['RABBITMQ_PORT', 'REDIS_PORT', 'METRICS_PORT'])
+    assert.match(notices[0]!, /Kubernetes service link.*enableServiceLinks: false/)
+    assert.equal(describeConfig({ ...base, ...links }, 'dequeuer').RABBITMQ_PORT, '5672')
+    // Only that exact form: anything else in a port variable is still refused, naming it.
+    assert.deepEqual(problems({ ...base, RABBITMQ_PORT: 'tcp://mq' }).map((p) => p.variable), ['RABBITMQ_PORT'])
+    assert.deepEqual(problems({ ...base, METRICS_PORT: 'http://x:1' }).map((p) => p.variable), ['METRICS_PORT'])
   })
 
   it('builds the broker URL from the RABBITMQ_HOST family, encoding credentials and vhost', () => {
