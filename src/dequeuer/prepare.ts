@@ -54,11 +54,25 @@ export function safePrepare (deps: PrepareDeps, d: Delivery): Prepared | Outcome
   }
 }
 
+// A publisher sets the timestamp, so it is only a claim: one from 1970 or next
+// year would skew the queue-latency histogram's sum for good. Clocks disagree
+// by seconds, messages may wait for days (jobs); beyond these it is ignored.
+const MAX_CLOCK_AHEAD_SECONDS = 60
+const MAX_WAIT_SECONDS = 31 * 24 * 3600
+
+/** Seconds a message waited in the queue, from its timestamp (epoch seconds); null when absent or implausible. */
+export function queueWaitSeconds (timestamp: unknown, nowMs: number): number | null {
+  if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp) || timestamp <= 0) return null
+  const waited = nowMs / 1000 - timestamp
+  if (waited < -MAX_CLOCK_AHEAD_SECONDS || waited > MAX_WAIT_SECONDS) return null
+  return Math.max(0, waited)
+}
+
 export function prepare (deps: PrepareDeps, d: Delivery): Prepared | Outcome {
   const { cfg, metrics } = deps
   const msg = d.msg
-  const ts = msg.properties.timestamp as number | undefined
-  if (ts !== undefined && ts > 0) metrics.queueLatency(Math.max(0, Date.now() / 1000 - ts))
+  const waited = queueWaitSeconds(msg.properties.timestamp, Date.now())
+  if (waited !== null) metrics.queueLatency(waited)
   if (msg.content.length > cfg.maxMessageBytes) return deadLetter('too_large', 'RQ_ERR_MESSAGE_TOO_LARGE', `message of ${msg.content.length} bytes exceeds DEQUEUER_MAX_MESSAGE_BYTES`)
   let req: IncomingRequest
   try {

@@ -17,7 +17,7 @@ import { Gate } from '../../src/dequeuer/gate'
 import { Inflight } from '../../src/dequeuer/inflight'
 import { Isolation } from '../../src/dequeuer/isolation'
 import { decideAfterAttempt } from '../../src/dequeuer/outcome'
-import { isPrepared, prepare, type PrepareDeps } from '../../src/dequeuer/prepare'
+import { isPrepared, prepare, queueWaitSeconds, type PrepareDeps } from '../../src/dequeuer/prepare'
 import type { Publisher } from '../../src/dequeuer/publisher'
 import { settle, type SettleDeps } from '../../src/dequeuer/settle'
 import { createDequeuerMetrics } from '../../src/metrics/dequeuer'
@@ -234,5 +234,19 @@ describe('careful mode (Isolation)', () => {
     await new Promise((resolve) => setTimeout(resolve, 80))
     assert.equal(iso.active, false)
     iso.close()
+  })
+})
+
+describe('queue wait from a message timestamp', () => {
+  const now = 1_800_000_000_000
+  it('is the seconds since the timestamp, clock skew of up to a minute read as 0', () => {
+    assert.equal(queueWaitSeconds(now / 1000 - 5, now), 5)
+    assert.equal(queueWaitSeconds(now / 1000 + 30, now), 0)
+    assert.equal(queueWaitSeconds(now / 1000 - 3 * 24 * 3600, now), 3 * 24 * 3600)
+  })
+  it('ignores a timestamp that is absent, not an integer, far in the future or from long ago (a forged one)', () => {
+    for (const ts of [undefined, null, 0, -1, 1.5, '1800000000', now / 1000 + 3600, 1, Number.MAX_SAFE_INTEGER * 2, now / 1000 - 40 * 24 * 3600]) {
+      assert.equal(queueWaitSeconds(ts, now), null, String(ts))
+    }
   })
 })
