@@ -8,7 +8,7 @@ import type { IncomingResponse } from '../amqp/wire'
 import { classify } from '../amqp/errors'
 import { decodeResponse, type Publishable } from '../amqp/wire'
 import { statusOf, type ErrorCode } from '../errors'
-import { replyHeadersForClient, validContentLength } from '../http/headers'
+import { validContentLength } from '../http/headers'
 import { sendError } from '../http/respond'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
@@ -101,7 +101,8 @@ export class Call implements Waiter {
       this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply does not carry a final HTTP status')
       return
     }
-    const headers = replyHeadersForClient(reply.headers)
+    // decodeResponse kept only headers Node can write and a proxy may pass on (no hop-by-hop, reserved or id headers).
+    const headers = reply.headers
     // A keyed request stores what the client gets: the checked headers, not the reply's raw ones.
     this.init.observer?.replied({ ...reply, headers: [...headers] })
     headers.push('x-correlation-id', this.answerId)

@@ -139,33 +139,6 @@ export function responseHeaderTable (raw: readonly Buffer[] | readonly string[],
   return { table, contentType }
 }
 
-// What Node's http module writes without throwing: token names (relayq keeps
-// them lower-cased) and latin1 values without controls other than tab.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
-
-/**
- * The headers of a reply ([name, value, ...] as read from the message) that
- * may be written to the client. A reply comes from whoever can publish to the
- * reply address, so each header is checked as Node would check it and dropped,
- * never thrown on, when invalid: no hop-by-hop or framing header (relayq
- * frames the body itself), none of relayq's control headers but
- * `x-relayq-error`, and no `x-correlation-id` (relayq writes its own).
- */
-export function replyHeadersForClient (pairs: readonly unknown[]): string[] {
-  const out: string[] = []
-  for (let i = 0; i + 1 < pairs.length; i += 2) {
-    const name = pairs[i]
-    const value = pairs[i + 1]
-    if (typeof name !== 'string' || typeof value !== 'string') continue
-    const lower = name.toLowerCase()
-    if (!TOKEN.test(lower) || !FIELD_VALUE.test(value)) continue
-    if (isHopByHop(lower) || lower === 'x-correlation-id' || (isReservedHeader(lower) && lower !== 'x-relayq-error')) continue
-    out.push(lower, value)
-  }
-  return out
-}
-
 /** A Content-Length as RFC 9110 writes it: digits only, at most 15 so the number is exact; anything else is undefined. */
 export function validContentLength (value: unknown): string | undefined {
   return typeof value === 'string' && /^\d{1,15}$/.test(value) ? value : undefined
