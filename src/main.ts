@@ -18,6 +18,9 @@ import { instanceIdFromPrimary, runPrimary, setupWorkerMetrics, workerMetricsTex
 import { runDlqTool } from './dlq/cli'
 
 const EX_CONFIG = 78
+// A cluster worker joins the shared port once its broker connection is up; a
+// broker that stays away this long should not keep the port closed for good.
+const WORKER_LISTEN_WAIT_MS = 10_000
 
 const USAGE = `relayq ${VERSION}: HTTP over RabbitMQ
 
@@ -101,7 +104,7 @@ async function startMode (config: Config, logger: Logger, owner: ProcessOwner): 
   if (isWorker && registry !== null) setupWorkerMetrics(registry)
   const onDrained = (): void => owner.stop('drained')
   return config.mode === 'enqueuer'
-    ? await startEnqueuer(config, { logger, registry, onDrained, ...(isWorker ? { metricsText: workerMetricsText, instanceId: await instanceIdFromPrimary() } : {}) })
+    ? await startEnqueuer(config, { logger, registry, onDrained, ...(isWorker ? { metricsText: workerMetricsText, instanceId: await instanceIdFromPrimary(), listenAfterConnectMs: WORKER_LISTEN_WAIT_MS } : {}) })
     : await startDequeuer(config, { logger, registry, onDrained, onFatal: (err) => owner.fatal(err) })
 }
 

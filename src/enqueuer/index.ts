@@ -46,6 +46,13 @@ export interface EnqueuerDeps {
   readonly adminPort?: number
   /** Called once a drain has finished (POST /drain or close): main.ts closes and exits 0. */
   readonly onDrained?: () => void
+  /**
+   * Take connections only once the broker connection is up, or after this
+   * long at most. For cluster workers: they share one port, so a worker that
+   * restarts after a crash would otherwise be handed connections it can only
+   * answer 503 while its siblings could serve them.
+   */
+  readonly listenAfterConnectMs?: number
 }
 
 export interface RunningEnqueuer {
@@ -70,6 +77,10 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   let notReady = false
   const hooks = adminHooks(ctx, deps, () => notReady)
   const server = createHttpServer(cfg, router(ctx, hooks))
+  const connected = connection.waitUntilUp()
+  connected.catch(() => {})
+  connection.start()
+  if (deps.listenAfterConnectMs !== undefined) await upOrAfter(connected, ctx, deps.listenAfterConnectMs)
   const port = await listen(server, deps.port ?? cfg.port, cfg.host, { port: 'ENQUEUER_PORT', host: 'ENQUEUER_HOST', logger: deps.logger })
   const drain = onceAsync(async () => {
     notReady = true
@@ -80,9 +91,6 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   const adminPort = adminServer === null || cfg.admin === null ? null : await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger: deps.logger })
   // A job callback must never reach these (a callback to the admin /drain drained the enqueuer).
   jobs?.callbacks.addOwnPorts([port, adminPort, cfg.port, cfg.admin?.port])
-  const connected = connection.waitUntilUp()
-  connected.catch(() => {})
-  connection.start()
 
   return {
     port,
@@ -230,6 +238,18 @@ function pathOf (url: string | undefined): string {
   const u = url ?? '/'
   const q = u.indexOf('?')
   return q === -1 ? u : u.slice(0, q)
+}
+
+/** Resolves when `up` settles or after `ms`, whichever is first; never rejects (the caller handles `up` itself). */
+function upOrAfter (up: Promise<void>, ctx: EnqueuerContext, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      ctx.logger.warn({ ms }, 'broker not reachable yet: taking connections anyway')
+      resolve()
+    }, ms)
+    const done = (): void => { clearTimeout(timer); resolve() }
+    up.then(done, done)
+  })
 }
 
 function onceAsync (fn: () => Promise<void>): () => Promise<void> {
