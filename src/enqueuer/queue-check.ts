@@ -19,6 +19,8 @@ import { classify } from '../amqp/errors'
 export interface QueueState {
   readonly exists: boolean
   readonly consumers: number
+  /** Ready messages when checked (a passive declare does not count unacknowledged ones). */
+  readonly messages?: number
   /** It exists but cannot be reached: a classic queue whose node is down. */
   readonly unavailable?: true
 }
@@ -183,7 +185,7 @@ export class QueueChecker {
     ch.on('close', () => { closed = true })
     try {
       const ok = await ch.checkQueue(queue)
-      return { exists: true, consumers: ok.consumerCount }
+      return { exists: true, consumers: ok.consumerCount, messages: ok.messageCount }
     } catch (err) {
       const { kind } = classify(err)
       if (kind === 'not_found') return { exists: false, consumers: 0 }

@@ -531,7 +531,7 @@ describe('RabbitMQ definitions and policy', () => {
   })
 
   it('has the policy relayq prints, for classic and (at a higher priority) quorum queues, on request queues only', () => {
-    const expected = (queueType: 'classic' | 'quorum'): Dict => JSON.parse(/'(\{.*\})'/.exec(policyCommand({ service, queueType, declareQueues: false, deliveryLimit: dequeuer.deliveryLimit, messageTtlMs: 0 }))?.[1] ?? '') as Dict
+    const expected = (queueType: 'classic' | 'quorum'): Dict => JSON.parse(/'(\{.*\})'/.exec(policyCommand({ service, queueType, declareQueues: false, deliveryLimit: dequeuer.deliveryLimit, messageTtlMs: 0, maxLength: 0 }))?.[1] ?? '') as Dict
     const [classic, quorum] = [0, 1].map((priority) => defs.policies.find((p) => p.priority === priority))
     assert.deepEqual(classic?.definition, expected('classic'))
     assert.deepEqual(quorum?.definition, expected('quorum'))
