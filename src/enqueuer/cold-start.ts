@@ -21,6 +21,8 @@ export interface ColdStartDeps {
   /** The queue checker's state (cached, refreshed at most every half second for a queue without consumers). */
   readonly state: (queue: string) => QueueState | Promise<QueueState>
   readonly observe: (service: string, seconds: number) => void
+  /** A consumer was seen (tells the queue checker's cache). */
+  readonly sawConsumer: (queue: string) => void
 }
 
 /** One request waiting for its service's first consumer. */
@@ -71,6 +73,7 @@ class ServiceWait {
     }
     this.requests.clear()
     this.stop()
+    this.cold.deps.sawConsumer(this.queue)
   }
 
   private poll (): void {

@@ -140,7 +140,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
   })
   const admission = new Admission(cfg.maxInflight, cfg.maxInflightPerService)
   const coldStart = cfg.coldStart.noConsumers === 'wait'
-    ? new ColdStart({ maxWaiting: cfg.coldStart.maxWaiting, state: (q) => checker.state(q), observe: (service, s) => metrics.coldStart(service, s) })
+    ? new ColdStart({ maxWaiting: cfg.coldStart.maxWaiting, state: (q) => checker.state(q), observe: (service, s) => metrics.coldStart(service, s), sawConsumer: (q) => checker.sawConsumer(q) })
     : null
   const metrics = createEnqueuerMetrics(registry, cfg.replyTimeoutMs / 1000, {
     inflight: () => admission.inflight,

@@ -126,6 +126,16 @@ export class QueueChecker {
     return entry.state
   }
 
+  /**
+   * A reply came from the queue's consumer while the cache says it has none
+   * (a service just scaled from zero): believed until the next check, so the
+   * requests right after it are not taken for cold starts.
+   */
+  sawConsumer (queue: string): void {
+    const entry = this.known.get(queue)
+    if (entry !== undefined && entry.state.consumers === 0 && entry.state.unavailable !== true) this.store(queue, { exists: true, consumers: 1 })
+  }
+
   /** The queue turned out to be gone (a mandatory publish came back). */
   markMissing (queue: string): void {
     this.store(queue, { exists: false, consumers: 0 })
