@@ -39,7 +39,7 @@ interface PodTemplate { metadata: { labels?: Record<string, string>, annotations
 interface K8sObject { kind: string, metadata: { name: string, labels?: Record<string, string> }, spec: Dict }
 interface Deployment extends K8sObject { spec: { replicas?: number, template: PodTemplate } }
 
-const K8S = ['deploy/k8s/enqueuer', 'deploy/k8s/dequeuer-native', 'deploy/k8s/dequeuer-legacy', 'deploy/k8s/dequeuer-injected', 'deploy/keda']
+const K8S = ['deploy/k8s/enqueuer', 'deploy/k8s/dequeuer-native', 'deploy/k8s/dequeuer-legacy', 'deploy/k8s/dequeuer-injected', 'deploy/keda', 'deploy/keda-scale-to-zero']
 const DUMMY_URL = 'amqp://user:password@rabbitmq:5672/%2F'
 const rendered = new Map<string, K8sObject[]>()
 
@@ -338,6 +338,56 @@ describe('KEDA', () => {
 
   it('never scales a request/reply service to zero', () => {
     assert.ok((so.minReplicaCount ?? 0) >= 1)
+  })
+})
+
+describe('KEDA, scale to zero (deploy/keda-scale-to-zero)', () => {
+  const dir = 'deploy/keda-scale-to-zero'
+  const objects = render(dir)
+  const so = one(objects, 'ScaledObject').spec as {
+    scaleTargetRef: { name: string }, minReplicaCount?: number,
+    triggers: Array<{ type: string, metadata: Record<string, string>, authenticationRef?: { name: string } }>
+  }
+  const enqueuer = deployment(dir, 'relayq-enqueuer')
+  const relayq = relayqOf(enqueuer.spec.template.spec)
+  const cfg = configOf(envOf(relayq)).enqueuer
+  const target = deployment('deploy/k8s/dequeuer-native', so.scaleTargetRef.name)
+  const service = configOf(envOf(relayqOf(target.spec.template.spec))).dequeuer?.service ?? ''
+
+  it('goes down to 0, woken by the enqueuers\' external-push scaler, and scales out on the queue (protocol http, activationValue)', () => {
+    assert.equal(so.minReplicaCount, 0)
+    const push = so.triggers.find((t) => t.type === 'external-push')
+    const rabbit = so.triggers.find((t) => t.type === 'rabbitmq')
+    assert.ok(push !== undefined && rabbit !== undefined)
+    assert.equal(push.metadata.service, service)
+    assert.equal(rabbit.metadata.queueName, requestQueue(service))
+    assert.equal(rabbit.metadata.protocol, 'http')
+    assert.equal(rabbit.metadata.activationValue, '0')
+    assert.equal(rabbit.authenticationRef?.name, one(objects, 'TriggerAuthentication').metadata.name)
+    // scalerAddress names the enqueuer Service and the port it maps to the scaler's.
+    const [host, port] = push.metadata.scalerAddress?.split(':') ?? []
+    const svc = one(objects, 'Service', host) as K8sObject & { spec: { ports: Array<{ name: string, port: number, targetPort: string }> } }
+    const mapped = svc.spec.ports.find((p) => p.port === Number(port))
+    assert.ok(mapped !== undefined, `${host} exposes ${port}`)
+    assert.equal(portOf(relayq, mapped.targetPort), cfg?.coldStart.scalerPort)
+  })
+
+  it('runs the enqueuer with ENQUEUER_NO_CONSUMERS=wait, and keeps the client port', () => {
+    assert.equal(cfg?.coldStart.noConsumers, 'wait')
+    assert.ok(cfg !== null && cfg !== undefined && cfg.coldStart.maxWaiting > 0)
+    assert.equal(portOf(relayq, 'http'), cfg.port)
+  })
+
+  it('declares the service\'s queues with a Job of the relayq image, before any pod of it runs', () => {
+    const job = one(objects, 'Job') as K8sObject & { spec: { template: PodTemplate } }
+    const c = relayqOf(job.spec.template.spec)
+    assert.deepEqual((c as Container & { args?: string[] }).args, ['/app/relayq.js', 'declare', '--service', service])
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true)
+    assert.equal(c.image, relayq.image)
+  })
+
+  it('leaves the default (deploy/keda) at one replica', () => {
+    assert.equal((one(render('deploy/keda'), 'ScaledObject').spec as { minReplicaCount?: number }).minReplicaCount, 1)
   })
 })
 
