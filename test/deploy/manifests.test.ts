@@ -366,7 +366,7 @@ describe('KEDA, scale to zero (deploy/keda-scale-to-zero)', () => {
     assert.equal(rabbit.authenticationRef?.name, one(objects, 'TriggerAuthentication').metadata.name)
     // scalerAddress names the enqueuer Service and the port it maps to the scaler's.
     const [host, port] = push.metadata.scalerAddress?.split(':') ?? []
-    const svc = one(objects, 'Service', host) as K8sObject & { spec: { ports: Array<{ name: string, port: number, targetPort: string }> } }
+    const svc = one<K8sObject & { spec: { ports: Array<{ name: string, port: number, targetPort: string }> } }>(objects, 'Service', host)
     const mapped = svc.spec.ports.find((p) => p.port === Number(port))
     assert.ok(mapped !== undefined, `${host} exposes ${port}`)
     assert.equal(portOf(relayq, mapped.targetPort), cfg?.coldStart.scalerPort)
@@ -379,7 +379,7 @@ describe('KEDA, scale to zero (deploy/keda-scale-to-zero)', () => {
   })
 
   it('declares the service\'s queues with a Job of the relayq image, before any pod of it runs', () => {
-    const job = one(objects, 'Job') as K8sObject & { spec: { template: PodTemplate } }
+    const job = one<K8sObject & { spec: { template: PodTemplate } }>(objects, 'Job')
     const c = relayqOf(job.spec.template.spec)
     assert.deepEqual((c as Container & { args?: string[] }).args, ['/app/relayq.js', 'declare', '--service', service])
     assert.equal(c.securityContext?.readOnlyRootFilesystem, true)

@@ -126,7 +126,7 @@ describe('scale from zero (ENQUEUER_NO_CONSUMERS=wait, KEDA external scaler, rel
       // The process's own count, from reading its configuration to consuming (node's start-up adds to it).
       const ready = started.p.logs().find((l) => l.msg === 'ready')
       const readyMs = Number(ready?.ms)
-      const spawnToReady = Number(ready?.time) - dequeuerSpawnedEpoch
+      const spawnToReady = Date.parse(String(ready?.time)) - dequeuerSpawnedEpoch
       // Generous: the stream promises 200 ms; the machine is loaded.
       assert.ok(toActive < 1500, `active after ${toActive.toFixed(0)} ms`)
       console.log(`# cold start: first request -> stream "active" ${toActive.toFixed(0)} ms; -> first answer ${toFirstAnswer.toFixed(0)} ms; dequeuer spawned after ${(dequeuerStartedAt - firstRequestAt).toFixed(0)} ms, its start-up ${spawnToReady} ms (spawn to consuming; ${readyMs} ms of it from config to consuming)`)
