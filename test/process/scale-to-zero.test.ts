@@ -151,6 +151,9 @@ describe('scale from zero (ENQUEUER_NO_CONSUMERS=wait, KEDA external scaler, rel
     const keda = scalerClient(other.scalerPort)
     try {
       assert.equal(await keda.isActive({ service: name }), false)
+      // KEDA hears a misconfigured scaled object as such: INVALID_ARGUMENT, naming the field.
+      await assert.rejects(keda.isActive({}), (err: { code?: number, details?: string }) => err.code === 3 && /service/.test(err.details ?? ''))
+      await assert.rejects(keda.getMetricSpec({ service: name, targetSize: 'many' }), (err: { code?: number }) => err.code === 3)
       const started = performance.now()
       const pending = Array.from({ length: 5 }, (_, i) => send(`${enq.url}/${name}/late/${i}`, { headers: { 'x-relayq-timeout-ms': '2000' } }))
       await waitFor(async () => await metric(enq.admin, 'enqueuer_waiting_for_consumer', name) === 5, { what: 'five waiting requests' })
