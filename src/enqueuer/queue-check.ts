@@ -195,7 +195,7 @@ export class QueueChecker {
     ch.on('close', () => { closed = true })
     try {
       const ok = await ch.checkQueue(queue)
-      return { exists: true, consumers: ok.consumerCount, messages: ok.messageCount }
+      return typeof ok.messageCount === 'number' ? { exists: true, consumers: ok.consumerCount, messages: ok.messageCount } : { exists: true, consumers: ok.consumerCount }
     } catch (err) {
       const { kind } = classify(err)
       if (kind === 'not_found') return { exists: false, consumers: 0 }
