@@ -26,6 +26,8 @@ export type Route = { readonly unary: Unary } | { readonly streaming: ServerStre
 
 /** Larger than any ScaledObjectRef; a request past it is refused rather than buffered. */
 const MAX_REQUEST_BYTES = 64 * 1024
+/** Connections at once (each with at most 100 streams, each stream one 1 s timer). */
+const MAX_SESSIONS = 64
 
 export interface GrpcServer {
   listen: (port: number, host: string) => Promise<number>
@@ -36,6 +38,11 @@ export function createGrpcServer (routes: ReadonlyMap<string, Route>, onError: (
   const sessions = new Set<http2.ServerHttp2Session>()
   const server = http2.createServer({ settings: { maxConcurrentStreams: 100 } })
   server.on('session', (s) => {
+    // KEDA holds one connection per scaled object; a peer opening hundreds is not KEDA.
+    if (sessions.size >= MAX_SESSIONS) {
+      s.destroy()
+      return
+    }
     sessions.add(s)
     s.on('close', () => sessions.delete(s))
     s.on('error', () => {})
