@@ -30,7 +30,8 @@ const MAX_REQUEST_BYTES = 64 * 1024
 const MAX_SESSIONS = 64
 
 export interface GrpcServer {
-  listen: (port: number, host: string) => Promise<number>
+  /** Listened on by the caller (http/server.ts's listen, which names the variable when the port cannot be had). */
+  readonly server: http2.Http2Server
   close: () => void
 }
 
@@ -79,14 +80,7 @@ export function createGrpcServer (routes: ReadonlyMap<string, Route>, onError: (
     })
   })
   return {
-    listen: (port, host) => new Promise((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => {
-        server.off('error', reject)
-        const a = server.address()
-        resolve(typeof a === 'object' && a !== null ? a.port : port)
-      })
-    }),
+    server,
     close: () => {
       server.close()
       // KEDA's stream never ends by itself: waiting for it would hold the shutdown.

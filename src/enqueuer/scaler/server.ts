@@ -17,6 +17,7 @@ import type { ColdStart } from '../cold-start'
 import type { QueueState } from '../queue-check'
 import * as codec from './codec'
 import { GrpcError, Status, createGrpcServer, type Route } from './grpc'
+import { listen } from '../../http/server'
 
 /** How often an open stream asks the broker, besides being told at once of a waiting request. */
 const STREAM_POLL_MS = 1000
@@ -142,12 +143,6 @@ function metricName (service: string): string {
 
 export async function startScaler (port: number, host: string, deps: ScalerDeps): Promise<RunningScaler> {
   const server = createGrpcServer(new Scaler(deps).routes(), (err) => deps.logger.error({ err: err.message }, 'KEDA scaler call failed'))
-  let bound: number
-  try {
-    bound = await server.listen(port, host)
-  } catch (err) {
-    throw new Error(`KEDA_SCALER_PORT: cannot listen on ${host}:${port}: ${(err as Error).message}`)
-  }
-  deps.logger.info({ port: bound }, 'KEDA external scaler listening')
+  const bound = await listen(server.server, port, host, { port: 'KEDA_SCALER_PORT', host: 'ENQUEUER_HOST', logger: deps.logger })
   return { port: bound, close: () => server.close() }
 }
