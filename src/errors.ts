@@ -27,6 +27,7 @@ const TABLE = {
   RQ_ERR_UPGRADE_NOT_SUPPORTED: [501, 'Not Implemented'],
   // the broker or the queue cannot take the request now
   RQ_ERR_NO_CONSUMERS: [503, 'Service unavailable'],
+  RQ_ERR_TOO_MANY_WAITING: [503, 'Service unavailable'],
   RQ_ERR_BROKER_UNAVAILABLE: [503, 'Service unavailable'],
   RQ_ERR_BROKER_BLOCKED: [503, 'Service unavailable'],
   RQ_ERR_PUBLISH_TIMEOUT: [503, 'Service unavailable'],

@@ -16,6 +16,7 @@ import { createRegistry } from './metrics/registry'
 import { AMQPLIB_VERSION, VERSION } from './version'
 import { instanceIdFromPrimary, runPrimary, setupWorkerMetrics, workerMetricsText } from './cluster/primary'
 import { runDlqTool } from './dlq/cli'
+import { runDeclareTool } from './declare/cli'
 
 const EX_CONFIG = 78
 // A cluster worker joins the shared port once its broker connection is up; a
@@ -29,6 +30,7 @@ usage:
   RELAYQ_MODE=dequeuer node relayq.js     the sidecar: consume SERVICE_NAME's queue, forward to DOWNSTREAM_URL, reply
   node relayq.js dlq <command> ...        the dead-letter tool (stats, list, peek, replay, purge, export, import);
                                           \`relayq dlq --help\` for its options
+  node relayq.js declare --service NAME   create a service's queues before its first pod runs (scale to zero)
   node relayq.js --help | --version
 
 Every setting is an environment variable: see the configuration table in
@@ -50,6 +52,10 @@ async function main (): Promise<void> {
   }
   if (process.argv[2] === 'dlq') {
     process.exitCode = await runDlqTool(process.argv.slice(3), process.env)
+    return
+  }
+  if (process.argv[2] === 'declare') {
+    process.exitCode = await runDeclareTool(process.argv.slice(3), process.env)
     return
   }
   const unknown = [...unknownVariables(process.env).map(describeUnknown), ...serviceLinkNotices(process.env, Object.keys(SPEC))]

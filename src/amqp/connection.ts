@@ -19,7 +19,7 @@ import { captureHandshakeCloseCodes } from './handshake'
 /** How often a broker that stays unreachable is logged (each line counts the attempts since the last). */
 const RECONNECT_LOG_INTERVAL_MS = 5000
 
-export type ConnectionName = 'enqueuer' | 'consume' | 'publish' | 'dlq'
+export type ConnectionName = 'enqueuer' | 'consume' | 'publish' | 'dlq' | 'declare'
 
 /** Thrown by a setup function when retrying cannot help (e.g. inequivalent queue arguments). */
 export class FatalSetupError extends Error {

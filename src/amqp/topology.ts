@@ -29,6 +29,8 @@ export interface TopologySettings {
   readonly declareQueues: boolean
   readonly deliveryLimit: number
   readonly messageTtlMs: number
+  /** x-max-length of the request queue, with reject-publish; 0: none (queues declared before it existed match). */
+  readonly maxLength: number
 }
 
 type Args = Record<string, string | number>
@@ -37,6 +39,9 @@ export function requestQueueArgs (s: TopologySettings): Args {
   const args: Args = { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE }
   if (s.messageTtlMs > 0) args['x-message-ttl'] = s.messageTtlMs
   if (s.queueType === 'quorum') Object.assign(args, quorumArgs(s.deliveryLimit))
+  // reject-publish, not the default drop-head: a full queue refuses the newest
+  // (its publisher hears a nack and answers 503) instead of dropping the oldest unseen.
+  if (s.maxLength > 0) Object.assign(args, { 'x-max-length': s.maxLength, 'x-overflow': 'reject-publish' })
   return args
 }
 
@@ -81,6 +86,7 @@ export function policyCommand (s: TopologySettings): string {
     definition.overflow = 'reject-publish'
   }
   if (s.messageTtlMs > 0) definition['message-ttl'] = s.messageTtlMs
+  if (s.maxLength > 0) Object.assign(definition, { 'max-length': s.maxLength, overflow: 'reject-publish' })
   const pattern = `^${s.service.replace(/\./g, '\\.')}_requests$`
   return `rabbitmqctl set_policy relayq-${s.service} '${pattern}' '${JSON.stringify(definition)}' --apply-to queues`
 }
@@ -162,7 +168,7 @@ export function explainDeclareError (err: Error, queue: string, s: TopologySetti
     `queue '${queue}' exists with ${arg} = ${brokerValue(current)}, but relayq declares it with ${arg} = ${brokerValue(wanted)}. ` +
     'Queue arguments cannot change in place. Either delete the queue once it is empty ' +
     `(rabbitmqctl delete_queue ${queue}) and let relayq declare it, ` +
-    'or make relayq match it (DEQUEUER_QUEUE_TYPE, DEQUEUER_DELIVERY_LIMIT, MESSAGE_TTL_MS), ' +
+    'or make relayq match it (DEQUEUER_QUEUE_TYPE, DEQUEUER_DELIVERY_LIMIT, MESSAGE_TTL_MS, DEQUEUER_MAX_LENGTH), ' +
     `or set DEQUEUER_DECLARE_QUEUES=false and manage the arguments with a policy: ${policyCommand(s)}`,
   )
 }

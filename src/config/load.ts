@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { SPEC, type DefaultedName, type SpecName, type SpecValue, type VarSpec } from './spec'
 import { bodyLimitProblem } from './broker-limits'
 import { isServiceLink } from './service-links'
-import type { BrokerConfig, Config, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
+import type { BrokerConfig, Config, DeclareToolConfig, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
 export type ReadFile = (path: string) => string
@@ -130,6 +130,27 @@ export function loadDlqToolConfig (env: Env, readFile: ReadFile = defaultReadFil
     logLevel: r.get('LOG_LEVEL'),
     broker: readBroker(r),
     queueType: r.get('DEQUEUER_QUEUE_TYPE'),
+  }
+  if (r.problems.length > 0) throw new ConfigError(r.problems)
+  return deepFreeze(config)
+}
+
+/** `relayq declare` reads the dequeuer's topology variables, so the queues it makes are the ones the dequeuer expects. */
+export function loadDeclareToolConfig (env: Env, readFile: ReadFile = defaultReadFile): DeclareToolConfig {
+  const r = new Reader(env, readFile)
+  const maxAttempts = r.get('DEQUEUER_MAX_ATTEMPTS')
+  const deliveryLimit = r.get('DEQUEUER_DELIVERY_LIMIT')
+  if (deliveryLimit <= maxAttempts) r.problem('DEQUEUER_DELIVERY_LIMIT', `must exceed DEQUEUER_MAX_ATTEMPTS (${maxAttempts})`)
+  const config: DeclareToolConfig = {
+    broker: readBroker(r),
+    queueType: r.get('DEQUEUER_QUEUE_TYPE'),
+    declareQueues: r.get('DEQUEUER_DECLARE_QUEUES'),
+    deliveryLimit,
+    messageTtlMs: r.get('MESSAGE_TTL_MS'),
+    maxLength: r.get('DEQUEUER_MAX_LENGTH'),
+    retryDelayMs: r.get('DEQUEUER_RETRY_DELAY_MS'),
+    retryMaxDelayMs: r.get('DEQUEUER_RETRY_MAX_DELAY_MS'),
+    maxAttempts,
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems)
   return deepFreeze(config)
@@ -264,6 +285,11 @@ function readEnqueuer (r: Reader): EnqueuerConfig {
       graceMs: r.get('ENQUEUER_IDEMPOTENCY_GRACE_SECONDS') * 1000,
       redisUrl: readRedisUrl(r),
     },
+    coldStart: {
+      noConsumers: r.get('ENQUEUER_NO_CONSUMERS'),
+      maxWaiting: r.get('ENQUEUER_MAX_WAITING'),
+      scalerPort: r.get('KEDA_SCALER_PORT') ?? null,
+    },
   }
 }
 
@@ -339,6 +365,7 @@ function readDequeuer (r: Reader): DequeuerConfig {
     maxMessageBytes: r.get('DEQUEUER_MAX_MESSAGE_BYTES'),
     messageKey: r.get('RELAYQ_MESSAGE_KEY') ?? null,
     messageTtlMs: r.get('MESSAGE_TTL_MS'),
+    maxLength: r.get('DEQUEUER_MAX_LENGTH'),
     dlqPollIntervalMs: r.get('DLQ_POLL_INTERVAL_MS'),
     consumerRecoveryLimitMs: r.get('DEQUEUER_CONSUMER_RECOVERY_LIMIT_MS'),
     breaker: {

@@ -79,6 +79,15 @@ export interface EnqueuerConfig {
   readonly admin: { readonly port: number, readonly host: string } | null
   readonly async: AsyncConfig
   readonly idempotency: IdempotencyConfig
+  readonly coldStart: ColdStartConfig
+}
+
+/** Scale from zero (docs/scale-to-zero.md). */
+export interface ColdStartConfig {
+  readonly noConsumers: 'refuse' | 'wait'
+  readonly maxWaiting: number
+  /** The KEDA external scaler's gRPC port; null: off. */
+  readonly scalerPort: number | null
 }
 
 export interface IdempotencyConfig {
@@ -136,6 +145,8 @@ export interface DequeuerConfig {
   /** RELAYQ_MESSAGE_KEY: signs relayq's control headers; null trusts them unsigned. */
   readonly messageKey: string | null
   readonly messageTtlMs: number
+  /** x-max-length (with reject-publish) of the request queue; 0: none. */
+  readonly maxLength: number
   readonly dlqPollIntervalMs: number
   /** How long consuming may stay lost (channel closed or consumer cancelled by the broker) before liveness fails. */
   readonly consumerRecoveryLimitMs: number
@@ -159,4 +170,17 @@ export interface DlqToolConfig {
   readonly logLevel: LogLevel
   readonly broker: BrokerConfig
   readonly queueType: QueueType
+}
+
+/** What `relayq declare` needs: the broker and the dequeuer's topology settings. */
+export interface DeclareToolConfig {
+  readonly broker: BrokerConfig
+  readonly queueType: QueueType
+  readonly declareQueues: boolean
+  readonly deliveryLimit: number
+  readonly messageTtlMs: number
+  readonly maxLength: number
+  readonly retryDelayMs: number
+  readonly retryMaxDelayMs: number
+  readonly maxAttempts: number
 }

@@ -13,6 +13,7 @@ import { sendError } from '../http/respond'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
+import type { Waiting } from './cold-start'
 
 export interface CallInit {
   /** relayq's own id on the message; the client sees its own id instead when it sent one. */
@@ -33,6 +34,8 @@ export interface CallInit {
   readonly onConfirmed?: (call: Call) => void
   /** Hears how the call ended (an idempotency key stores the answer). */
   readonly observer?: CallObserver
+  /** Published while its service had no consumer (ENQUEUER_NO_CONSUMERS=wait). */
+  readonly coldStart?: Waiting
 }
 
 export interface CallObserver {
@@ -106,6 +109,7 @@ export class Call implements Waiter {
     // A keyed request stores what the client gets: the checked headers, not the reply's raw ones.
     this.init.observer?.replied({ ...reply, headers: [...headers] })
     headers.push('x-correlation-id', this.answerId)
+    if (this.init.coldStart !== undefined) headers.push('x-relayq-cold-start-ms', String(this.init.coldStart.answered()))
     // 204 and 304 never carry a body or a Content-Length (RFC 9110 8.6, 15.3.5, 15.4.5).
     const bodyless = reply.noBody || reply.status === 204 || reply.status === 304
     // A HEAD answer keeps the service's Content-Length (of the body it did not send), if valid.
@@ -179,7 +183,8 @@ export class Call implements Waiter {
       this.timer = setTimeout(onTimer, left, this)
       return
     }
-    this.ctx.breakers.failure(this.init.service)
+    // A service still at zero is not failing: its pods are starting (or never will), which the breaker cannot cure.
+    if (this.init.coldStart?.waiting !== true) this.ctx.breakers.failure(this.init.service)
     this.fail('RQ_ERR_REPLY_TIMEOUT', `no reply within ${this.init.timeoutMs} ms`)
   }
 

@@ -19,6 +19,7 @@ import { jobCaller, type NewJob } from './jobs/jobs'
 import { QueueCheckTimeout, QueueChecksBusy, type QueueState } from './queue-check'
 import type { KeyedRequest, Turn } from './idempotency/idempotency'
 import { MAX_KEY_CHARS } from './idempotency/key'
+import type { Waiting } from './cold-start'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -112,6 +113,8 @@ interface Pending {
   readonly refuse: (code: ErrorCode, detail: string, service?: string, retryAfter?: number, close?: boolean) => void
   /** Set when the request carries an Idempotency-Key (ENQUEUER_IDEMPOTENCY=true). */
   readonly keyed: KeyedRequest | null
+  /** Set when it was published while its service had no consumer. */
+  coldStart?: Waiting
 }
 
 function afterCheck (p: Pending, state: QueueState): void {
@@ -127,9 +130,15 @@ function afterCheck (p: Pending, state: QueueState): void {
     return refuse('RQ_ERR_QUEUE_UNAVAILABLE', `the queue of service ${service} is on a broker node that is down (a classic queue lives on one node; quorum queues survive this)`, service, 1)
   }
   // Not a breaker failure: answered at once, and often a sub-second gap (see service-breaker.ts).
+  // With ENQUEUER_NO_CONSUMERS=wait it is published anyway, to wait for a pod (cold-start.ts).
   if (state.consumers === 0) {
-    ticket.release()
-    return refuse('RQ_ERR_NO_CONSUMERS', `service ${service} has no consumer`, service, 1)
+    const waiting = ctx.coldStart?.admit(service, p.queue, ticket, p.startedAt) ?? null
+    if (waiting === null || waiting === 'full') {
+      ticket.release()
+      if (waiting === 'full') return refuse('RQ_ERR_TOO_MANY_WAITING', `${ctx.config.coldStart.maxWaiting} requests already wait for service ${service} to start`, service, 1)
+      return refuse('RQ_ERR_NO_CONSUMERS', `service ${service} has no consumer`, service, 1)
+    }
+    p.coldStart = waiting
   }
   const admission = ctx.breakers.admit(service)
   if (typeof admission === 'number') {
@@ -231,6 +240,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     ticket,
     ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
     ...(p.keyed === null ? {} : { observer: p.keyed.published(p.clientId) }),
+    ...(p.coldStart === undefined ? {} : { coldStart: p.coldStart }),
     ...(job === null || jobs === null || keepJob === null
       ? {}
       : {

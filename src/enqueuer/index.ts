@@ -26,8 +26,10 @@ import { defaultJobStore } from './jobs/default-store'
 import { Jobs } from './jobs/jobs'
 import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
+import { ColdStart } from './cold-start'
 import { RpcPool } from './rpc-pool'
 import { ServiceBreakers } from './service-breaker'
+import { startScaler } from './scaler/server'
 
 export interface EnqueuerDeps {
   readonly logger: Logger
@@ -44,6 +46,8 @@ export interface EnqueuerDeps {
   /** Listen on this handle instead of ENQUEUER_PORT (tests pass 0). */
   readonly port?: number
   readonly adminPort?: number
+  /** Serve the KEDA scaler on this port instead of KEDA_SCALER_PORT (tests pass 0). */
+  readonly scalerPort?: number
   /** Called once a drain has finished (POST /drain or close): main.ts closes and exits 0. */
   readonly onDrained?: () => void
   /**
@@ -58,6 +62,8 @@ export interface EnqueuerDeps {
 export interface RunningEnqueuer {
   readonly port: number
   readonly adminPort: number | null
+  /** KEDA_SCALER_PORT's bound port; null when off. */
+  readonly scalerPort: number | null
   /** Resolves once the broker connection is first up; rejects on a fatal setup error. */
   readonly connected: Promise<void>
   /** The same promise under the name both modes share. */
@@ -89,12 +95,15 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
   })
   const adminServer = cfg.admin === null ? null : createAdminServer({ ...hooks, drain })
   const adminPort = adminServer === null || cfg.admin === null ? null : await listen(adminServer, deps.adminPort ?? cfg.admin.port, cfg.admin.host, { port: 'ADMIN_PORT', host: 'ADMIN_HOST', logger: deps.logger })
+  const scalerPortWanted = deps.scalerPort ?? cfg.coldStart.scalerPort
+  const scaler = scalerPortWanted === null ? null : await startScaler(scalerPortWanted, cfg.host, { logger: deps.logger, coldStart: ctx.coldStart, state: (q) => ctx.checker.state(q), services: cfg.services })
   // A job callback must never reach these (a callback to the admin /drain drained the enqueuer).
-  jobs?.callbacks.addOwnPorts([port, adminPort, cfg.port, cfg.admin?.port])
+  jobs?.callbacks.addOwnPorts([port, adminPort, cfg.port, cfg.admin?.port, scaler?.port])
 
   return {
     port,
     adminPort,
+    scalerPort: scaler?.port ?? null,
     connected,
     ready: connected,
     context: ctx,
@@ -104,6 +113,8 @@ export async function startEnqueuer (config: Config, deps: EnqueuerDeps): Promis
     // (4) the broker connection, (5) client connections, (6) the admin server.
     close: onceAsync(async () => {
       await drain()
+      scaler?.close()
+      ctx.coldStart?.close()
       await jobs?.close()
       await idempotency?.store.close()
       await pool.close()
@@ -136,12 +147,16 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     onReconnect: () => metrics.reconnected(),
   })
   const admission = new Admission(cfg.maxInflight, cfg.maxInflightPerService)
+  const coldStart = cfg.coldStart.noConsumers === 'wait'
+    ? new ColdStart({ maxWaiting: cfg.coldStart.maxWaiting, state: (q) => checker.state(q), observe: (service, s) => metrics.coldStart(service, s), sawConsumer: (q) => checker.sawConsumer(q) })
+    : null
   const metrics = createEnqueuerMetrics(registry, cfg.replyTimeoutMs / 1000, {
     inflight: () => admission.inflight,
     pendingReplies: () => pool.pendingReplies,
     brokerUp: () => connection.up,
     brokerBlocked: () => connection.blocked,
     bufferedBytes: () => sender.bufferedBytes,
+    waitingForConsumer: () => coldStart?.counts() ?? new Map(),
   })
   const sender = new ResponseSender({ sendTimeoutMs: cfg.sendTimeoutMs, maxBufferedBytes: cfg.maxBufferedBytes }, () => metrics.sendTimedOut())
   const breakers = new ServiceBreakers(cfg.breaker, (service, state) => {
@@ -170,6 +185,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     admission,
     forwarded: new ForwardedFor(cfg.trustedProxies),
     sender,
+    coldStart,
   }
 }
 

@@ -19,6 +19,8 @@ import { classify } from '../amqp/errors'
 export interface QueueState {
   readonly exists: boolean
   readonly consumers: number
+  /** Ready messages when checked (a passive declare does not count unacknowledged ones). */
+  readonly messages?: number
   /** It exists but cannot be reached: a classic queue whose node is down. */
   readonly unavailable?: true
 }
@@ -124,6 +126,16 @@ export class QueueChecker {
     return entry.state
   }
 
+  /**
+   * A reply came from the queue's consumer while the cache says it has none
+   * (a service just scaled from zero): believed until the next check, so the
+   * requests right after it are not taken for cold starts.
+   */
+  sawConsumer (queue: string): void {
+    const entry = this.known.get(queue)
+    if (entry !== undefined && entry.state.consumers === 0 && entry.state.unavailable !== true) this.store(queue, { exists: true, consumers: 1 })
+  }
+
   /** The queue turned out to be gone (a mandatory publish came back). */
   markMissing (queue: string): void {
     this.store(queue, { exists: false, consumers: 0 })
@@ -183,7 +195,7 @@ export class QueueChecker {
     ch.on('close', () => { closed = true })
     try {
       const ok = await ch.checkQueue(queue)
-      return { exists: true, consumers: ok.consumerCount }
+      return typeof ok.messageCount === 'number' ? { exists: true, consumers: ok.consumerCount, messages: ok.messageCount } : { exists: true, consumers: ok.consumerCount }
     } catch (err) {
       const { kind } = classify(err)
       if (kind === 'not_found') return { exists: false, consumers: 0 }

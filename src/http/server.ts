@@ -2,7 +2,7 @@
 // a slow or hostile client cannot outwait, and JSON answers even for requests
 // the parser refuses before any handler runs.
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import type { Server as NetServer, Socket } from 'node:net'
 import { deferContinue } from './body'
 import { lingerIfUnread } from './linger'
 import { sendError, writeRawError } from './respond'
@@ -121,7 +121,7 @@ const LISTEN_PROBLEMS: Record<string, string> = {
 }
 
 /** Resolves with the bound port. */
-export function listen (server: Server, port: number, host: string, names?: ListenerNames): Promise<number> {
+export function listen (server: Server | NetServer, port: number, host: string, names?: ListenerNames): Promise<number> {
   return new Promise((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException): void => {
       reject(names === undefined ? err : new ListenError(names, hostPort(host, port), err.code ?? 'error'))

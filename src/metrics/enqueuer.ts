@@ -12,6 +12,8 @@ export interface EnqueuerGauges {
   brokerUp: () => boolean
   brokerBlocked: () => boolean
   bufferedBytes?: () => number
+  /** Requests waiting for their service's first consumer, by service (ENQUEUER_NO_CONSUMERS=wait). */
+  waitingForConsumer?: () => ReadonlyMap<string, number>
 }
 
 export type EnqueuerMetrics = ReturnType<typeof realEnqueuerMetrics>
@@ -49,6 +51,19 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   gauge('enqueuer_inflight_requests', 'Requests being handled now.', gauges.inflight)
   gauge('enqueuer_pending_replies', 'Published requests waiting for their reply.', gauges.pendingReplies)
   gauge('enqueuer_response_buffered_bytes', 'Bytes of answers being written to clients (held until the client reads them).', gauges.bufferedBytes ?? (() => 0))
+  const coldStarts = children1(histogram('enqueuer_cold_start_seconds', 'Time a request waited for its service\'s first consumer (ENQUEUER_NO_CONSUMERS=wait).'))
+  const waiting = gauges.waitingForConsumer
+  new client.Gauge({
+    name: 'enqueuer_waiting_for_consumer',
+    help: 'Requests waiting for their service\'s first consumer now (ENQUEUER_NO_CONSUMERS=wait).',
+    labelNames: ['service'],
+    registers,
+    aggregator: 'sum',
+    collect () {
+      this.reset()
+      if (waiting !== undefined) for (const [service, n] of waiting()) this.set({ service }, n)
+    },
+  })
   const sendTimeouts = counter('enqueuer_send_timeouts_total', 'Answers abandoned because the client read nothing for ENQUEUER_SEND_TIMEOUT_MS.', []).labels()
   const connectionGauge = (name: string, help: string, collect: () => boolean, aggregator: client.Aggregator) =>
     new client.Gauge({ name, help, labelNames: ['connection'], registers, aggregator, collect () { this.set({ connection: 'enqueuer' }, collect() ? 1 : 0) } })
@@ -78,6 +93,7 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
       breakerTransitions(service, state).inc()
     },
     reconnected (): void { reconnects.inc() },
+    coldStart (service: string, seconds: number): void { coldStarts(service).observe(seconds) },
     jobCreated (service: string): void { jobsCreated(service).inc() },
     jobCompleted (service: string, status: string): void { jobsCompleted(service, status).inc() },
     jobRetrieved (service: string): void { jobsRetrieved(service).inc() },

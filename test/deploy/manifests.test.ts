@@ -39,7 +39,7 @@ interface PodTemplate { metadata: { labels?: Record<string, string>, annotations
 interface K8sObject { kind: string, metadata: { name: string, labels?: Record<string, string> }, spec: Dict }
 interface Deployment extends K8sObject { spec: { replicas?: number, template: PodTemplate } }
 
-const K8S = ['deploy/k8s/enqueuer', 'deploy/k8s/dequeuer-native', 'deploy/k8s/dequeuer-legacy', 'deploy/k8s/dequeuer-injected', 'deploy/keda']
+const K8S = ['deploy/k8s/enqueuer', 'deploy/k8s/dequeuer-native', 'deploy/k8s/dequeuer-legacy', 'deploy/k8s/dequeuer-injected', 'deploy/keda', 'deploy/keda-scale-to-zero']
 const DUMMY_URL = 'amqp://user:password@rabbitmq:5672/%2F'
 const rendered = new Map<string, K8sObject[]>()
 
@@ -341,6 +341,56 @@ describe('KEDA', () => {
   })
 })
 
+describe('KEDA, scale to zero (deploy/keda-scale-to-zero)', () => {
+  const dir = 'deploy/keda-scale-to-zero'
+  const objects = render(dir)
+  const so = one(objects, 'ScaledObject').spec as {
+    scaleTargetRef: { name: string }, minReplicaCount?: number,
+    triggers: Array<{ type: string, metadata: Record<string, string>, authenticationRef?: { name: string } }>
+  }
+  const enqueuer = deployment(dir, 'relayq-enqueuer')
+  const relayq = relayqOf(enqueuer.spec.template.spec)
+  const cfg = configOf(envOf(relayq)).enqueuer
+  const target = deployment('deploy/k8s/dequeuer-native', so.scaleTargetRef.name)
+  const service = configOf(envOf(relayqOf(target.spec.template.spec))).dequeuer?.service ?? ''
+
+  it('goes down to 0, woken by the enqueuers\' external-push scaler, and scales out on the queue (protocol http, activationValue)', () => {
+    assert.equal(so.minReplicaCount, 0)
+    const push = so.triggers.find((t) => t.type === 'external-push')
+    const rabbit = so.triggers.find((t) => t.type === 'rabbitmq')
+    assert.ok(push !== undefined && rabbit !== undefined)
+    assert.equal(push.metadata.service, service)
+    assert.equal(rabbit.metadata.queueName, requestQueue(service))
+    assert.equal(rabbit.metadata.protocol, 'http')
+    assert.equal(rabbit.metadata.activationValue, '0')
+    assert.equal(rabbit.authenticationRef?.name, one(objects, 'TriggerAuthentication').metadata.name)
+    // scalerAddress names the enqueuer Service and the port it maps to the scaler's.
+    const [host, port] = push.metadata.scalerAddress?.split(':') ?? []
+    const svc = one<K8sObject & { spec: { ports: Array<{ name: string, port: number, targetPort: string }> } }>(objects, 'Service', host)
+    const mapped = svc.spec.ports.find((p) => p.port === Number(port))
+    assert.ok(mapped !== undefined, `${host} exposes ${port}`)
+    assert.equal(portOf(relayq, mapped.targetPort), cfg?.coldStart.scalerPort)
+  })
+
+  it('runs the enqueuer with ENQUEUER_NO_CONSUMERS=wait, and keeps the client port', () => {
+    assert.equal(cfg?.coldStart.noConsumers, 'wait')
+    assert.ok(cfg !== null && cfg !== undefined && cfg.coldStart.maxWaiting > 0)
+    assert.equal(portOf(relayq, 'http'), cfg.port)
+  })
+
+  it('declares the service\'s queues with a Job of the relayq image, before any pod of it runs', () => {
+    const job = one<K8sObject & { spec: { template: PodTemplate } }>(objects, 'Job')
+    const c = relayqOf(job.spec.template.spec)
+    assert.deepEqual((c as Container & { args?: string[] }).args, ['/app/relayq.js', 'declare', '--service', service])
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true)
+    assert.equal(c.image, relayq.image)
+  })
+
+  it('leaves the default (deploy/keda) at one replica', () => {
+    assert.equal((one(render('deploy/keda'), 'ScaledObject').spec as { minReplicaCount?: number }).minReplicaCount, 1)
+  })
+})
+
 describe('env var names under deploy/', () => {
   const known = (name: string): boolean => name in SPEC || (name.endsWith('_FILE') && (SPEC as Record<string, { file?: boolean }>)[name.slice(0, -5)]?.file === true)
 
@@ -531,7 +581,7 @@ describe('RabbitMQ definitions and policy', () => {
   })
 
   it('has the policy relayq prints, for classic and (at a higher priority) quorum queues, on request queues only', () => {
-    const expected = (queueType: 'classic' | 'quorum'): Dict => JSON.parse(/'(\{.*\})'/.exec(policyCommand({ service, queueType, declareQueues: false, deliveryLimit: dequeuer.deliveryLimit, messageTtlMs: 0 }))?.[1] ?? '') as Dict
+    const expected = (queueType: 'classic' | 'quorum'): Dict => JSON.parse(/'(\{.*\})'/.exec(policyCommand({ service, queueType, declareQueues: false, deliveryLimit: dequeuer.deliveryLimit, messageTtlMs: 0, maxLength: 0 }))?.[1] ?? '') as Dict
     const [classic, quorum] = [0, 1].map((priority) => defs.policies.find((p) => p.priority === priority))
     assert.deepEqual(classic?.definition, expected('classic'))
     assert.deepEqual(quorum?.definition, expected('quorum'))

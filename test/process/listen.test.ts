@@ -23,6 +23,7 @@ describe('listeners at start-up', () => {
   const cases: Array<[string, () => Promise<Record<string, string>>]> = [
     ['ENQUEUER_PORT', async () => ({ RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: String(takenPort), ENQUEUER_HOST: '127.0.0.1' })],
     ['ADMIN_PORT', async () => ({ RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: String(await freePort()), ENQUEUER_HOST: '127.0.0.1', ADMIN_PORT: String(takenPort), ADMIN_HOST: '127.0.0.1' })],
+    ['KEDA_SCALER_PORT', async () => ({ RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: String(await freePort()), ENQUEUER_HOST: '127.0.0.1', KEDA_SCALER_PORT: String(takenPort) })],
     ['METRICS_PORT', async () => ({ RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'listen-check', DOWNSTREAM_URL: 'http://127.0.0.1:9', METRICS_PORT: String(takenPort), METRICS_HOST: '127.0.0.1' })],
   ]
   for (const [variable, env] of cases) {

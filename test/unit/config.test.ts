@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { describeConfig, redactUrl } from '../../src/config/describe'
-import { ConfigError, loadConfig, loadDlqToolConfig } from '../../src/config/load'
+import { ConfigError, loadConfig, loadDeclareToolConfig, loadDlqToolConfig } from '../../src/config/load'
 import { serviceLinkNotices } from '../../src/config/service-links'
 import { unknownVariables } from '../../src/config/unknown'
 import { SPEC, type VarSpec } from '../../src/config/spec'
@@ -200,6 +200,24 @@ describe('config', () => {
 
   it('the dlq tool needs no mode', () => {
     assert.equal(loadDlqToolConfig({ DEQUEUER_QUEUE_TYPE: 'quorum' }).queueType, 'quorum')
+  })
+
+  it('scale from zero: refuse by default, wait and its bounds when asked, the scaler off unless given a port', () => {
+    assert.deepEqual(loadConfig({ RELAYQ_MODE: 'enqueuer' }).enqueuer?.coldStart, { noConsumers: 'refuse', maxWaiting: 1000, scalerPort: null })
+    assert.deepEqual(loadConfig({ RELAYQ_MODE: 'enqueuer', ENQUEUER_NO_CONSUMERS: 'wait', ENQUEUER_MAX_WAITING: '5', KEDA_SCALER_PORT: '9090' }).enqueuer?.coldStart, { noConsumers: 'wait', maxWaiting: 5, scalerPort: 9090 })
+    assert.deepEqual(problems({ RELAYQ_MODE: 'enqueuer', ENQUEUER_NO_CONSUMERS: 'hold', ENQUEUER_MAX_WAITING: '0', KEDA_SCALER_PORT: '70000' }).map((p) => p.variable),
+      ['ENQUEUER_NO_CONSUMERS', 'ENQUEUER_MAX_WAITING', 'KEDA_SCALER_PORT'])
+    assert.equal(loadConfig(base).dequeuer?.maxLength, 0)
+    assert.equal(loadConfig({ ...base, DEQUEUER_MAX_LENGTH: '500' }).dequeuer?.maxLength, 500)
+    assert.deepEqual(problems({ ...base, DEQUEUER_MAX_LENGTH: '-1' }).map((p) => p.variable), ['DEQUEUER_MAX_LENGTH'])
+  })
+
+  it('the declare tool reads the dequeuer\'s topology variables, without a mode', () => {
+    const c = loadDeclareToolConfig({ DEQUEUER_QUEUE_TYPE: 'quorum', DEQUEUER_MAX_LENGTH: '10' })
+    assert.equal(c.queueType, 'quorum')
+    assert.equal(c.maxLength, 10)
+    assert.equal(c.deliveryLimit, 20)
+    assert.throws(() => loadDeclareToolConfig({ DEQUEUER_DELIVERY_LIMIT: '2' }), /DEQUEUER_DELIVERY_LIMIT/)
   })
 
   it('ENQUEUER_MAX_URL_BYTES above ENQUEUER_MAX_HEADER_BYTES is a problem when set, and follows it when defaulted', () => {

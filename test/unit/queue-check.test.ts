@@ -30,6 +30,21 @@ function liveBroker (): { conn: ChannelModel, checks: () => number, queue: { exi
 }
 
 describe('queue checker', () => {
+  it('a reply from a service at zero is believed until the next check (sawConsumer), and never makes a missing queue exist', async () => {
+    const now = 0
+    const checker = new QueueChecker(2000, pino({ level: 'silent' }), { now: () => now })
+    const broker = liveBroker()
+    broker.queue.consumers = 0
+    checker.attach(broker.conn)
+    assert.equal((await checker.state('a_requests')).consumers, 0)
+    const checks = broker.checks()
+    checker.sawConsumer('a_requests')
+    assert.deepEqual(checker.state('a_requests'), { exists: true, consumers: 1 }, 'served from the cache, no check')
+    assert.equal(broker.checks(), checks)
+    checker.sawConsumer('b_requests')
+    assert.equal((await checker.state('b_requests')).consumers, 0, 'an unknown queue is asked, not assumed')
+  })
+
   it('a queue seen moments ago that now answers 404 is unavailable (503, retry), not gone; after a minute it is gone', async () => {
     let now = 0
     const checker = new QueueChecker(2000, pino({ level: 'silent' }), { now: () => now })
