@@ -13,6 +13,8 @@ import { sendError } from '../http/respond'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
+import { streamKind } from '../amqp/stream-wire'
+import { readStreamHead, startClientStream } from './stream'
 
 export interface CallInit {
   /** relayq's own id on the message; the client sees its own id instead when it sent one. */
@@ -95,6 +97,7 @@ export class Call implements Waiter {
       this.ctx.metrics.lateReply()
       return
     }
+    if (streamKind(msg) !== null) return this.streamed(msg)
     const reply = decodeResponse(msg)
     // 1xx is never a final answer: written as one it would desynchronise the connection (wire.ts checks it too).
     if (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599) {
@@ -117,6 +120,15 @@ export class Call implements Waiter {
     this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
     // The admission slot stays held until this is written or abandoned (end() waits on the response).
     void this.ctx.sender.send(this.init.res, reply.status, headers, this.init.isHead || bodyless ? null : reply.body)
+  }
+
+  /** The reply is the head of a stream: the stream (stream.ts) takes the response over. */
+  private streamed (msg: ConsumeMessage): void {
+    const head = readStreamHead(msg)
+    if (typeof head === 'string') return this.fail('RQ_ERR_MALFORMED_REPLY', head)
+    this.ctx.breakers.success(this.init.service)
+    this.end()
+    startClientStream(this.ctx, this.init, this.channel!, head, this.answerId)
   }
 
   /**

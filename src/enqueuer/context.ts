@@ -32,4 +32,6 @@ export interface EnqueuerContext {
   readonly admission: Admission
   /** Writes replies to clients; counts the bytes of those not yet written. */
   readonly sender: ResponseSender
+  /** The `x-relayq-accept-stream` value requests carry, or null when this enqueuer takes no streams (stream.ts). */
+  readonly streamAccept: string | null
 }

@@ -27,6 +27,7 @@ import { Jobs } from './jobs/jobs'
 import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
 import { RpcPool } from './rpc-pool'
+import { streamAnnouncement } from './stream'
 import { ServiceBreakers } from './service-breaker'
 
 export interface EnqueuerDeps {
@@ -162,6 +163,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     admission,
     forwarded: new ForwardedFor(cfg.trustedProxies),
     sender,
+    streamAccept: streamAnnouncement(cfg),
   }
 }
 

@@ -1,0 +1,338 @@
+// Streamed responses through relayq (docs/streaming.md), with the real bundle
+// as two processes (enqueuer and dequeuer), the shared broker and a service
+// this test runs: Server-Sent Events arrive as they are written, a 1 GiB body
+// arrives byte-exact with both processes' memory bounded, a slow client
+// pauses the service, a client that leaves aborts the service's request,
+// a dequeuer killed mid-stream ends the client's response as an error, and
+// a ProxyMQ-style requester still gets one buffered reply.
+import assert from 'node:assert/strict'
+import { createHash, randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
+import { freePort, spawnRelay, waitReady, type RelayProcess } from '../helpers/process'
+import { waitFor } from '../helpers/wait'
+
+const MiB = 1024 * 1024
+const IDLE_MS = 3000
+
+type Route = (req: IncomingMessage, res: ServerResponse) => void
+
+/** The service: each test installs its route; it records when its requests were aborted. */
+class Service {
+  route: Route = (_req, res) => { res.writeHead(404); res.end() }
+  readonly aborted: number[] = []
+  readonly requests: number[] = []
+  private server!: http.Server
+  url = ''
+
+  async start (): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      this.requests.push(performance.now())
+      res.on('close', () => { if (!res.writableFinished) this.aborted.push(performance.now()) })
+      this.route(req, res)
+    })
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve))
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
+  }
+
+  async close (): Promise<void> {
+    this.server.closeAllConnections()
+    await new Promise((resolve) => this.server.close(resolve))
+  }
+}
+
+/** Resident memory of a process, in bytes. */
+function rss (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? 0 : Number(m[1]) * 1024
+}
+
+/** Samples the peak RSS of some processes until stopped. */
+function peakRss (pids: number[]): { stop: () => number[] } {
+  const peaks = pids.map(() => 0)
+  // A process that has exited reads as 0 (its /proc entry is gone).
+  const timer = setInterval(() => pids.forEach((pid, i) => { try { peaks[i] = Math.max(peaks[i]!, rss(pid)) } catch { peaks[i] = Math.max(peaks[i]!, 0) } }), 100)
+  return { stop: () => { clearInterval(timer); return peaks } }
+}
+
+/** Deterministic bytes, fast: a 1 MiB block with the block number stamped in, so a reordering changes the hash. */
+function block (n: number): Buffer {
+  const b = Buffer.alloc(MiB, n % 251)
+  b.writeUInt32BE(n, 0)
+  return b
+}
+
+/** Writes `total` bytes as fast as the connection takes them; `written` tracks how far the service got. */
+function writeBlocks (res: ServerResponse, total: number, progress: { written: number }): void {
+  let n = 0
+  const pump = (): void => {
+    while (progress.written < total) {
+      const b = block(n++).subarray(0, Math.min(MiB, total - progress.written))
+      progress.written += b.length
+      if (!res.write(b)) {
+        res.once('drain', pump)
+        return
+      }
+    }
+    res.end()
+  }
+  pump()
+}
+
+function expectedHash (total: number): string {
+  const h = createHash('sha256')
+  for (let n = 0, left = total; left > 0; n++, left -= MiB) h.update(block(n).subarray(0, Math.min(MiB, left)))
+  return h.digest('hex')
+}
+
+describe('streamed responses', () => {
+  let broker: TestBroker
+  const svc = new Service()
+  const service = uniqueService('stream')
+  let enq: RelayProcess
+  let deq: RelayProcess
+  let base = ''
+  let deqAdmin = ''
+  const procs: RelayProcess[] = []
+
+  async function startDequeuer (): Promise<RelayProcess> {
+    const port = await freePort()
+    const p = spawnRelay({
+      RELAYQ_MODE: 'dequeuer',
+      SERVICE_NAME: service,
+      DOWNSTREAM_URL: svc.url,
+      METRICS_PORT: String(port),
+      METRICS_HOST: '127.0.0.1',
+      DEQUEUER_CONCURRENCY: '4',
+      DOWNSTREAM_TIMEOUT: '60',
+      LOG_LEVEL: 'warn',
+    })
+    procs.push(p)
+    deqAdmin = `http://127.0.0.1:${port}`
+    await waitReady(deqAdmin, 20000)
+    return p
+  }
+
+  before(async () => {
+    broker = await connectBroker()
+    await svc.start()
+    deq = await startDequeuer()
+    const port = await freePort()
+    enq = spawnRelay({
+      RELAYQ_MODE: 'enqueuer',
+      ENQUEUER_PORT: String(port),
+      ENQUEUER_HOST: '127.0.0.1',
+      ENQUEUER_STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
+      ENQUEUER_SEND_TIMEOUT_MS: '20000',
+      ENQUEUER_REPLY_TIMEOUT: '30',
+      LOG_LEVEL: 'warn',
+    })
+    procs.push(enq)
+    base = `http://127.0.0.1:${port}`
+    await waitReady(base, 20000)
+  })
+
+  after(async () => {
+    for (const p of procs) p.kill('SIGKILL')
+    await svc.close()
+    await broker.deleteService(service)
+    await broker.close()
+  })
+
+  it('Server-Sent Events: each event reaches the client as it is written, in order', async () => {
+    const writtenAt: number[] = []
+    svc.route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+      let i = 0
+      const tick = (): void => {
+        writtenAt.push(performance.now())
+        res.write(`id: ${i}\ndata: event ${i}\n\n`)
+        if (++i < 10) setTimeout(tick, 200)
+        else res.end()
+      }
+      tick()
+    }
+    const sent = performance.now()
+    const res = await fetch(`${base}/${service}/events`)
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('content-type'), 'text/event-stream')
+    const receivedAt: number[] = []
+    let text = ''
+    const decoder = new TextDecoder()
+    for await (const chunk of res.body!) {
+      text += decoder.decode(chunk, { stream: true })
+      // Each complete event, stamped when it arrived.
+      while (receivedAt.length < text.split('\n\n').length - 1) receivedAt.push(performance.now())
+    }
+    const events = text.split('\n\n').filter((e) => e !== '')
+    assert.deepEqual(events, Array.from({ length: 10 }, (_, i) => `id: ${i}\ndata: event ${i}`))
+    const first = receivedAt[0]! - sent
+    const lags = receivedAt.map((t, i) => t - writtenAt[i]!)
+    console.log(`# SSE: first event ${first.toFixed(1)} ms after the request; per-event lag ms: ${lags.map((l) => l.toFixed(1)).join(' ')}`)
+    assert.ok(first < 300, `first event after ${first.toFixed(1)} ms`)
+    for (const lag of lags) assert.ok(lag < 100, `an event ${lag.toFixed(1)} ms after it was written`)
+  })
+
+  it('a 1 GiB body arrives byte-exact; enqueuer and dequeuer stay under 200 MB', async () => {
+    const total = 1024 * MiB
+    const progress = { written: 0 }
+    svc.route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) })
+      writeBlocks(res, total, progress)
+    }
+    const want = expectedHash(total)
+    const peaks = peakRss([enq.pid, deq.pid])
+    const started = performance.now()
+    const res = await fetch(`${base}/${service}/big`)
+    assert.equal(res.status, 200)
+    const h = createHash('sha256')
+    let size = 0
+    for await (const chunk of res.body!) {
+      h.update(chunk)
+      size += chunk.length
+    }
+    const seconds = (performance.now() - started) / 1000
+    const [enqPeak, deqPeak] = peaks.stop()
+    console.log(`# 1 GiB: ${seconds.toFixed(1)} s (${(size / MiB / seconds).toFixed(0)} MiB/s); peak RSS enqueuer ${(enqPeak! / MiB).toFixed(0)} MiB, dequeuer ${(deqPeak! / MiB).toFixed(0)} MiB`)
+    assert.equal(size, total)
+    assert.equal(h.digest('hex'), want)
+    assert.ok(enqPeak! < 200 * 1e6, `enqueuer RSS ${enqPeak}`)
+    assert.ok(deqPeak! < 200 * 1e6, `dequeuer RSS ${deqPeak}`)
+  })
+
+  it('a client reading 1 MiB/s pauses the service; every process stays bounded', async () => {
+    const total = 512 * MiB
+    const progress = { written: 0 }
+    svc.route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      writeBlocks(res, total, progress)
+    }
+    const peaks = peakRss([enq.pid, deq.pid])
+    let read = 0
+    let ahead = 0
+    let aheadAt5s = 0
+    await new Promise<void>((resolve, reject) => {
+      http.get(`${base}/${service}/slow`, (res) => {
+        const started = Date.now()
+        // A client that takes 1 MiB/s: each chunk is acknowledged after the time it would take at that rate.
+        const slow = new Writable({
+          highWaterMark: 64 * 1024,
+          write (chunk: Buffer, _enc, done) {
+            read += chunk.length
+            ahead = Math.max(ahead, progress.written - read)
+            if (Date.now() - started < 5000) aheadAt5s = ahead
+            if (Date.now() - started >= 10000) {
+              res.destroy()
+              resolve()
+              return
+            }
+            setTimeout(done, (chunk.length / MiB) * 1000)
+          },
+        })
+        res.pipe(slow)
+      }).on('error', reject)
+    })
+    const [enqPeak, deqPeak] = peaks.stop()
+    console.log(`# slow client: read ${(read / MiB).toFixed(1)} MiB in 10 s; the service wrote ${(progress.written / MiB).toFixed(1)} MiB, at most ${(ahead / MiB).toFixed(1)} MiB ahead of the client (${(aheadAt5s / MiB).toFixed(1)} MiB in the first 5 s); peak RSS enqueuer ${(enqPeak! / MiB).toFixed(0)} MiB, dequeuer ${(deqPeak! / MiB).toFixed(0)} MiB`)
+    assert.ok(read > 5 * MiB && read < 15 * MiB, `the client read ${read} bytes`)
+    // Paused: kernel socket buffers on three hops plus one window (1 MiB) in flight, far from the 512 MiB it would write.
+    assert.ok(ahead < 32 * MiB, `the service got ${ahead} bytes ahead`)
+    assert.ok(progress.written < 64 * MiB)
+    assert.ok(enqPeak! < 200 * 1e6 && deqPeak! < 200 * 1e6)
+    // The client left: the service's request is aborted.
+    await waitFor(() => svc.aborted.length > 0, { timeoutMs: 5000, what: 'the service request aborted' })
+  })
+
+  it('a client that disconnects mid-stream aborts the service\'s request within 1 s', async () => {
+    svc.aborted.length = 0
+    svc.route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      const timer = setInterval(() => res.write('data: tick\n\n'), 50)
+      res.on('close', () => clearInterval(timer))
+    }
+    const controller = new AbortController()
+    const res = await fetch(`${base}/${service}/forever`, { signal: controller.signal })
+    const reader = res.body!.getReader()
+    await reader.read()
+    const leftAt = performance.now()
+    controller.abort()
+    await waitFor(() => svc.aborted.length > 0, { timeoutMs: 5000, what: 'the service request aborted' })
+    const after = svc.aborted[0]! - leftAt
+    console.log(`# client gone: the service saw its request aborted ${after.toFixed(1)} ms later`)
+    assert.ok(after < 1000, `aborted after ${after.toFixed(1)} ms`)
+  })
+
+  it('a ProxyMQ-style requester (no stream announcement) gets one buffered reply', async () => {
+    svc.route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      let i = 0
+      const timer = setInterval(() => {
+        res.write(`data: ${i}\n\n`)
+        if (++i === 5) {
+          clearInterval(timer)
+          res.end()
+        }
+      }, 20)
+    }
+    const ch = await broker.conn.createChannel()
+    try {
+      const replies: Array<import('amqplib').ConsumeMessage> = []
+      await ch.consume('amq.rabbitmq.reply-to', (m) => { if (m !== null) replies.push(m) }, { noAck: true })
+      const correlationId = randomUUID()
+      ch.publish('', `${service}_requests`, Buffer.alloc(0), { correlationId, replyTo: 'amq.rabbitmq.reply-to', headers: { 'x-http-method': 'GET' } })
+      await waitFor(() => replies.length > 0, { timeoutMs: 10000, what: 'the reply' })
+      // Nothing more follows: one message, the whole body.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.equal(replies.length, 1)
+      const reply = replies[0]!
+      assert.equal(reply.properties.correlationId, correlationId)
+      assert.equal(reply.properties.headers?.['x-status-code'], '200')
+      assert.equal(reply.properties.headers?.['x-relayq-stream'], undefined)
+      assert.equal(reply.content.toString(), 'data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n')
+    } finally {
+      await ch.close()
+    }
+  })
+
+  it('kill -9 of the dequeuer mid-stream: the client sees an error before the idle timeout ends', async () => {
+    svc.route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      const timer = setInterval(() => res.write('data: tick\n\n'), 100)
+      res.on('close', () => clearInterval(timer))
+    }
+    const res = await fetch(`${base}/${service}/cut`)
+    const reader = res.body!.getReader()
+    await reader.read()
+    const killedAt = performance.now()
+    process.kill(deq.pid, 'SIGKILL')
+    let error: unknown = null
+    let lastChunkAt = killedAt
+    try {
+      for (;;) {
+        const r = await reader.read()
+        if (r.done) break
+        lastChunkAt = performance.now()
+      }
+    } catch (err) {
+      error = err
+    }
+    const now = performance.now()
+    const after = now - killedAt
+    const silence = now - lastChunkAt
+    console.log(`# kill -9: the client's response failed ${after.toFixed(0)} ms after the kill, ${silence.toFixed(0)} ms after its last chunk (idle timeout ${IDLE_MS} ms)`)
+    assert.ok(error !== null, 'the response ended as an error, not as a complete body')
+    // The idle timeout runs from the last message the enqueuer got: never later than that, and never a hang.
+    assert.ok(silence < IDLE_MS + 500, `failed ${silence.toFixed(0)} ms after the last chunk`)
+    assert.ok(after < IDLE_MS + 1000, `failed after ${after.toFixed(0)} ms`)
+    // The redelivered request (no stream to join any more) is stopped when a dequeuer comes back.
+    svc.aborted.length = 0
+    const before = svc.requests.length
+    deq = await startDequeuer()
+    await waitFor(() => svc.requests.length > before, { timeoutMs: 15000, what: 'the redelivered request' })
+    await waitFor(() => svc.aborted.length > 0, { timeoutMs: 5000, what: 'the redelivered request aborted' })
+  })
+})
