@@ -109,7 +109,7 @@ class ClientStream implements Waiter {
     if (pos.seq < this.next) return // a duplicate
     if (pos.seq > this.next) return this.cut('gap')
     this.next++
-    this.idle?.refresh()
+    if (!this.waitingDrain) this.idle?.refresh()
     if (pos.kind === 'chunk') return this.write(msg.content, pos.seq)
     if (pos.kind === 'end') return this.finish(msg)
     this.cut('malformed')
@@ -123,7 +123,9 @@ class ClientStream implements Waiter {
     }
     if (this.waitingDrain) return
     this.waitingDrain = true
-    // The client holds us up: it gets ENQUEUER_SEND_TIMEOUT_MS to take something, as a buffered answer does.
+    // The client holds us up: it gets ENQUEUER_SEND_TIMEOUT_MS to take something, as a buffered answer does; the
+    // dequeuer, out of credit, sends nothing meanwhile, so the idle timeout does not run until the client reads.
+    if (this.idle !== null) clearTimeout(this.idle)
     this.stall = setTimeout(() => {
       this.ctx.metrics.sendTimedOut()
       this.res.destroy()
@@ -132,6 +134,7 @@ class ClientStream implements Waiter {
       if (this.stall !== null) clearTimeout(this.stall)
       this.stall = null
       this.waitingDrain = false
+      if (!this.done) this.idle = setTimeout(() => this.cut('idle_timeout'), this.ctx.config.streamIdleTimeoutMs)
       this.wrote(this.next - 1)
     })
   }
