@@ -117,7 +117,10 @@ export class StreamChannel {
 export function wantsStream (status: number, raw: readonly Buffer[], settings: StreamSettings): boolean {
   if (status < 200 || status > 599 || status === 204 || status === 304 || settings.retryStatuses.has(status)) return false
   let length: number | null = null
+  // Every response passes here: only names of the right length are turned into strings.
   for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!.length
+    if (n !== 12 && n !== 14) continue
     const name = raw[i]!.toString('latin1').toLowerCase()
     if (name === 'content-type' && raw[i + 1]!.toString('latin1').trim().toLowerCase().startsWith('text/event-stream')) return true
     if (name === 'content-length') length = Number(raw[i + 1]!.toString('latin1'))
