@@ -47,13 +47,17 @@ export function encodeAccept (a: StreamAccept): string {
 export function readAccept (headers: Record<string, unknown> | undefined): StreamAccept | null {
   const value = headers?.[SH.accept]
   if (value === undefined) return null
-  const m = /^([0-9]{1,4});([0-9]{1,9})$/.exec(safeString(value) ?? '')
-  if (m === null) return null
-  const window = Math.min(MAX_WINDOW, Number(m[1]))
-  if (window < 2) return null
-  const creditWaitMs = Math.min(MAX_CREDIT_WAIT_MS, Math.max(MIN_CREDIT_WAIT_MS, Number(m[2])))
-  return { window, creditWaitMs }
+  const text = safeString(value) ?? ''
+  // Every request from one enqueuer carries the same value: the last one read is kept (a memo; still pure).
+  if (text === last.text) return last.accept
+  const m = /^([0-9]{1,4});([0-9]{1,9})$/.exec(text)
+  const window = m === null ? 0 : Math.min(MAX_WINDOW, Number(m[1]))
+  const accept = m === null || window < 2 ? null : { window, creditWaitMs: Math.min(MAX_CREDIT_WAIT_MS, Math.max(MIN_CREDIT_WAIT_MS, Number(m[2]))) }
+  last = { text, accept }
+  return accept
 }
+
+let last: { readonly text: string, readonly accept: StreamAccept | null } = { text: '', accept: null }
 
 /** One message of a stream, from the dequeuer; `headers` holds the head's status and headers or the end's trailers. */
 export function encodeStreamMessage (kind: StreamKind, streamId: string, seq: number, correlationId: string, headers: Record<string, unknown>, content: Buffer): Publishable {

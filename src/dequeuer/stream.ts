@@ -88,8 +88,14 @@ export class StreamChannel {
     table[H.status] = String(status)
     if (unencodable(table) !== null) return null
     const sink = new StreamSink(this, this.metrics, accept, replyTo, correlationId, status, resume, abort)
+    try {
+      sink.start(table)
+    } catch {
+      // The channel went between the offer and the head: nothing was sent, so the answer is buffered as usual.
+      return null
+    }
     this.active.set(sink.id, sink)
-    sink.start(table)
+    this.metrics.streamStarted()
     return sink
   }
 
@@ -113,19 +119,38 @@ export class StreamChannel {
   }
 }
 
+const CONTENT_TYPE = Buffer.from('content-type')
+const CONTENT_LENGTH = Buffer.from('content-length')
+const T = 0x74
+
 /** Stream or buffer: an event stream, a body of unknown length, or one declared above the threshold. */
 export function wantsStream (status: number, raw: readonly Buffer[], settings: StreamSettings): boolean {
   if (status < 200 || status > 599 || status === 204 || status === 304 || settings.retryStatuses.has(status)) return false
   let length: number | null = null
-  // Every response passes here: only names of the right length are turned into strings.
+  // Every response to a relayq enqueuer passes here: names are compared as bytes, and only a content type that
+  // begins with "t" is turned into a string.
   for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!.length
-    if (n !== 12 && n !== 14) continue
-    const name = raw[i]!.toString('latin1').toLowerCase()
-    if (name === 'content-type' && raw[i + 1]!.toString('latin1').trim().toLowerCase().startsWith('text/event-stream')) return true
-    if (name === 'content-length') length = Number(raw[i + 1]!.toString('latin1'))
+    const name = raw[i]!
+    if (name.length === 12 && (name.equals(CONTENT_TYPE) || name.toString('latin1').toLowerCase() === 'content-type')) {
+      // undici hands values without leading whitespace.
+      const value = raw[i + 1]!
+      if (((value[0] ?? 0) | 0x20) === T && value.toString('latin1').toLowerCase().startsWith('text/event-stream')) return true
+    } else if (name.length === 14 && (name.equals(CONTENT_LENGTH) || name.toString('latin1').toLowerCase() === 'content-length')) {
+      length = decimal(raw[i + 1]!)
+    }
   }
   return length === null || !Number.isFinite(length) || length > settings.thresholdBytes
+}
+
+/** A Content-Length value read from its bytes; NaN unless it is all digits. */
+function decimal (value: Buffer): number {
+  if (value.length === 0 || value.length > 15) return NaN
+  let n = 0
+  for (const c of value) {
+    if (c < 0x30 || c > 0x39) return NaN
+    n = n * 10 + c - 0x30
+  }
+  return n
 }
 
 class Cut extends Error {
@@ -159,7 +184,6 @@ export class StreamSink {
   }
 
   start (head: Record<string, unknown>): void {
-    this.metrics.streamStarted()
     this.emit('head', head, Buffer.alloc(0))
   }
 

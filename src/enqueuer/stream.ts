@@ -88,7 +88,11 @@ class ClientStream implements Waiter {
     res.writeHead(reply.status, headers)
     // Sent now, not with the first chunk: the client learns the status while the service is still producing.
     res.flushHeaders()
-    res.once('close', () => { if (!this.done) this.cut(this.stall === null ? 'client_gone' : 'send_timeout') })
+    res.once('close', () => {
+      const stalled = this.stall !== null
+      if (stalled) clearTimeout(this.stall!)
+      if (!this.done) this.cut(stalled ? 'send_timeout' : 'client_gone')
+    })
     if (!this.channel.listen(this)) {
       this.cut('broker_lost')
       return
@@ -167,7 +171,8 @@ class ClientStream implements Waiter {
   private close (result: ClientStreamCut | 'complete'): void {
     this.done = true
     if (this.idle !== null) clearTimeout(this.idle)
-    if (this.stall !== null) clearTimeout(this.stall)
+    // A complete stream still being written keeps its send timeout: a client that stops reading the tail is dropped too.
+    if (this.stall !== null && result !== 'complete') clearTimeout(this.stall)
     this.channel.forget(this.correlationId)
     this.ctx.metrics.streamEnded(this.init.service, result)
     if (result !== 'complete') this.ctx.logger.debug({ service: this.init.service, correlationId: this.correlationId, cause: result }, 'stream cut')
