@@ -8,6 +8,7 @@ import {
   SH, encodeAccept, encodeControl, encodeStreamMessage, readAccept, readControl, streamKind, streamPosition, type StreamKind,
 } from '../../src/amqp/stream-wire'
 import type { Publishable } from '../../src/amqp/wire'
+import { decideAfterAttempt } from '../../src/dequeuer/outcome'
 import { wantsStream } from '../../src/dequeuer/stream'
 
 const ADDRESS = 'amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjE.abc'
@@ -96,5 +97,20 @@ describe('when the dequeuer streams', () => {
     assert.equal(wantsStream(304, raw({}), settings), false)
     assert.equal(wantsStream(503, raw({ 'content-type': 'text/event-stream' }), settings), false)
     assert.equal(wantsStream(101, raw({}), settings), false)
+  })
+})
+
+describe('a streamed call', () => {
+  const policy = { maxAttempts: 5, retryDelayMs: 100, retryMaxDelayMs: 1000, retryStatuses: new Set([503]) }
+
+  it('is acked as it ended, never retried or dead-lettered: part of it may have reached the client', () => {
+    for (const result of [
+      { kind: 'streamed', status: 200, cut: null },
+      { kind: 'streamed', status: 200, cut: 'service_error', code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE' },
+      { kind: 'streamed', status: 200, cut: 'credit_timeout' },
+    ] as const) {
+      assert.deepEqual(decideAfterAttempt(result, 1, policy, Date.now() + 60000), { kind: 'streamed', result })
+      assert.deepEqual(decideAfterAttempt(result, 5, policy, Date.now() - 1), { kind: 'streamed', result }, 'nor at the last attempt or past the deadline')
+    }
   })
 })
