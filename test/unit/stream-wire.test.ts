@@ -8,7 +8,9 @@ import {
   SH, encodeAccept, encodeControl, encodeStreamMessage, readAccept, readControl, streamKind, streamPosition, type StreamKind,
 } from '../../src/amqp/stream-wire'
 import type { Publishable } from '../../src/amqp/wire'
+import { ConfigError, loadConfig } from '../../src/config/load'
 import { decideAfterAttempt } from '../../src/dequeuer/outcome'
+import { streamAnnouncement } from '../../src/enqueuer/stream'
 import { wantsStream } from '../../src/dequeuer/stream'
 
 const ADDRESS = 'amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjE.abc'
@@ -112,5 +114,31 @@ describe('a streamed call', () => {
       assert.deepEqual(decideAfterAttempt(result, 1, policy, Date.now() + 60000), { kind: 'streamed', result })
       assert.deepEqual(decideAfterAttempt(result, 5, policy, Date.now() - 1), { kind: 'streamed', result }, 'nor at the last attempt or past the deadline')
     }
+  })
+})
+
+describe('streaming settings', () => {
+  const dequeuer = { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'orders', DOWNSTREAM_URL: 'http://127.0.0.1:8080' }
+  const refused = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env)
+    } catch (err) {
+      assert.ok(err instanceof ConfigError)
+      return err.problems.map((p) => p.variable)
+    }
+    return []
+  }
+
+  it('defaults: streams above 1 MiB, a 30 s idle timeout, and the announcement carries the send timeout plus 5 s', () => {
+    assert.equal(loadConfig(dequeuer).dequeuer?.streamThresholdBytes, 1024 * 1024)
+    const e = loadConfig({ RELAYQ_MODE: 'enqueuer' }).enqueuer!
+    assert.equal(e.streamIdleTimeoutMs, 30000)
+    assert.equal(streamAnnouncement(e), `16;${e.sendTimeoutMs + 5000}`)
+    assert.equal(streamAnnouncement(loadConfig({ RELAYQ_MODE: 'enqueuer', ENQUEUER_STREAM_IDLE_TIMEOUT_MS: '0' }).enqueuer!), null, '0 takes no streams')
+  })
+
+  it('refuses invalid values, naming the variable', () => {
+    assert.deepEqual(refused({ ...dequeuer, DEQUEUER_STREAM_THRESHOLD_BYTES: '-1' }), ['DEQUEUER_STREAM_THRESHOLD_BYTES'])
+    assert.deepEqual(refused({ RELAYQ_MODE: 'enqueuer', ENQUEUER_STREAM_IDLE_TIMEOUT_MS: '1.5' }), ['ENQUEUER_STREAM_IDLE_TIMEOUT_MS'])
   })
 })
