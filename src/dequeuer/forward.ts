@@ -7,7 +7,8 @@ import type { Dispatcher } from 'undici'
 import Pool = require('undici/lib/dispatcher/pool')
 import type { HeaderTable } from '../http/headers'
 import type { ErrorCode } from '../errors'
-import type { StreamCut, StreamOffer, StreamSink } from './stream'
+import type { StreamOffer } from './stream'
+import type { StreamCut, StreamSink } from './stream-sink'
 
 export interface ForwardRequest {
   readonly method: string

@@ -7,23 +7,16 @@
 // the service (undici stops reading the socket, so the service's writes
 // block). No credit within the announced wait, a cancel, or the channel's
 // loss aborts the service call.
-import { randomUUID } from 'node:crypto'
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib'
 import type { Logger } from 'pino'
 import { publish } from '../amqp/publish'
-import { encodeStreamMessage, readAccept, readControl, type StreamAccept } from '../amqp/stream-wire'
-import { DIRECT_REPLY_TO, H } from '../amqp/wire'
-import type { ErrorCode } from '../errors'
+import { readAccept, readControl, type StreamAccept } from '../amqp/stream-wire'
+import { DIRECT_REPLY_TO, H, type Publishable } from '../amqp/wire'
 import { responseHeaderTable } from '../http/headers'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
-import type { ForwardResult } from './forward'
 import type { Prepared } from './prepare'
 import { unencodable } from './reply'
-
-/** Pieces of body per message: a bound on what one credit lets through (window × this). */
-const PIECE_BYTES = 64 * 1024
-
-export type StreamCut = 'cancelled' | 'credit_timeout' | 'broker_lost' | 'service_error'
+import { StreamSink, type StreamOwner } from './stream-sink'
 
 export interface StreamSettings {
   /** DEQUEUER_STREAM_THRESHOLD_BYTES; 0 never streams. */
@@ -38,7 +31,7 @@ export interface StreamOffer {
   open: (status: number, rawHeaders: Buffer[], resume: () => void, abort: (err: Error) => void) => StreamSink | null
 }
 
-export class StreamChannel {
+export class StreamChannel implements StreamOwner {
   private ch: Channel | null = null
   private readonly active = new Map<string, StreamSink>()
 
@@ -72,7 +65,7 @@ export class StreamChannel {
   }
 
   /** Publishes one stream message; false when the channel is saturated (wait for 'drain'), throws when it is gone. */
-  send (replyTo: string, message: Parameters<typeof publish>[3]): boolean {
+  send (replyTo: string, message: Publishable): boolean {
     const ch = this.ch
     if (ch === null) throw new Error('no stream channel')
     return publish(ch, '', replyTo, message)
@@ -151,134 +144,4 @@ function decimal (value: Buffer): number {
     n = n * 10 + c - 0x30
   }
   return n
-}
-
-class Cut extends Error {
-  override readonly name = 'StreamCut'
-}
-
-/** One streamed response: the service's body in, the stream's messages out, paced by the enqueuer's credits. */
-export class StreamSink {
-  readonly id = randomUUID()
-  private seq = 0
-  private acked = -1
-  private readonly queue: Buffer[] = []
-  private paused = false
-  private ended: { trailers: Record<string, unknown>, code: ErrorCode | null } | null = null
-  private cause: StreamCut | null = null
-  private timer: NodeJS.Timeout | null = null
-  private finish: ((r: ForwardResult) => void) | null = null
-  private readonly done: Promise<ForwardResult>
-
-  constructor (
-    private readonly owner: StreamChannel,
-    private readonly metrics: DequeuerMetrics,
-    private readonly accept: StreamAccept,
-    private readonly replyTo: string,
-    readonly correlationId: string,
-    private readonly status: number,
-    private readonly resume: () => void,
-    private readonly abort: (err: Error) => void,
-  ) {
-    this.done = new Promise((resolve) => { this.finish = resolve })
-  }
-
-  start (head: Record<string, unknown>): void {
-    this.emit('head', head, Buffer.alloc(0))
-  }
-
-  /** A piece of the service's body; false asks undici to stop reading until `resume`. */
-  data (chunk: Buffer): boolean {
-    if (this.cause !== null) return false
-    for (let off = 0; off < chunk.length; off += PIECE_BYTES) this.queue.push(chunk.subarray(off, off + PIECE_BYTES))
-    this.pump()
-    if (this.queue.length === 0) return true
-    this.paused = true
-    return false
-  }
-
-  /** The service's body ended (code null) or failed: the end message follows the queued chunks. */
-  end (trailers: Buffer[] | string[] | null, code: ErrorCode | null): Promise<ForwardResult> {
-    if (this.cause === null && this.ended === null) {
-      const table: Record<string, unknown> = {}
-      if (trailers !== null) Object.assign(table, responseHeaderTable(trailers, false).table)
-      if (code !== null) {
-        table['x-relayq-error'] = code
-        this.cause = 'service_error'
-      }
-      this.ended = { trailers: table, code }
-      this.pump()
-    }
-    return this.done
-  }
-
-  credit (ack: number): void {
-    if (ack <= this.acked || ack >= this.seq) return
-    this.acked = ack
-    this.pump()
-  }
-
-  /** Ends the stream here: the service call is aborted, nothing more is sent. */
-  cut (cause: StreamCut): void {
-    if (this.finish === null) return
-    this.cause = cause
-    this.queue.length = 0
-    this.abort(new Cut(cause))
-    this.settle()
-  }
-
-  /** Sends what the credit allows; once the end is out, the call is over. */
-  pump (): void {
-    if (this.finish === null) return
-    try {
-      while (this.queue.length > 0 && this.seq - this.acked <= this.accept.window) {
-        const piece = this.queue.shift()!
-        this.metrics.streamChunk(piece.length)
-        if (!this.emit('chunk', {}, piece)) return
-      }
-      if (this.queue.length > 0) {
-        this.waitForCredit()
-        return
-      }
-      if (this.ended !== null) {
-        this.emit('end', this.ended.trailers, Buffer.alloc(0))
-        this.settle()
-        return
-      }
-    } catch {
-      this.cut('broker_lost')
-      return
-    }
-    this.disarm()
-    if (this.paused) {
-      this.paused = false
-      this.resume()
-    }
-  }
-
-  private emit (kind: 'head' | 'chunk' | 'end', headers: Record<string, unknown>, content: Buffer): boolean {
-    const message = encodeStreamMessage(kind, this.id, this.seq++, this.correlationId, headers, content)
-    return this.owner.send(this.replyTo, message)
-  }
-
-  /** No credit for the announced wait: the enqueuer (or its client) is gone. */
-  private waitForCredit (): void {
-    if (this.timer === null) this.timer = setTimeout(() => this.cut('credit_timeout'), this.accept.creditWaitMs)
-  }
-
-  private disarm (): void {
-    if (this.timer !== null) clearTimeout(this.timer)
-    this.timer = null
-  }
-
-  private settle (): void {
-    const finish = this.finish
-    if (finish === null) return
-    this.finish = null
-    this.disarm()
-    this.owner.forget(this.id)
-    this.metrics.streamEnded(this.cause ?? 'complete')
-    const code = this.ended?.code ?? null
-    finish({ kind: 'streamed', status: this.status, cut: this.cause, ...(code === null ? {} : { code }) })
-  }
 }

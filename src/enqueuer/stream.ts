@@ -64,6 +64,8 @@ class ClientStream implements Waiter {
   private written = 0
   private acked = 0
   private waitingDrain = false
+  /** Bytes written while the client held us up, counted in ENQUEUER_MAX_BUFFERED_BYTES until it drains. */
+  private held = 0
   private done = false
   private idle: NodeJS.Timeout | null = null
   private stall: NodeJS.Timeout | null = null
@@ -89,6 +91,7 @@ class ClientStream implements Waiter {
     // Sent now, not with the first chunk: the client learns the status while the service is still producing.
     res.flushHeaders()
     res.once('close', () => {
+      this.hold(-this.held)
       const stalled = this.stall !== null
       if (stalled) clearTimeout(this.stall!)
       if (!this.done) this.cut(stalled ? 'send_timeout' : 'client_gone')
@@ -125,8 +128,12 @@ class ClientStream implements Waiter {
       if (!this.waitingDrain) this.wrote(seq)
       return
     }
-    if (this.waitingDrain) return
+    if (this.waitingDrain) {
+      this.hold(chunk.length)
+      return
+    }
     this.waitingDrain = true
+    this.hold(this.res.writableLength)
     // The client holds us up: it gets ENQUEUER_SEND_TIMEOUT_MS to take something, as a buffered answer does; the
     // dequeuer, out of credit, sends nothing meanwhile, so the idle timeout does not run until the client reads.
     if (this.idle !== null) clearTimeout(this.idle)
@@ -138,9 +145,16 @@ class ClientStream implements Waiter {
       if (this.stall !== null) clearTimeout(this.stall)
       this.stall = null
       this.waitingDrain = false
+      this.hold(-this.held)
       if (!this.done) this.idle = setTimeout(() => this.cut('idle_timeout'), this.ctx.config.streamIdleTimeoutMs)
       this.wrote(this.next - 1)
     })
+  }
+
+  private hold (bytes: number): void {
+    this.held += bytes
+    if (bytes >= 0) this.ctx.sender.hold(bytes)
+    else this.ctx.sender.release(-bytes)
   }
 
   /** Everything up to `seq` is with the kernel: credit the dequeuer every few messages. */

@@ -248,6 +248,8 @@ describe('streamed responses', () => {
         res.pipe(slow)
       }).on('error', reject)
     })
+    const buffered = async (): Promise<number> => Number(/^enqueuer_response_buffered_bytes (\d+)/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? -1)
+    const heldAtEnd = await buffered()
     const [enqPeak, deqPeak] = peaks.stop()
     console.log(`# slow client: read ${(read / MiB).toFixed(1)} MiB in 10 s; the service wrote ${(progress.written / MiB).toFixed(1)} MiB, at most ${(ahead / MiB).toFixed(1)} MiB ahead of the client (${(aheadAt5s / MiB).toFixed(1)} MiB in the first 5 s); peak RSS enqueuer ${(enqPeak! / MiB).toFixed(0)} MiB, dequeuer ${(deqPeak! / MiB).toFixed(0)} MiB`)
     assert.ok(read > 5 * MiB && read < 15 * MiB, `the client read ${read} bytes`)
@@ -255,8 +257,10 @@ describe('streamed responses', () => {
     assert.ok(ahead < 32 * MiB, `the service got ${ahead} bytes ahead`)
     assert.ok(progress.written < 64 * MiB)
     assert.ok(enqPeak! < 200 * 1e6 && deqPeak! < 200 * 1e6)
-    // The client left: the service's request is aborted.
+    // The client left: the service's request is aborted, and what the stream held for it is given back.
     await waitFor(() => svc.aborted.length > 0, { timeoutMs: 5000, what: 'the service request aborted' })
+    console.log(`# slow client: enqueuer_response_buffered_bytes ${heldAtEnd} as the client left`)
+    await waitFor(async () => (await buffered()) === 0, { timeoutMs: 5000, what: 'enqueuer_response_buffered_bytes back to 0' })
   })
 
   it('a client that disconnects mid-stream aborts the service\'s request within 1 s', async () => {
