@@ -124,6 +124,8 @@ export class Call implements Waiter {
 
   /** The reply is the head of a stream: the stream (stream.ts) takes the response over. */
   private streamed (msg: ConsumeMessage): void {
+    // A keyed request (its answer is stored whole) and an enqueuer with streams off never announce them.
+    if (this.init.observer !== undefined || this.ctx.streamAccept === null) return this.fail('RQ_ERR_MALFORMED_REPLY', 'a streamed reply to a request that did not take streams')
     const head = readStreamHead(msg)
     if (typeof head === 'string') return this.fail('RQ_ERR_MALFORMED_REPLY', head)
     this.ctx.breakers.success(this.init.service)
