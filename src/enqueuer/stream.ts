@@ -10,7 +10,6 @@ import type { ConsumeMessage } from 'amqplib'
 import type { ServerResponse } from 'node:http'
 import { encodeAccept, encodeControl, streamPosition, SH, type StreamPosition } from '../amqp/stream-wire'
 import { decodeResponse, type IncomingResponse, type Publishable } from '../amqp/wire'
-import { replyHeadersForClient } from '../http/headers'
 import type { EnqueuerConfig } from '../config/types'
 import type { CallInit } from './call'
 import type { EnqueuerContext } from './context'
@@ -85,7 +84,8 @@ class ClientStream implements Waiter {
       this.cut('client_gone')
       return
     }
-    const headers = replyHeadersForClient(reply.headers)
+    // decodeResponse already kept only headers Node writes (tokens, latin1 values, no hop-by-hop or relayq ones).
+    const headers = [...reply.headers]
     headers.push('x-correlation-id', answerId)
     res.writeHead(reply.status, headers)
     // Sent now, not with the first chunk: the client learns the status while the service is still producing.
@@ -168,7 +168,7 @@ class ClientStream implements Waiter {
   private finish (msg: ConsumeMessage): void {
     const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
     if (headers[SH.error] !== undefined) return this.cut('dequeuer_error', false)
-    const trailers = replyHeadersForClient(decodeResponse(msg).headers)
+    const trailers = decodeResponse(msg).headers
     this.close('complete')
     if (trailers.length > 0) this.res.addTrailers(pairs(trailers))
     this.res.end()
