@@ -6,6 +6,11 @@ const http = require('node:http')
 
 const delay = Number(process.env.DELAY_MS ?? 0)
 const later = (fn) => (delay > 0 ? setTimeout(fn, delay) : fn())
+const fillers = new Map()
+const filler = (n) => {
+  if (!fillers.has(n)) fillers.set(n, Buffer.alloc(n, 'y'))
+  return fillers.get(n)
+}
 
 http.createServer((req, res) => {
   const chunks = []
@@ -22,9 +27,12 @@ http.createServer((req, res) => {
       later(() => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(answer) })
       return
     }
+    // x-bench-response-bytes: answer that many bytes instead of the request body (the response-size scenarios).
+    const size = Number(req.headers['x-bench-response-bytes'] ?? -1)
+    const answer = size >= 0 ? filler(size) : body
     later(() => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length })
-      res.end(body)
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': answer.length })
+      res.end(answer)
     })
   })
 }).listen(Number(process.env.PORT ?? 9100), '127.0.0.1')

@@ -61,6 +61,27 @@ const SCENARIOS: Scenario[] = [
   { name: 'async-202', what: 'jobs accepted (202) per second, 64 connections', connections: 64, bodyBytes: 256, targets: [RELAYQ, { label: 'relayq, 202', kind: 'relayq', headers: { prefer: 'respond-async' } }] },
   { name: 'idempotency', what: '256 B POST, 64 connections, ENQUEUER_IDEMPOTENCY=true without and with keys', connections: 64, bodyBytes: 256, targets: [RELAYQ, { label: 'relayq, idempotency on, no key', kind: 'relayq', env: { ENQUEUER_IDEMPOTENCY: 'true' } }, { label: 'relayq, a key each, idempotency off', kind: 'relayq', uniqueKeys: true }, { label: 'relayq, a key each (memory)', kind: 'relayq', env: { ENQUEUER_IDEMPOTENCY: 'true', ENQUEUER_IDEMPOTENCY_TTL: '60' }, uniqueKeys: true }, { label: 'relayq, a key each (Redis)', kind: 'relayq', env: { ENQUEUER_IDEMPOTENCY: 'true', ENQUEUER_IDEMPOTENCY_TTL: '60', ASYNC_JOBS: 'false', REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15' }, uniqueKeys: true }] },
   { name: 'workers-2', what: '256 B POST, 64 connections, ENQUEUER_WORKERS=2', connections: 64, bodyBytes: 256, targets: [BRIDGE, RELAYQ, { label: 'relayq, 2 workers', kind: 'relayq', env: { ENQUEUER_WORKERS: '2' } }] },
+  { name: 'stream-cost', what: '256 B POST, 64 connections: streaming on (every request announces it; nothing streams) against off', connections: 64, bodyBytes: 256, targets: [RELAYQ, { label: 'relayq, streams off', kind: 'relayq', env: { ENQUEUER_STREAM_IDLE_TIMEOUT_MS: '0', DEQUEUER_STREAM_THRESHOLD_BYTES: '0' } }] },
+  {
+    name: 'response-64k',
+    what: '64 KiB responses, 16 connections: buffered (one reply) against streamed (DEQUEUER_STREAM_THRESHOLD_BYTES=1)',
+    connections: 16,
+    bodyBytes: 256,
+    targets: [
+      { label: 'relayq, 64 KiB buffered', kind: 'relayq', headers: { 'x-bench-response-bytes': String(64 * 1024) } },
+      { label: 'relayq, 64 KiB streamed', kind: 'relayq', env: { DEQUEUER_STREAM_THRESHOLD_BYTES: '1' }, headers: { 'x-bench-response-bytes': String(64 * 1024) } },
+    ],
+  },
+  {
+    name: 'response-16m',
+    what: '16 MiB responses, 4 connections: buffered (DEQUEUER_MAX_REPLY_BYTES raised, streaming off) against streamed (default threshold)',
+    connections: 4,
+    bodyBytes: 256,
+    targets: [
+      { label: 'relayq, 16 MiB buffered', kind: 'relayq', env: { DEQUEUER_STREAM_THRESHOLD_BYTES: '0', DEQUEUER_MAX_REPLY_BYTES: String(17 * 1024 * 1024) }, headers: { 'x-bench-response-bytes': String(16 * 1024 * 1024) } },
+      { label: 'relayq, 16 MiB streamed', kind: 'relayq', headers: { 'x-bench-response-bytes': String(16 * 1024 * 1024) } },
+    ],
+  },
   {
     name: 'batch',
     what: 'service takes 20 ms per call, 10 calls in flight, 64 connections: one message per call vs 10',

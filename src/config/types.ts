@@ -64,6 +64,8 @@ export interface EnqueuerConfig {
   readonly keepAliveTimeoutMs: number
   readonly sendTimeoutMs: number
   readonly maxBufferedBytes: number
+  /** ENQUEUER_STREAM_IDLE_TIMEOUT_MS; 0 takes no streams. */
+  readonly streamIdleTimeoutMs: number
   readonly maxHeaderBytes: number
   readonly maxHeaders: number
   readonly maxUrlBytes: number
@@ -141,6 +143,8 @@ export interface DequeuerConfig {
   readonly expired: 'dead-letter' | 'drop'
   readonly deliveryLimit: number
   readonly maxReplyBytes: number
+  /** DEQUEUER_STREAM_THRESHOLD_BYTES; 0 never streams. */
+  readonly streamThresholdBytes: number
   readonly maxMessageBytes: number
   /** RELAYQ_MESSAGE_KEY: signs relayq's control headers; null trusts them unsigned. */
   readonly messageKey: string | null

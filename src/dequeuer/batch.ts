@@ -128,7 +128,8 @@ function failOnBadStatus (r: ForwardResult): ForwardResult {
 
 /** One result per batch item, matched by correlation_id. */
 export function split (answer: ForwardResult, keys: readonly string[]): ForwardResult[] {
-  if (answer.kind === 'error') return keys.map(() => answer)
+  // The batch call never streams (batch.ts calls the service itself).
+  if (answer.kind !== 'response') return keys.map(() => answer)
   let parsed: unknown
   try {
     parsed = JSON.parse(answer.body.toString())

@@ -6,6 +6,9 @@ import type { Dispatcher } from 'undici'
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the module is CommonJS with `module.exports = Pool`
 import Pool = require('undici/lib/dispatcher/pool')
 import type { HeaderTable } from '../http/headers'
+import type { ErrorCode } from '../errors'
+import type { StreamOffer } from './stream'
+import type { StreamCut, StreamSink } from './stream-sink'
 
 export interface ForwardRequest {
   readonly method: string
@@ -20,6 +23,8 @@ export interface ForwardRequest {
 export type ForwardResult =
   | { readonly kind: 'response', readonly status: number, readonly rawHeaders: Buffer[], readonly body: Buffer }
   | { readonly kind: 'error', readonly code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE' | 'RQ_ERR_DOWNSTREAM_TIMEOUT' | 'RQ_ERR_RESPONSE_TOO_LARGE', readonly message: string }
+  /** Already sent to the requester as a stream (stream.ts); `cut` says why it ended early, `code` when the service failed mid-way. */
+  | { readonly kind: 'streamed', readonly status: number, readonly cut: StreamCut | null, readonly code?: ErrorCode }
 
 export interface ForwarderOptions {
   readonly origin: string
@@ -40,14 +45,15 @@ export class Forwarder {
     })
   }
 
-  forward (req: ForwardRequest): Promise<ForwardResult> {
+  /** `stream`: set when the requester takes a streamed response (stream.ts). */
+  forward (req: ForwardRequest, stream: StreamOffer | null = null): Promise<ForwardResult> {
     return new Promise((resolve) => {
       const left = req.deadline - Date.now()
       if (left <= 0) {
         resolve({ kind: 'error', code: 'RQ_ERR_DOWNSTREAM_TIMEOUT', message: 'no time left before the deadline' })
         return
       }
-      const call = new DownstreamCall(this.opts.maxResponseBytes, req.deadline, resolve)
+      const call = new DownstreamCall(this.opts.maxResponseBytes, req.deadline, resolve, stream)
       try {
         this.pool.dispatch({
           path: req.path,
@@ -84,21 +90,28 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
   private size = 0
   private abort: ((err?: Error) => void) | null = null
   private settled = false
+  private sink: StreamSink | null = null
 
   constructor (
     private readonly maxBytes: number,
     private readonly deadline: number,
     private readonly resolve: (r: ForwardResult) => void,
+    private readonly stream: StreamOffer | null = null,
   ) {}
 
   onConnect (abort: (err?: Error) => void): void {
     this.abort = abort
   }
 
-  onHeaders (status: number, rawHeaders: Buffer[]): boolean {
+  onHeaders (status: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (status < 200) return true
     this.status = status
     this.rawHeaders = rawHeaders
+    if (this.stream !== null && this.abort !== null) {
+      const abort = this.abort
+      this.sink = this.stream.open(status, rawHeaders, resume, (err) => abort(err))
+      if (this.sink !== null) return true
+    }
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i] as Buffer
       if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length' &&
@@ -111,6 +124,8 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
   }
 
   onData (chunk: Buffer): boolean {
+    // A stream is paced by its requester's credits and has no overall deadline: only idle and credit waits end it.
+    if (this.sink !== null) return this.sink.data(chunk)
     this.size += chunk.length
     if (this.size > this.maxBytes) {
       this.abort?.(new TooLarge())
@@ -125,9 +140,13 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
     return true
   }
 
-  onComplete (): void {
+  onComplete (trailers: Buffer[] | string[] | null): void {
     if (this.settled) return
     this.settled = true
+    if (this.sink !== null) {
+      void this.sink.end(trailers, null).then(this.resolve)
+      return
+    }
     const body = this.chunks.length === 1 ? this.chunks[0] as Buffer : Buffer.concat(this.chunks, this.size)
     this.resolve({ kind: 'response', status: this.status, rawHeaders: this.rawHeaders, body })
   }
@@ -135,7 +154,9 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
   onError (err: Error): void {
     if (this.settled) return
     this.settled = true
-    this.resolve(classify(err))
+    const result = classify(err)
+    if (this.sink !== null) void this.sink.end(null, result.kind === 'error' ? result.code : null).then(this.resolve)
+    else this.resolve(result)
   }
 }
 

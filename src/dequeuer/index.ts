@@ -29,6 +29,7 @@ import { retryDelays } from './outcome'
 import { createPipeline } from './process'
 import { RecordedAnswers } from './answers'
 import { Publisher } from './publisher'
+import { StreamChannel } from './stream'
 
 export interface DequeuerDeps {
   readonly logger: Logger
@@ -71,9 +72,15 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const delays = retryDelays(cfg)
   const redeclare = (conn: ChannelModel): Promise<void> => declareServiceTopology(() => conn.createChannel(), topology, delays)
   const publisher = new Publisher(log, { redeclare })
+  // Set below once metrics exist; the publishing connection starts after that.
+  let streams: StreamChannel | null = null
   const startup = startupSignal(deps.onFatal)
   const consumeConn = new BrokerConnection({ name: 'consume', broker: config.broker, logger: log, setup: (conn) => setupConsume(conn), onReconnect: () => metrics.reconnected('consume') })
-  const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: (conn) => publisher.attach(conn), onReconnect: () => metrics.reconnected('publish') })
+  const setupPublish = async (conn: ChannelModel): Promise<void> => {
+    await publisher.attach(conn)
+    await streams?.attach(conn)
+  }
+  const publishConn = new BrokerConnection({ name: 'publish', broker: config.broker, logger: log, setup: setupPublish, onReconnect: () => metrics.reconnected('publish') })
   // The consumer's deliveries go to the pipeline built below; nothing arrives before the connections start.
   // A closed channel or a cancelled consumer is restored in place: the connection and its other work stay.
   const consumer = new Consumer({
@@ -113,7 +120,8 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
       log.warn({ state }, 'circuit breaker changed state')
     },
   })
-  const strategy = await callStrategy(cfg, breaker, metrics, log)
+  streams = new StreamChannel({ thresholdBytes: cfg.streamThresholdBytes, retryStatuses: cfg.retryStatuses }, log, metrics)
+  const strategy = await callStrategy(cfg, breaker, metrics, log, streams)
   // 3. The message path: careful mode after a crash, then prepare → call → settle.
   const isolation = new Isolation({
     pauseConsuming,
@@ -157,6 +165,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   publishConn.on('unblocked', () => publisher.setBlocked(false))
   publishConn.on('down', () => {
     publisher.detach()
+    streams?.detach()
     gate.pause('publisher')
   })
   consumeConn.on('fatal', (err) => startup.fatal(err))
@@ -229,7 +238,7 @@ function holding (cfg: DequeuerConfig, consumer: Consumer, gate: Gate): { oneAtA
 }
 
 /** One call per message, or (BATCH_ENABLED) the batch strategy. */
-async function callStrategy (cfg: DequeuerConfig, breaker: Breaker, metrics: DequeuerMetrics, log: Logger): Promise<CallStrategy> {
+async function callStrategy (cfg: DequeuerConfig, breaker: Breaker, metrics: DequeuerMetrics, log: Logger, streams: StreamChannel): Promise<CallStrategy> {
   if (cfg.batch.enabled && cfg.batch.url !== null) {
     const batchCfg = { ...cfg.batch, url: cfg.batch.url }
     const size = await discoverBatchSize(batchCfg, log)
@@ -237,7 +246,7 @@ async function callStrategy (cfg: DequeuerConfig, breaker: Breaker, metrics: Deq
     return new Batcher({ breaker, metrics, connections: cfg.connections, maxReplyBytes: cfg.maxReplyBytes }, batchCfg, size)
   }
   const forwarder = new Forwarder({ origin: cfg.downstreamUrl.origin, connections: cfg.connections, maxResponseBytes: cfg.maxReplyBytes, connectTimeoutMs: Math.min(5000, cfg.downstreamTimeoutMs) })
-  return new SingleCall(forwarder, breaker, metrics)
+  return new SingleCall(forwarder, breaker, metrics, streams)
 }
 
 /** The `consuming` promise: resolved by the first consume (an event, not a poll), rejected by a fatal error. */

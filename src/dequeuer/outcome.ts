@@ -24,6 +24,11 @@ export type Outcome =
    * lost channel). Count it by republishing with one more attempt, ack this one.
    */
   | { readonly kind: 'recount' }
+  /**
+   * The answer went to the requester as a stream (stream.ts): ack, publish
+   * nothing. Never retried, even if cut: part of it may have reached the client.
+   */
+  | { readonly kind: 'streamed', readonly result: Extract<ForwardResult, { kind: 'streamed' }> }
 
 export interface RetryPolicy {
   readonly maxAttempts: number
@@ -43,6 +48,7 @@ export function decideAfterCall (result: CallResult, attempt: number, policy: Re
 /** What to do after an attempt (the `attempt`-th delivery, 1-based) got this result; `deadline` is the caller's (epoch ms). */
 export function decideAfterAttempt (result: ForwardResult, attempt: number, policy: RetryPolicy, deadline: number | null = null, now = Date.now()): Outcome {
   const failed = (code: ErrorCode, detail: string): Outcome => failure(code, detail, attempt, policy, deadline, now)
+  if (result.kind === 'streamed') return { kind: 'streamed', result }
   if (result.kind === 'response') {
     // A 1xx (or 101) as the final answer desynchronises the client's connection; nothing outside 200-599 is passed on.
     if (!Number.isInteger(result.status) || result.status < 200 || result.status > 599) {

@@ -49,7 +49,7 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   const { metrics } = deps
   const tag = d.msg.fields.deliveryTag
   let outcome = s.outcome
-  let failure: ErrorCode | null = s.result !== null && s.result !== OPEN && s.result.kind === 'error' ? s.result.code : null
+  let failure: ErrorCode | null = s.result !== null && s.result !== OPEN && s.result.kind !== 'response' ? s.result.code ?? null : null
   // The service's answer must fit in a broker message: one that cannot is answered now, not retried.
   let reply: Reply | null = null
   if (outcome.kind === 'reply') {
@@ -134,6 +134,11 @@ async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome
       deps.expectSuspect()
       return
     }
+    case 'streamed':
+      // Already sent, message by message (stream.ts).
+      commit()
+      metrics.processed(outcome.result.status)
+      return
     case 'drop':
       commit()
       metrics.dropped(outcome.reason)

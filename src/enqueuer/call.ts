@@ -14,6 +14,8 @@ import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
 import type { Waiting } from './cold-start'
+import { streamKind } from '../amqp/stream-wire'
+import { readStreamHead, startClientStream } from './stream'
 
 export interface CallInit {
   /** relayq's own id on the message; the client sees its own id instead when it sent one. */
@@ -98,6 +100,7 @@ export class Call implements Waiter {
       this.ctx.metrics.lateReply()
       return
     }
+    if (streamKind(msg) !== null) return this.streamed(msg)
     const reply = decodeResponse(msg)
     // 1xx is never a final answer: written as one it would desynchronise the connection (wire.ts checks it too).
     if (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599) {
@@ -122,6 +125,17 @@ export class Call implements Waiter {
     this.ctx.metrics.answered(this.init.service, reply.status, this.elapsedSeconds())
     // The admission slot stays held until this is written or abandoned (end() waits on the response).
     void this.ctx.sender.send(this.init.res, reply.status, headers, this.init.isHead || bodyless ? null : reply.body)
+  }
+
+  /** The reply is the head of a stream: the stream (stream.ts) takes the response over. */
+  private streamed (msg: ConsumeMessage): void {
+    // A keyed request (its answer is stored whole) and an enqueuer with streams off never announce them.
+    if (this.init.observer !== undefined || this.ctx.streamAccept === null) return this.fail('RQ_ERR_MALFORMED_REPLY', 'a streamed reply to a request that did not take streams')
+    const head = readStreamHead(msg)
+    if (typeof head === 'string') return this.fail('RQ_ERR_MALFORMED_REPLY', head)
+    this.ctx.breakers.success(this.init.service)
+    this.end()
+    startClientStream(this.ctx, this.init, this.channel!, head, this.answerId)
   }
 
   /**

@@ -35,4 +35,6 @@ export interface EnqueuerContext {
   readonly sender: ResponseSender
   /** Null unless ENQUEUER_NO_CONSUMERS=wait. */
   readonly coldStart: ColdStart | null
+  /** The `x-relayq-accept-stream` value requests carry, or null when this enqueuer takes no streams (stream.ts). */
+  readonly streamAccept: string | null
 }

@@ -12,6 +12,7 @@ import { scanRequestHeaders, type ScannedRequestHeaders } from '../http/headers'
 import { sendError } from '../http/respond'
 import { parseTarget, type Target } from '../http/target'
 import { Call } from './call'
+import { announceStream } from './stream'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { JobRecord } from './jobs/store'
@@ -254,7 +255,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
   trackOnSocket(p.req.socket, call)
   // The client sees its own id; this line ties it to the message's (the id the dequeuer logs).
   if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId }, 'request published under the client\'s id')
-  call.start(channel, encodeRequest({
+  const message = encodeRequest({
     method: p.method,
     path: target.path,
     headers: p.headers.table,
@@ -268,7 +269,10 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     persistent: job !== null || ctx.config.persistent,
     contentType: p.headers.contentType,
     ...(job === null ? {} : { jobId: job.job_id }),
-  }))
+  })
+  // Only a plain call takes a streamed answer: a job's or a keyed request's answer is stored whole.
+  if (job === null && p.keyed === null && ctx.streamAccept !== null) announceStream(message, ctx.streamAccept)
+  call.start(channel, message)
 }
 
 /** RFC 9110: a 405 lists the methods allowed. */

@@ -28,6 +28,7 @@ import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
 import { ColdStart } from './cold-start'
 import { RpcPool } from './rpc-pool'
+import { streamAnnouncement } from './stream'
 import { ServiceBreakers } from './service-breaker'
 import { startScaler } from './scaler/server'
 
@@ -186,6 +187,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     forwarded: new ForwardedFor(cfg.trustedProxies),
     sender,
     coldStart,
+    streamAccept: streamAnnouncement(cfg),
   }
 }
 

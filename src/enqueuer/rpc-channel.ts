@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { DIRECT_REPLY_TO, type Publishable } from '../amqp/wire'
 import { confirmError, watchConfirms } from '../amqp/errors'
 import { publish } from '../amqp/publish'
+import { encodeControl, streamPosition } from '../amqp/stream-wire'
 
 /** What the channel needs from a waiting request. */
 export interface Waiter {
@@ -20,6 +21,8 @@ export interface Waiter {
   onShutdown: () => void
   /** One of the calls above threw: answer this request 502 and nothing else. */
   onBadReply: (err: unknown) => void
+  /** Takes more than one reply (a streamed answer, stream.ts): stays in the table until it forgets itself. */
+  readonly keep?: boolean
 }
 
 /**
@@ -110,6 +113,21 @@ export class RpcChannel {
     return true
   }
 
+  /**
+   * A stream's credit or cancel to a dequeuer's direct reply-to address. Not
+   * confirmed and not mandatory: RabbitMQ 3.x returns direct replies even when
+   * delivered, and a lost one is covered by the dequeuer's credit wait.
+   */
+  sendControl (replyTo: string, message: Publishable): void {
+    const ch = this.ch
+    if (ch === null) return
+    try {
+      if (!publish(ch, '', replyTo, message)) this.saturated = true
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'cannot send a stream control message')
+    }
+  }
+
   /** Forgets a waiter that was answered some other way (timeout, confirm failure, client gone). */
   forget (correlationId: string): void {
     this.pending.delete(correlationId)
@@ -126,10 +144,18 @@ export class RpcChannel {
     const waiter = id === undefined ? undefined : this.pending.get(id)
     if (waiter === undefined) {
       this.onLateReply()
+      this.cancelOrphan(msg, id)
       return
     }
-    this.pending.delete(id as string)
+    if (waiter.keep !== true) this.pending.delete(id as string)
     guarded(waiter, this.logger, () => waiter.onReply(msg))
+  }
+
+  /** A stream nobody here waits for (its client is gone, or a redelivered request's second stream): stop it. */
+  private cancelOrphan (msg: ConsumeMessage, id: string | undefined): void {
+    const pos = id === undefined ? null : streamPosition(msg)
+    if (pos === null || pos.kind === 'end') return
+    this.sendControl(pos.replyTo, encodeControl(id as string, pos.id, { cancel: 'no_waiter' }))
   }
 
   private onReturn (msg: ConsumeMessage): void {

@@ -27,6 +27,15 @@ export class ResponseSender {
     return this.bytes
   }
 
+  /** Bytes a streamed answer holds for a client that has not read them (enqueuer/stream.ts); given back with `release`. */
+  hold (bytes: number): void {
+    this.bytes += bytes
+  }
+
+  release (bytes: number): void {
+    this.bytes -= bytes
+  }
+
   /** Responses being written hold at least the limit: new requests are refused until they drain. */
   get full (): boolean {
     return this.limits.maxBufferedBytes > 0 && this.bytes >= this.limits.maxBufferedBytes

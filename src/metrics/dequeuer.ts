@@ -56,6 +56,10 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
   const dlqDepth = new client.Gauge({ name: 'dequeuer_dead_letter_queue_messages', help: 'Messages in the service\'s dead-letter queue (polled).', labelNames: ['service'], registers, aggregator: 'max' })
   const reconnects = children1(new FastCounter(registry, 'relayq_broker_reconnects_total', 'Broker connections re-established after a loss.', ['connection']))
   const batchSize = new FastHistogram(registry, 'dequeuer_batch_size', 'Messages per batch call (batch mode).', ['service'], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]).labels(service)
+  const streams = by(counter('dequeuer_streams_total', 'Responses streamed to an enqueuer, by how they ended: complete, service_error, cancelled (client gone), credit_timeout, broker_lost.', ['result']))
+  const streamsStarted = counter('dequeuer_streams_started_total', 'Responses the dequeuer began to stream.', []).labels(service)
+  const streamChunks = counter('dequeuer_stream_chunks_total', 'Body messages of streamed responses published.', []).labels(service)
+  const streamBytes = counter('dequeuer_stream_bytes_total', 'Body bytes of streamed responses published.', []).labels(service)
   breakerState.set({ service }, 0)
   gauge('dequeuer_inflight_messages', 'Messages being processed now.', gauges.inflight)
   gauge('dequeuer_prefetch', 'The prefetch now in force (DEQUEUER_CONCURRENCY, or 1 while careful or probing).', gauges.prefetch, 'max')
@@ -98,5 +102,11 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
     dlqDepth (messages: number): void { dlqDepth.set({ service }, messages) },
     reconnected (connection: string): void { reconnects(connection).inc() },
     batch (size: number): void { batchSize.observe(size) },
+    streamStarted (): void { streamsStarted.inc() },
+    streamChunk (bytes: number): void {
+      streamChunks.inc()
+      streamBytes.inc(bytes)
+    },
+    streamEnded (result: string): void { streams(result).inc() },
   }
 }

@@ -48,6 +48,10 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
   const jobsCompleted = children2(counter('enqueuer_async_jobs_completed_total', 'Async jobs finished, by status.', ['service', 'status']))
   const jobsRetrieved = children1(counter('enqueuer_async_jobs_retrieved_total', 'Job status reads.', ['service']))
   const idempotency = children2(counter('enqueuer_idempotency_total', 'Requests with an Idempotency-Key answered from the store or refused, by outcome: replayed, conflict (409), mismatch (422), store_error.', ['service', 'outcome']))
+  const streams = children2(counter('enqueuer_streams_total', 'Streamed responses, by how they ended: complete, or the cause that cut them (client_gone, idle_timeout, send_timeout, gap, second_stream, dequeuer_error, malformed, broker_lost, draining).', ['service', 'result']))
+  const streamChunks = children1(counter('enqueuer_stream_chunks_total', 'Body messages of streamed responses written to clients.', ['service']))
+  const streamBytes = children1(counter('enqueuer_stream_bytes_total', 'Body bytes of streamed responses written to clients.', ['service']))
+  const streamFirst = children1(histogram('enqueuer_stream_first_message_seconds', 'Time from request received to a stream\'s status and headers written (its time to first byte).'))
   gauge('enqueuer_inflight_requests', 'Requests being handled now.', gauges.inflight)
   gauge('enqueuer_pending_replies', 'Published requests waiting for their reply.', gauges.pendingReplies)
   gauge('enqueuer_response_buffered_bytes', 'Bytes of answers being written to clients (held until the client reads them).', gauges.bufferedBytes ?? (() => 0))
@@ -98,6 +102,12 @@ function realEnqueuerMetrics (registry: Registry, replyTimeoutSeconds: number, g
     jobCompleted (service: string, status: string): void { jobsCompleted(service, status).inc() },
     jobRetrieved (service: string): void { jobsRetrieved(service).inc() },
     idempotency (service: string, outcome: string): void { idempotency(service, outcome).inc() },
+    streamStarted (service: string, seconds: number): void { streamFirst(service).observe(seconds) },
+    streamChunk (service: string, bytes: number): void {
+      streamChunks(service).inc()
+      streamBytes(service).inc(bytes)
+    },
+    streamEnded (service: string, result: string): void { streams(service, result).inc() },
   }
 }
 
