@@ -13,6 +13,7 @@ import { sendError } from '../http/respond'
 import type { Ticket } from './admission'
 import type { EnqueuerContext } from './context'
 import type { RpcChannel, Waiter } from './rpc-channel'
+import type { CallTrace } from '../tracing/enqueuer'
 
 export interface CallInit {
   /** relayq's own id on the message; the client sees its own id instead when it sent one. */
@@ -33,6 +34,8 @@ export interface CallInit {
   readonly onConfirmed?: (call: Call) => void
   /** Hears how the call ended (an idempotency key stores the answer). */
   readonly observer?: CallObserver
+  /** The publish and reply-wait spans, when tracing is on. */
+  readonly trace?: CallTrace
 }
 
 export interface CallObserver {
@@ -83,6 +86,7 @@ export class Call implements Waiter {
       return
     }
     this.confirmed = true
+    this.init.trace?.confirmed()
     this.ctx.metrics.published(this.init.service, this.elapsedSeconds())
     if (this.init.onConfirmed !== undefined) {
       this.channel?.forget(this.correlationId)
@@ -101,6 +105,7 @@ export class Call implements Waiter {
       this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply does not carry a final HTTP status')
       return
     }
+    this.init.trace?.replied(reply.errorCode)
     const headers = replyHeadersForClient(reply.headers)
     // A keyed request stores what the client gets: the checked headers, not the reply's raw ones.
     this.init.observer?.replied({ ...reply, headers: [...headers] })
@@ -185,6 +190,7 @@ export class Call implements Waiter {
   /** Ends the request with relayq's own error answer. */
   fail (code: ErrorCode, detail: string, retryAfter?: number): void {
     if (this.done) return
+    this.init.trace?.failed(code)
     this.end()
     this.init.observer?.unanswered(code, this.channel, this.correlationId)
     this.ctx.metrics.failed(this.init.service, code)
@@ -199,6 +205,7 @@ export class Call implements Waiter {
   /** Frees what the call holds: its timer and its table entry. */
   end (): void {
     this.done = true
+    this.init.trace?.ended()
     if (this.timer !== null) {
       clearTimeout(this.timer)
       this.timer = null

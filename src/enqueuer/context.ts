@@ -13,6 +13,7 @@ import type { ServiceBreakers } from './service-breaker'
 import type { TokenSet } from './auth'
 import type { Jobs } from './jobs/jobs'
 import type { Idempotency } from './idempotency/idempotency'
+import type { Tracing } from '../tracing/tracing'
 
 export interface EnqueuerContext {
   readonly config: EnqueuerConfig
@@ -32,4 +33,6 @@ export interface EnqueuerContext {
   readonly admission: Admission
   /** Writes replies to clients; counts the bytes of those not yet written. */
   readonly sender: ResponseSender
+  /** Null unless tracing is on (OTEL_*). */
+  readonly tracing: Tracing | null
 }

@@ -19,6 +19,7 @@ import { jobCaller, type NewJob } from './jobs/jobs'
 import { QueueCheckTimeout, QueueChecksBusy, type QueueState } from './queue-check'
 import type { KeyedRequest, Turn } from './idempotency/idempotency'
 import { MAX_KEY_CHARS } from './idempotency/key'
+import { ServerTrace } from '../tracing/enqueuer'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -27,8 +28,10 @@ type TrackedSocket = Socket & { [kCall]?: Call | undefined }
 export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
   const startedAt = performance.now()
   const clientId = clientRequestId(req)
+  const span = ctx.tracing === null ? null : new ServerTrace(ctx.tracing, req, res)
   const refuse = (code: ErrorCode, detail: string, service = '_invalid', retryAfter?: number, close?: boolean): void => {
     ctx.metrics.failed(service, code)
+    span?.failed(code)
     const opts = {
       ...(retryAfter === undefined ? {} : { retryAfter }),
       ...(close === true ? { close } : {}),
@@ -83,7 +86,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   ctx.forwarded.apply(headers.table, req.socket.remoteAddress)
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
-  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse, keyed }
+  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse, keyed, span }
   if (state instanceof Promise) {
     state.then((s) => afterCheck(request, s), (err: unknown) => {
       ticket.release()
@@ -112,6 +115,8 @@ interface Pending {
   readonly refuse: (code: ErrorCode, detail: string, service?: string, retryAfter?: number, close?: boolean) => void
   /** Set when the request carries an Idempotency-Key (ENQUEUER_IDEMPOTENCY=true). */
   readonly keyed: KeyedRequest | null
+  /** The request's SERVER span, when tracing is on. */
+  readonly span: ServerTrace | null
 }
 
 function afterCheck (p: Pending, state: QueueState): void {
@@ -219,6 +224,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
   const correlationId = job?.job_id ?? randomUUID()
   // A job waits in the queue as long as it may live; the client is not waiting on it.
   const deadline = Date.now() + (job === null ? p.timeoutMs : ctx.config.async.jobTtlSeconds * 1000)
+  const trace = p.span === null ? null : p.span.send({ service, queue: p.queue, correlationId, messageId: p.keyed?.key ?? correlationId, bodySize: body.length, jobId: job?.job_id }, p.headers.table)
   const call = new Call(ctx, {
     correlationId,
     service,
@@ -231,6 +237,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     ticket,
     ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
     ...(p.keyed === null ? {} : { observer: p.keyed.published(p.clientId) }),
+    ...(trace === null ? {} : { trace }),
     ...(job === null || jobs === null || keepJob === null
       ? {}
       : {

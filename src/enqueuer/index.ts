@@ -28,6 +28,7 @@ import type { JobStore } from './jobs/store'
 import { QueueChecker } from './queue-check'
 import { RpcPool } from './rpc-pool'
 import { ServiceBreakers } from './service-breaker'
+import type { Tracing } from '../tracing/tracing'
 
 export interface EnqueuerDeps {
   readonly logger: Logger
@@ -46,6 +47,8 @@ export interface EnqueuerDeps {
   readonly adminPort?: number
   /** Called once a drain has finished (POST /drain or close): main.ts closes and exits 0. */
   readonly onDrained?: () => void
+  /** Null (or absent) unless tracing is on. */
+  readonly tracing?: Tracing | null
 }
 
 export interface RunningEnqueuer {
@@ -162,6 +165,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     admission,
     forwarded: new ForwardedFor(cfg.trustedProxies),
     sender,
+    tracing: deps.tracing ?? null,
   }
 }
 
