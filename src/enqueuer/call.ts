@@ -71,7 +71,7 @@ export class Call implements Waiter {
         this.fail('RQ_ERR_HEADERS_UNENCODABLE', 'the request headers cannot be carried in a broker message (a header name over 255 bytes, or over 64 KiB of headers)')
         return
       }
-      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId, clientId: this.init.clientId }, 'publish failed')
+      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId, clientId: this.init.clientId, ...this.init.trace?.logIds() }, 'publish failed')
       this.fail('RQ_ERR_INTERNAL', 'the request could not be published')
     }
   }
@@ -129,7 +129,7 @@ export class Call implements Waiter {
    * alone is answered 502, if nothing of its answer was written yet.
    */
   onBadReply (err: unknown): void {
-    this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err), service: this.init.service, correlationId: this.correlationId }, 'a reply could not be handled')
+    this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err), service: this.init.service, correlationId: this.correlationId, ...this.init.trace?.logIds() }, 'a reply could not be handled')
     if (!this.done) {
       this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply could not be written as an HTTP response')
       return

@@ -250,7 +250,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
   })
   trackOnSocket(p.req.socket, call)
   // The client sees its own id; this line ties it to the message's (the id the dequeuer logs).
-  if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId }, 'request published under the client\'s id')
+  if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId, ...p.span?.logIds() }, 'request published under the client\'s id')
   call.start(channel, encodeRequest({
     method: p.method,
     path: target.path,

@@ -30,7 +30,7 @@ export class DequeuerTracing {
     const headers = (props.headers ?? {}) as Record<string, unknown>
     const parent = this.t.extract(headers)
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
-    const span = this.t.start(N.process(this.queue), SpanKind.CONSUMER, parent, {
+    const span = this.t.start(N.process(this.queue), SpanKind.CONSUMER, parent, () => ({
       [A.system]: SYSTEM,
       [A.operationName]: 'process',
       [A.operationType]: 'process',
@@ -42,7 +42,7 @@ export class DequeuerTracing {
       ...(typeof props.messageId === 'string' ? { [A.messageId]: props.messageId } : {}),
       ...(typeof props.correlationId === 'string' ? { [A.conversationId]: props.correlationId } : {}),
       ...(wait === null ? {} : { [A.queueWaitMs]: wait }),
-    })
+    }))
     this.open.set(d, { span, ctx: trace.setSpan(parent, span) })
   }
 
@@ -55,12 +55,12 @@ export class DequeuerTracing {
     if (proc === undefined) return null
     proc.span.setAttribute(A.attempt, p.attempt)
     const method = p.forward.method
-    const span = this.t.start(N.http(method), SpanKind.CLIENT, proc.ctx, {
+    const span = this.t.start(N.http(method), SpanKind.CLIENT, proc.ctx, () => ({
       [A.method]: method,
       [A.serverAddress]: this.downstream.hostname,
       [A.serverPort]: Number(this.downstream.port === '' ? (this.downstream.protocol === 'https:' ? 443 : 80) : this.downstream.port),
       [A.urlPath]: pathOf(p.forward.path),
-    })
+    }))
     this.t.inject(span, proc.ctx, p.forward.headers)
     return span
   }
@@ -83,7 +83,7 @@ export class DequeuerTracing {
     if (proc === undefined) return publish()
     const temporary = replyTo.startsWith('amq.rabbitmq.reply-to')
     const destination = temporary ? TEMPORARY : replyTo
-    const span = this.t.start(N.send(destination), SpanKind.PRODUCER, proc.ctx, {
+    const span = this.t.start(N.send(destination), SpanKind.PRODUCER, proc.ctx, () => ({
       [A.system]: SYSTEM,
       [A.operationName]: 'send',
       [A.operationType]: 'send',
@@ -91,7 +91,7 @@ export class DequeuerTracing {
       ...(temporary ? { [A.destinationTemporary]: true } : {}),
       [A.routingKey]: replyTo,
       ...(typeof d.msg.properties.correlationId === 'string' ? { [A.conversationId]: d.msg.properties.correlationId } : {}),
-    })
+    }))
     try {
       await publish()
     } catch (err) {

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api'
 import type { HeaderTable } from '../http/headers'
 import { A, N, SENT_AT, SYSTEM } from './semconv'
-import { failSpan, type Tracing } from './tracing'
+import { failSpan, logIds, type Tracing } from './tracing'
 
 export interface SendInfo {
   readonly service: string
@@ -31,13 +31,19 @@ export class ServerTrace {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const method = this.method = req.method ?? 'GET'
-    this.span = t.start(N.http(method), SpanKind.SERVER, parent, {
+    this.span = t.start(N.http(method), SpanKind.SERVER, parent, () => ({
       [A.method]: method,
       [A.urlPath]: q === -1 ? url : url.slice(0, q),
       ...(req.socket.remoteAddress === undefined ? {} : { [A.clientAddress]: req.socket.remoteAddress }),
-    })
+    }))
     this.ctx = trace.setSpan(parent, this.span)
-    res.once('close', () => this.closed(res))
+    // An unsampled request's span has nothing to end or record.
+    if (this.span.isRecording()) res.once('close', () => this.closed(res))
+  }
+
+  /** trace_id and span_id for a log line about this request. */
+  logIds (): { trace_id?: string, span_id?: string } {
+    return logIds(this.span)
   }
 
   /** relayq answers this request with its own error (the code goes on the span when it ends). */
@@ -50,10 +56,11 @@ export class ServerTrace {
    * publish time, for the dequeuer's queue wait) into the message headers.
    */
   send (info: SendInfo, headers: HeaderTable): CallTrace {
-    this.span.setAttribute(A.service, info.service)
-    this.span.setAttribute(A.route, `/${info.service}/*`)
-    this.span.updateName(`${this.method} /${info.service}/*`)
-    const producer = this.t.start(N.send(info.queue), SpanKind.PRODUCER, this.ctx, {
+    if (this.span.isRecording()) {
+      this.span.setAttributes({ [A.service]: info.service, [A.route]: `/${info.service}/*` })
+      this.span.updateName(`${this.method} /${info.service}/*`)
+    }
+    const producer = this.t.start(N.send(info.queue), SpanKind.PRODUCER, this.ctx, () => ({
       [A.system]: SYSTEM,
       [A.operationName]: 'send',
       [A.operationType]: 'send',
@@ -63,7 +70,7 @@ export class ServerTrace {
       [A.conversationId]: info.correlationId,
       [A.bodySize]: info.bodySize,
       ...(info.jobId === undefined ? {} : { [A.jobId]: info.jobId }),
-    })
+    }))
     this.t.inject(producer, this.ctx, headers)
     headers[SENT_AT] = String(Date.now())
     return new CallTrace(this, this.t, this.ctx, producer, info.jobId === undefined)
@@ -90,7 +97,7 @@ export class CallTrace {
   confirmed (): void {
     this.producer?.end()
     this.producer = null
-    if (this.waits) this.wait = this.t.start(N.replyWait, SpanKind.INTERNAL, this.ctx, {})
+    if (this.waits) this.wait = this.t.start(N.replyWait, SpanKind.INTERNAL, this.ctx, null)
   }
 
   /** The reply came; an error the dequeuer answered for the service is relayq's error too. */
@@ -102,6 +109,10 @@ export class CallTrace {
     this.server.failed(code)
     if (this.producer !== null) failSpan(this.producer, code)
     else if (this.wait !== null) failSpan(this.wait, code)
+  }
+
+  logIds (): { trace_id?: string, span_id?: string } {
+    return this.server.logIds()
   }
 
   /** The call ended, however: whatever is still open ends now. */

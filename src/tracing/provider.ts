@@ -18,8 +18,8 @@ import type { TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
 
-/** At most this many exports in flight at once (the exporter refuses more, which counts as a drop). */
-const MAX_CONCURRENT_EXPORTS = 2
+/** Spans per export request (the SDK's default). */
+const BATCH_SIZE = 512
 /** How often a failing collector is logged: once a minute, not once a batch. */
 const LOG_EVERY_MS = 60_000
 
@@ -35,11 +35,14 @@ export function createSampler (cfg: Pick<TracingConfig, 'sampler' | 'ratio'>): S
 }
 
 export function createProvider (cfg: TracingConfig, mode: string, metrics: TracingMetrics, logger: Logger): TracerProvider {
+  const batchSize = Math.min(BATCH_SIZE, cfg.maxQueueSize)
   const options = {
     url: cfg.url,
     headers: { ...cfg.headers },
     timeoutMillis: cfg.exportTimeoutMs,
-    concurrencyLimit: MAX_CONCURRENT_EXPORTS,
+    // Memory is bounded by maxQueueSize, which counts spans being sent too; a flush (at shutdown) sends every
+    // batch at once, and the exporter would refuse those past its limit.
+    concurrencyLimit: Math.ceil(cfg.maxQueueSize / batchSize) + 1,
     // Set here so the exporter's own fallback to OTEL_EXPORTER_OTLP_COMPRESSION never applies.
     compression: 'none' as never,
   }
@@ -49,7 +52,7 @@ export function createProvider (cfg: TracingConfig, mode: string, metrics: Traci
     exporter: bounded,
     // The bound is kept by BoundedExport (which also counts spans being sent); this one never fills first.
     maxQueueSize: cfg.maxQueueSize,
-    maxExportBatchSize: Math.min(512, cfg.maxQueueSize),
+    maxExportBatchSize: batchSize,
     scheduledDelayMillis: 1000,
     exportTimeoutMillis: cfg.exportTimeoutMs + 1000,
   })

@@ -52,8 +52,17 @@ export class Tracing {
     this.propagator.inject(trace.setSpan(parent, span), carrier, setter)
   }
 
-  start (name: string, kind: SpanKind, parent: Context, attributes: Attributes): Span {
-    return this.tracer.startSpan(name, { kind, attributes }, parent)
+  /** The attributes are built only for a span that records (an unsampled request pays for none). */
+  start (name: string, kind: SpanKind, parent: Context, attributes: (() => Attributes) | null): Span {
+    // Inside an unsampled request every sampler relayq offers leaves the children unsampled too (parent-based
+    // ones follow the parent, ratio ones decide on the same trace id): its parent stands in, carrying the trace id.
+    if (kind !== SpanKind.SERVER && kind !== SpanKind.CONSUMER) {
+      const local = trace.getSpan(parent)
+      if (local !== undefined && !local.isRecording()) return local
+    }
+    const span = this.tracer.startSpan(name, { kind }, parent)
+    if (attributes !== null && span.isRecording()) span.setAttributes(attributes())
+    return span
   }
 
   async shutdown (): Promise<void> {

@@ -58,7 +58,7 @@ describe('tracing through enqueuer, broker and dequeuer', () => {
     enq = spawnRelay({
       RELAYQ_MODE: 'enqueuer', ENQUEUER_PORT: String(port), ENQUEUER_HOST: '127.0.0.1', ASYNC_RESULTS_QUEUE: results,
       OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
-      OTEL_SERVICE_NAME: 'edge', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
+      OTEL_SERVICE_NAME: 'edge', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test', LOG_LEVEL: 'debug',
     })
     base = `http://127.0.0.1:${port}`
     await waitReady(base)
@@ -82,7 +82,7 @@ describe('tracing through enqueuer, broker and dequeuer', () => {
     const callerSpan = hex(8)
     const body = 'hello tracing'
     const res = await fetch(`${base}/${service}/ok/items?x=1`, {
-      method: 'POST', body, headers: { traceparent: `00-${traceId}-${callerSpan}-01`, tracestate: 'congo=t61rcWkgMzE' },
+      method: 'POST', body, headers: { traceparent: `00-${traceId}-${callerSpan}-01`, tracestate: 'congo=t61rcWkgMzE', 'x-correlation-id': `client-${traceId}` },
     })
     assert.equal(res.status, 200)
     await res.arrayBuffer()
@@ -138,6 +138,10 @@ describe('tracing through enqueuer, broker and dequeuer', () => {
     const reply = only(spans, 'reply send', (s) => s.kind === KIND.producer && s.parentSpanId === proc.spanId)
     assert.equal(reply.name, 'send (temporary)')
     assert.equal(reply.attributes['messaging.destination.temporary'], true)
+
+    const line = enq.logs().find((l) => l.clientId === `client-${traceId}`)
+    assert.equal(line?.trace_id, traceId, 'the enqueuer\'s line about the request carries its trace id')
+    assert.equal(line?.span_id, server.spanId)
   })
 
   it('a retry through the delay queue stays in the trace: the first process span retried (error), the second replied', async () => {
