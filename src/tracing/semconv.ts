@@ -1,9 +1,14 @@
 // Every span name and attribute key relayq emits, in one place: the messaging
 // semantic conventions are still "Development", so a rename upstream is one
-// edit here. Followed: OpenTelemetry semantic conventions v1.37.0, messaging
-// spans and the RabbitMQ page (https://opentelemetry.io/docs/specs/semconv/messaging/rabbitmq/),
-// and the HTTP server/client span conventions for the two HTTP spans.
-export const SEMCONV_VERSION = '1.37.0'
+// edit here. Followed: OpenTelemetry semantic conventions v1.27.0, messaging
+// spans (`{operation} {destination}` names, messaging.operation.name/type) and
+// the RabbitMQ page, and the HTTP server/client span conventions.
+// Two known differences: that RabbitMQ page sets messaging.destination.name to
+// the exchange, "" for the default exchange relayq always publishes to, which
+// would name every span alike, so relayq puts the queue (the routing key)
+// there; and the registry has since renamed messaging.rabbitmq.* to rabbitmq.*
+// (kept as below until the messaging conventions are stable).
+export const SEMCONV_VERSION = '1.27.0'
 
 /** The headers that carry the W3C trace context on a message: the keys @opentelemetry/instrumentation-amqplib uses. */
 export const TRACEPARENT = 'traceparent'
