@@ -8,6 +8,7 @@
 // bench/README.md. Results go to bench/results/<time>.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -30,6 +31,8 @@ interface Target {
   readonly headers?: Record<string, string>
   /** Every request carries an Idempotency-Key of its own (the keyed path, never a replay). */
   readonly uniqueKeys?: boolean
+  /** Another build of relayq (BENCH_BASE_BUNDLE: e.g. main's), to compare against this one. */
+  readonly bundle?: string
 }
 
 interface Scenario {
@@ -44,6 +47,16 @@ interface Scenario {
 const DIRECT: Target = { label: 'direct', kind: 'direct' }
 const BRIDGE: Target = { label: 'minimal bridge', kind: 'bridge' }
 const RELAYQ: Target = { label: 'relayq', kind: 'relayq' }
+
+// A trace sink in this process: takes OTLP exports and answers 200 (the collector's own cost is not relayq's).
+const OTLP_SINK = `http://127.0.0.1:${Number(process.env.BENCH_OTLP_PORT ?? 14318)}`
+const BASE_BUNDLE = process.env.BENCH_BASE_BUNDLE
+const TRACING_TARGETS: Target[] = [
+  ...(BASE_BUNDLE === undefined ? [] : [{ label: 'relayq, base build', kind: 'relayq' as const, bundle: BASE_BUNDLE }]),
+  { label: 'relayq, tracing off', kind: 'relayq' },
+  { label: 'relayq, tracing 100%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK } },
+  { label: 'relayq, tracing 1%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' } },
+]
 
 const SCENARIOS: Scenario[] = [
   {
@@ -90,6 +103,7 @@ const SCENARIOS: Scenario[] = [
     serviceDelayMs: 20,
     targets: [{ label: 'relayq, single, prefetch 10', kind: 'relayq', env: { DEQUEUER_CONCURRENCY: '10' } }, { label: 'relayq, batch 10, prefetch 100', kind: 'relayq', env: { BATCH_MODE: 'true', BATCH_SIZE: '10', BATCH_WINDOW_MS: '5', DEQUEUER_CONCURRENCY: '100' } }],
   },
+  { name: 'tracing', what: '256 B POST, 64 connections: tracing off, sampled 100% and 1% (both sides export OTLP/protobuf to a sink)', connections: 64, bodyBytes: 256, targets: TRACING_TARGETS },
 ]
 
 interface Row {
@@ -192,9 +206,10 @@ async function startTarget (t: Target, servicePort: number, queueName: string): 
   const admin = await freePort()
   const env = t.env ?? {}
   const batch = env.BATCH_MODE === 'true' ? { BATCH_DOWNSTREAM_URL: `${service}/batch` } : {}
-  const deq = start([BUNDLE], { RELAYQ_MODE: 'dequeuer', RABBITMQ_URL: AMQP_URL, SERVICE_NAME: queueName, DOWNSTREAM_URL: service, METRICS_PORT: String(admin), METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEQUEUER_CONCURRENCY: '200', ...batch, ...env })
+  const bundle = t.bundle ?? BUNDLE
+  const deq = start([bundle], { RELAYQ_MODE: 'dequeuer', RABBITMQ_URL: AMQP_URL, SERVICE_NAME: queueName, DOWNSTREAM_URL: service, METRICS_PORT: String(admin), METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEQUEUER_CONCURRENCY: '200', ...batch, ...env })
   await waitHttp(`http://127.0.0.1:${admin}/readyz`)
-  const enq = start([BUNDLE], { RELAYQ_MODE: 'enqueuer', RABBITMQ_URL: AMQP_URL, ENQUEUER_PORT: String(port), ENQUEUER_HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env })
+  const enq = start([bundle], { RELAYQ_MODE: 'enqueuer', RABBITMQ_URL: AMQP_URL, ENQUEUER_PORT: String(port), ENQUEUER_HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env })
   await waitHttp(`http://127.0.0.1:${port}/readyz`)
   // With workers, readiness answers from whichever took the connection: give the rest a moment.
   if (env.ENQUEUER_WORKERS !== undefined) await new Promise((resolve) => setTimeout(resolve, 1500))
@@ -358,12 +373,14 @@ async function main (): Promise<void> {
   const startup = await startupTimes()
   const bundleKiB = Math.round(statSync(BUNDLE).size / 1024)
   console.log(`start-up to ready (median of 5): enqueuer ${startup.enqueuer} ms, dequeuer ${startup.dequeuer} ms; bundle ${bundleKiB} KiB`)
+  const sink = scenarios.some((s) => s.name === 'tracing') ? await otlpSink() : null
   const rows: Row[] = []
   for (const s of scenarios) {
     console.log(`\n## ${s.name}: ${s.what}`)
     rows.push(...await runScenario(s, broker))
   }
   const table = markdown(rows, started) + `\n\nStart-up to ready (spawn to /readyz 200, broker up, median of 5): enqueuer ${startup.enqueuer} ms, dequeuer ${startup.dequeuer} ms. Bundle: ${bundleKiB} KiB.`
+  sink?.close()
   console.log('\n' + table)
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   const file = join(ROOT, 'bench/results', `${started.toISOString().replace(/[:.]/g, '-')}.json`)
@@ -384,3 +401,13 @@ main().catch((err: Error) => {
   console.error(err)
   process.exit(1)
 })
+
+/** Answers every OTLP export 200 after reading it. */
+async function otlpSink (): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end())
+  })
+  await new Promise<void>((resolve) => server.listen(Number(new URL(OTLP_SINK).port), '127.0.0.1', resolve))
+  return server
+}

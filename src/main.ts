@@ -17,6 +17,8 @@ import { AMQPLIB_VERSION, VERSION } from './version'
 import { instanceIdFromPrimary, runPrimary, setupWorkerMetrics, workerMetricsText } from './cluster/primary'
 import { runDlqTool } from './dlq/cli'
 import { runDeclareTool } from './declare/cli'
+import { createTracingMetrics } from './metrics/tracing'
+import { createTracing } from './tracing/tracing'
 
 const EX_CONFIG = 78
 // A cluster worker joins the shared port once its broker connection is up; a
@@ -109,9 +111,13 @@ async function startMode (config: Config, logger: Logger, owner: ProcessOwner): 
   const isWorker = cluster.isWorker
   if (isWorker && registry !== null) setupWorkerMetrics(registry)
   const onDrained = (): void => owner.stop('drained')
-  return config.mode === 'enqueuer'
-    ? await startEnqueuer(config, { logger, registry, onDrained, ...(isWorker ? { metricsText: workerMetricsText, instanceId: await instanceIdFromPrimary(), listenAfterConnectMs: WORKER_LISTEN_WAIT_MS } : {}) })
-    : await startDequeuer(config, { logger, registry, onDrained, onFatal: (err) => owner.fatal(err) })
+  const tracing = createTracing(config.tracing, config.mode, createTracingMetrics(registry), logger)
+  const running = config.mode === 'enqueuer'
+    ? await startEnqueuer(config, { logger, registry, onDrained, tracing, ...(isWorker ? { metricsText: workerMetricsText, instanceId: await instanceIdFromPrimary(), listenAfterConnectMs: WORKER_LISTEN_WAIT_MS } : {}) })
+    : await startDequeuer(config, { logger, registry, onDrained, tracing, onFatal: (err) => owner.fatal(err) })
+  if (tracing === null) return running
+  // The last spans go out after the mode has closed (bounded: a dead collector does not hold the exit).
+  return { ready: running.ready, drain: running.drain, close: async () => { await running.close(); await tracing.shutdown() } }
 }
 
 /**

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { SPEC, type DefaultedName, type SpecName, type SpecValue, type VarSpec } from './spec'
 import { bodyLimitProblem } from './broker-limits'
 import { isServiceLink } from './service-links'
+import { readTracing } from './tracing'
 import type { BrokerConfig, Config, DeclareToolConfig, DequeuerConfig, DlqToolConfig, EnqueuerConfig, TlsConfig } from './types'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -27,7 +28,7 @@ export class ConfigError extends Error {
 const defaultReadFile: ReadFile = (path) => readFileSync(path, 'utf8')
 
 /** Reads variables on demand, remembering every problem instead of stopping at the first. */
-class Reader {
+export class Reader {
   readonly problems: ConfigProblem[] = []
   constructor (private readonly env: Env, private readonly readFile: ReadFile) {}
 
@@ -113,6 +114,7 @@ export function loadConfig (env: Env, readFile: ReadFile = defaultReadFile): Con
     broker,
     enqueuer: mode === 'enqueuer' ? readEnqueuer(r) : null,
     dequeuer: mode === 'dequeuer' ? readDequeuer(r) : null,
+    tracing: readTracing(r, mode ?? 'enqueuer'),
   }
   const enq = config.enqueuer
   if (enq !== null && broker.maxMessageBytes > 0) {

@@ -106,3 +106,20 @@ export const cidr: Parser<string> = (raw) => {
   if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) throw new ParseError(`expected a prefix length from 0 to ${max} in "${raw}"`)
   return `${address}/${Number(prefix)}`
 }
+
+/** OTel's `key=value,key2=value2` lists (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS): values percent-decoded. */
+export const keyValues: Parser<Record<string, string>> = (raw) => {
+  const out: Record<string, string> = {}
+  for (const item of raw.split(',')) {
+    if (item.trim() === '') continue
+    const eq = item.indexOf('=')
+    const key = eq <= 0 ? '' : item.slice(0, eq).trim()
+    if (key === '' || !/^[\x21-\x7e]+$/.test(key)) throw new ParseError(`expected key=value pairs separated by commas, got "${item.trim().slice(0, 40)}"`)
+    try {
+      out[key] = decodeURIComponent(item.slice(eq + 1).trim())
+    } catch {
+      throw new ParseError(`the value of ${key} is not valid percent-encoding`)
+    }
+  }
+  return out
+}

@@ -160,6 +160,21 @@ export const SPEC = {
   BATCH_SIZE: v({ name: 'BATCH_SIZE', parse: p.int(1, 10000), scope: 'dequeuer', group: 'batch', doc: 'Messages per batch. Unset: asked from BATCH_DOWNSTREAM_URL at start-up (ProxyMQ behaviour), 1 if that fails.' }),
   BATCH_WINDOW_MS: v({ name: 'BATCH_WINDOW_MS', parse: p.int(0, 60000), default: '20', scope: 'dequeuer', group: 'batch', doc: 'How long to wait to fill a batch.' }),
   BATCH_TIMEOUT_MS: v({ name: 'BATCH_TIMEOUT_MS', parse: p.int(1, 86400000), default: '30000', scope: 'dequeuer', group: 'batch', doc: 'Time the service has to answer a batch call.' }),
+
+  // ---- tracing (OpenTelemetry's own names, read by relayq alone) ----
+  OTEL_SDK_DISABLED: v({ name: 'OTEL_SDK_DISABLED', parse: p.bool, default: 'false', scope: 'all', group: 'tracing', doc: '`true` turns tracing off whatever the other OTEL_* variables say.' }),
+  OTEL_TRACES_EXPORTER: v({ name: 'OTEL_TRACES_EXPORTER', parse: p.oneOf('otlp', 'none'), scope: 'all', group: 'tracing', doc: '`otlp` turns tracing on, `none` off. Unset: on when an OTLP endpoint variable is set, otherwise off (`traceparent` is passed through unchanged).' }),
+  OTEL_EXPORTER_OTLP_ENDPOINT: v({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', parse: p.httpUrl, scope: 'all', group: 'tracing', doc: 'Base URL of the OTLP/HTTP receiver; spans go to its `/v1/traces`. Unset (and no traces endpoint): `http://localhost:4318`.' }),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: v({ name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', parse: p.httpUrl, scope: 'all', group: 'tracing', doc: 'Full URL spans are sent to, used as given; wins over OTEL_EXPORTER_OTLP_ENDPOINT.' }),
+  OTEL_EXPORTER_OTLP_PROTOCOL: v({ name: 'OTEL_EXPORTER_OTLP_PROTOCOL', parse: p.oneOf('http/protobuf', 'http/json'), scope: 'all', group: 'tracing', doc: 'OTLP encoding of every signal: `http/protobuf` or `http/json` (gRPC is not supported). Unset: `http/protobuf`.' }),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: v({ name: 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', parse: p.oneOf('http/protobuf', 'http/json'), scope: 'all', group: 'tracing', doc: 'OTLP encoding of spans; wins over OTEL_EXPORTER_OTLP_PROTOCOL.' }),
+  OTEL_EXPORTER_OTLP_HEADERS: v({ name: 'OTEL_EXPORTER_OTLP_HEADERS', parse: p.keyValues, scope: 'all', group: 'tracing', secret: true, file: true, doc: 'Headers sent with every export, `key=value` pairs separated by commas, values percent-encoded (e.g. `authorization=Bearer%20x`).' }),
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: v({ name: 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', parse: p.int(1, 600000), default: '10000', scope: 'all', group: 'tracing', doc: 'Milliseconds one export may take; a slower collector loses that batch (counted in relayq_tracing_spans_dropped_total).' }),
+  OTEL_BSP_MAX_QUEUE_SIZE: v({ name: 'OTEL_BSP_MAX_QUEUE_SIZE', parse: p.int(1, 1000000), default: '2048', scope: 'all', group: 'tracing', doc: 'Finished spans held for export (queued or being sent); beyond it new spans are dropped and counted, never waited for.' }),
+  OTEL_SERVICE_NAME: v({ name: 'OTEL_SERVICE_NAME', parse: p.str, scope: 'all', group: 'tracing', doc: 'The `service.name` of relayq\'s spans. Unset: `service.name` from OTEL_RESOURCE_ATTRIBUTES, else `relayq-enqueuer` or `relayq-dequeuer`.' }),
+  OTEL_RESOURCE_ATTRIBUTES: v({ name: 'OTEL_RESOURCE_ATTRIBUTES', parse: p.keyValues, scope: 'all', group: 'tracing', doc: 'Resource attributes, `key=value` pairs separated by commas, values percent-encoded (e.g. `deployment.environment.name=prod`).' }),
+  OTEL_TRACES_SAMPLER: v({ name: 'OTEL_TRACES_SAMPLER', parse: p.oneOf('always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'), default: 'parentbased_always_on', scope: 'all', group: 'tracing', doc: 'Which requests are traced. `parentbased_*` follow the caller\'s sampled flag when it sends `traceparent`.' }),
+  OTEL_TRACES_SAMPLER_ARG: v({ name: 'OTEL_TRACES_SAMPLER_ARG', parse: p.num(0, 1), default: '1', scope: 'all', group: 'tracing', doc: 'The ratio of the `*traceidratio` samplers, from 0 to 1 (0.01: one request in a hundred).' }),
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each entry keeps its own parser type
 } as const satisfies Record<string, VarSpec<any>>
 

@@ -167,6 +167,26 @@ export interface Config {
   readonly broker: BrokerConfig
   readonly enqueuer: EnqueuerConfig | null
   readonly dequeuer: DequeuerConfig | null
+  /** OpenTelemetry tracing (the OTEL_* variables); null when off. */
+  readonly tracing: TracingConfig | null
+}
+
+export type OtlpProtocol = 'http/protobuf' | 'http/json'
+export type SamplerName = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio'
+
+export interface TracingConfig {
+  /** The traces endpoint, with its path (…/v1/traces). */
+  readonly url: string
+  readonly protocol: OtlpProtocol
+  readonly headers: Readonly<Record<string, string>>
+  readonly serviceName: string
+  readonly resource: Readonly<Record<string, string>>
+  readonly sampler: SamplerName
+  /** The ratio of the traceidratio samplers, 0 to 1. */
+  readonly ratio: number
+  /** Spans waiting for export (queued or being sent); beyond it spans are dropped and counted. */
+  readonly maxQueueSize: number
+  readonly exportTimeoutMs: number
 }
 
 /** What the dlq tool needs: the broker and the service's topology settings. */

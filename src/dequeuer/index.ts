@@ -27,6 +27,8 @@ import { Inflight } from './inflight'
 import { Isolation } from './isolation'
 import { retryDelays } from './outcome'
 import { createPipeline } from './process'
+import { DequeuerTracing } from '../tracing/dequeuer'
+import type { Tracing } from '../tracing/tracing'
 import { RecordedAnswers } from './answers'
 import { Publisher } from './publisher'
 import { StreamChannel } from './stream'
@@ -40,6 +42,8 @@ export interface DequeuerDeps {
   readonly onFatal?: (err: Error) => void
   /** Called once a drain has finished (POST /drain or close): main.ts closes and exits 0. */
   readonly onDrained?: () => void
+  /** Null (or absent) unless tracing is on. */
+  readonly tracing?: Tracing | null
 }
 
 export interface RunningDequeuer {
@@ -137,6 +141,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, gate, control, inflight, queue, strategy, isolation,
     holding: () => isolation.holding,
     expectSuspect: () => isolation.expect(),
+    tracing: deps.tracing == null ? null : new DequeuerTracing(deps.tracing, queue, cfg.downstreamUrl),
   })
   // 4. The broker: topology and consuming on one connection, publishing on the other.
   const reconcile = (): void => {

@@ -32,7 +32,9 @@ export function createPipeline (deps: PipelineDeps): (d: Delivery) => void {
     try {
       // An idempotent request answered before (its ack was lost) is answered from the record, not called again.
       const recorded = deps.answers === null ? null : await deps.answers.lookup(p.d.msg)
+      const span = recorded !== null || deps.tracing === null ? null : deps.tracing.calling(p)
       result = recorded ?? await call(p)
+      if (span !== null) deps.tracing!.called(span, result)
       // A call cut off at the caller's deadline ends at the deadline, whatever the clock says (timers fire early or late).
       const cutOff = result !== OPEN && result.kind === 'error' && result.code === 'RQ_ERR_DOWNSTREAM_TIMEOUT' && p.forward.deadline === p.req.deadline
       outcome = decideAfterCall(result, p.attempt, deps.cfg, p.req.deadline, cutOff ? Math.max(Date.now(), p.forward.deadline) : Date.now())
@@ -49,6 +51,7 @@ export function createPipeline (deps: PipelineDeps): (d: Delivery) => void {
   const call = (p: Prepared): Promise<CallResult> => strategy.call(p)
   return (d) => {
     deps.inflight.enter()
+    if (deps.tracing !== null) deps.tracing.received(d)
     const checked = safePrepare(deps, d)
     if (!isPrepared(checked)) void settle(deps, { d, outcome: checked, req: null, result: null })
     // A suspect runs alone: if it crashes the dequeuer again, no other message is caught with it.

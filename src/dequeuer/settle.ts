@@ -18,6 +18,7 @@ import type { Inflight } from './inflight'
 import { jitteredTtl, type Outcome } from './outcome'
 import { PublishError, type Publisher } from './publisher'
 import { errorReply, isDurableReplyTo, serviceReply, type Reply } from './reply'
+import type { DequeuerTracing } from '../tracing/dequeuer'
 
 export interface SettleDeps {
   readonly cfg: DequeuerConfig
@@ -30,6 +31,8 @@ export interface SettleDeps {
   readonly queue: string
   /** A suspect copy will come back through the queue (careful mode waits for it). */
   readonly expectSuspect: () => void
+  /** Null unless tracing is on (OTEL_*). */
+  readonly tracing: DequeuerTracing | null
 }
 
 export interface Settlement {
@@ -63,13 +66,15 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   if (failure !== null) metrics.failed(reasonOf(failure))
   let committed = false
   try {
-    await carryOut(deps, d.msg, outcome, reply, req, () => { committed = true })
+    await carryOut(deps, d, outcome, reply, req, () => { committed = true })
     committed = true
   } catch (err) {
     const correlationId = d.msg.properties.correlationId
-    if (!(err instanceof PublishError)) deps.logger.error({ err: (err as Error).stack, correlationId, outcome: outcome.kind }, 'unexpected error completing a message')
-    else if (!committed) deps.logger.warn({ err: err.message, correlationId, outcome: outcome.kind }, 'cannot complete message; returning it to the queue')
+    const ids = deps.tracing === null ? null : deps.tracing.logIds(d)
+    if (!(err instanceof PublishError)) deps.logger.error({ err: (err as Error).stack, correlationId, outcome: outcome.kind, ...ids }, 'unexpected error completing a message')
+    else if (!committed) deps.logger.warn({ err: err.message, correlationId, outcome: outcome.kind, ...ids }, 'cannot complete message; returning it to the queue')
   }
+  if (deps.tracing !== null) deps.tracing.settled(d, outcome, committed)
   if (committed) {
     metrics.outcome(outcome.kind)
     if (d.acker.ack(tag)) metrics.acked()
@@ -84,19 +89,20 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   deps.inflight.leave()
 }
 
-async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
+async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
+  const msg = d.msg
   const { cfg, metrics, publisher } = deps
   const quorum = cfg.queueType === 'quorum'
   const read = countsOrNone(deps.control, msg, quorum)
   const counts = { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
   switch (outcome.kind) {
     case 'reply':
-      await publishReply(deps, msg, reply!)
+      await publishReply(deps, d, reply!)
       commit()
       metrics.processed(outcome.result.status)
       return
     case 'error_reply':
-      await publishReply(deps, msg, errorReply(msg, outcome.code, outcome.detail, req))
+      await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req))
       commit()
       return
     case 'retry': {
@@ -114,9 +120,9 @@ async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome
       await publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
       commit()
       metrics.deadLettered(outcome.reason)
-      deps.logger.warn({ correlationId: msg.properties.correlationId, reason: outcome.reason, code: outcome.code, detail: outcome.detail }, 'message dead-lettered')
+      deps.logger.warn({ correlationId: msg.properties.correlationId, reason: outcome.reason, code: outcome.code, detail: outcome.detail, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'message dead-lettered')
       // A waiting client hears now, not at its timeout.
-      if (outcome.noReply !== true) await publishReply(deps, msg, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
+      if (outcome.noReply !== true) await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return
     }
     case 'requeue':
@@ -147,10 +153,11 @@ async function carryOut (deps: SettleDeps, msg: ConsumeMessage, outcome: Outcome
 }
 
 /** Publishes a reply to the message's replyTo, if any. Replies to durable queues (async jobs) wait for the confirm. */
-async function publishReply (deps: SettleDeps, msg: ConsumeMessage, reply: Reply): Promise<void> {
-  const replyTo = msg.properties.replyTo as string | undefined
+async function publishReply (deps: SettleDeps, d: Delivery, reply: Reply): Promise<void> {
+  const replyTo = d.msg.properties.replyTo as string | undefined
   if (replyTo === undefined || replyTo === '') return
-  await deps.publisher.publish('', replyTo, reply.message, { confirm: isDurableReplyTo(replyTo) })
+  const publish = (): Promise<void> => deps.publisher.publish('', replyTo, reply.message, { confirm: isDurableReplyTo(replyTo) })
+  await (deps.tracing === null ? publish() : deps.tracing.replying(d, replyTo, publish))
 }
 
 /** The counts to carry on a copy; a message whose counts cannot be read (it is being dead-lettered as malformed) carries none, rather than failing its settling for ever. */

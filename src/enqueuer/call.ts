@@ -16,6 +16,7 @@ import type { RpcChannel, Waiter } from './rpc-channel'
 import type { Waiting } from './cold-start'
 import { streamKind } from '../amqp/stream-wire'
 import { readStreamHead, startClientStream } from './stream'
+import type { CallTrace } from '../tracing/enqueuer'
 
 export interface CallInit {
   /** relayq's own id on the message; the client sees its own id instead when it sent one. */
@@ -38,6 +39,8 @@ export interface CallInit {
   readonly observer?: CallObserver
   /** Published while its service had no consumer (ENQUEUER_NO_CONSUMERS=wait). */
   readonly coldStart?: Waiting
+  /** The publish and reply-wait spans, when tracing is on. */
+  readonly trace?: CallTrace
 }
 
 export interface CallObserver {
@@ -73,7 +76,7 @@ export class Call implements Waiter {
         this.fail('RQ_ERR_HEADERS_UNENCODABLE', 'the request headers cannot be carried in a broker message (a header name over 255 bytes, or over 64 KiB of headers)')
         return
       }
-      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId, clientId: this.init.clientId }, 'publish failed')
+      this.ctx.logger.error({ err: (err as Error).message, service: this.init.service, correlationId: this.correlationId, clientId: this.init.clientId, ...this.init.trace?.logIds() }, 'publish failed')
       this.fail('RQ_ERR_INTERNAL', 'the request could not be published')
     }
   }
@@ -88,6 +91,7 @@ export class Call implements Waiter {
       return
     }
     this.confirmed = true
+    this.init.trace?.confirmed()
     this.ctx.metrics.published(this.init.service, this.elapsedSeconds())
     if (this.init.onConfirmed !== undefined) {
       this.channel?.forget(this.correlationId)
@@ -107,6 +111,7 @@ export class Call implements Waiter {
       this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply does not carry a final HTTP status')
       return
     }
+    this.init.trace?.replied(reply.errorCode)
     // decodeResponse kept only headers Node can write and a proxy may pass on (no hop-by-hop, reserved or id headers).
     const headers = reply.headers
     // A keyed request stores what the client gets: the checked headers, not the reply's raw ones.
@@ -143,7 +148,7 @@ export class Call implements Waiter {
    * alone is answered 502, if nothing of its answer was written yet.
    */
   onBadReply (err: unknown): void {
-    this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err), service: this.init.service, correlationId: this.correlationId }, 'a reply could not be handled')
+    this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err), service: this.init.service, correlationId: this.correlationId, ...this.init.trace?.logIds() }, 'a reply could not be handled')
     if (!this.done) {
       this.fail('RQ_ERR_MALFORMED_REPLY', 'the reply could not be written as an HTTP response')
       return
@@ -205,6 +210,7 @@ export class Call implements Waiter {
   /** Ends the request with relayq's own error answer. */
   fail (code: ErrorCode, detail: string, retryAfter?: number): void {
     if (this.done) return
+    this.init.trace?.failed(code)
     this.end()
     this.init.observer?.unanswered(code, this.channel, this.correlationId)
     this.ctx.metrics.failed(this.init.service, code)
@@ -219,6 +225,7 @@ export class Call implements Waiter {
   /** Frees what the call holds: its timer and its table entry. */
   end (): void {
     this.done = true
+    this.init.trace?.ended()
     if (this.timer !== null) {
       clearTimeout(this.timer)
       this.timer = null

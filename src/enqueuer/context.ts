@@ -14,6 +14,7 @@ import type { TokenSet } from './auth'
 import type { Jobs } from './jobs/jobs'
 import type { Idempotency } from './idempotency/idempotency'
 import type { ColdStart } from './cold-start'
+import type { Tracing } from '../tracing/tracing'
 
 export interface EnqueuerContext {
   readonly config: EnqueuerConfig
@@ -37,4 +38,6 @@ export interface EnqueuerContext {
   readonly coldStart: ColdStart | null
   /** The `x-relayq-accept-stream` value requests carry, or null when this enqueuer takes no streams (stream.ts). */
   readonly streamAccept: string | null
+  /** Null unless tracing is on (OTEL_*). */
+  readonly tracing: Tracing | null
 }

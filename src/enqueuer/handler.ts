@@ -21,6 +21,7 @@ import { QueueCheckTimeout, QueueChecksBusy, type QueueState } from './queue-che
 import type { KeyedRequest, Turn } from './idempotency/idempotency'
 import { MAX_KEY_CHARS } from './idempotency/key'
 import type { Waiting } from './cold-start'
+import { ServerTrace } from '../tracing/enqueuer'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -29,8 +30,10 @@ type TrackedSocket = Socket & { [kCall]?: Call | undefined }
 export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
   const startedAt = performance.now()
   const clientId = clientRequestId(req)
+  const span = ctx.tracing === null ? null : new ServerTrace(ctx.tracing, req, res)
   const refuse = (code: ErrorCode, detail: string, service = '_invalid', retryAfter?: number, close?: boolean): void => {
     ctx.metrics.failed(service, code)
+    span?.failed(code)
     const opts = {
       ...(retryAfter === undefined ? {} : { retryAfter }),
       ...(close === true ? { close } : {}),
@@ -85,7 +88,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
   ctx.forwarded.apply(headers.table, req.socket.remoteAddress)
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
-  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse, keyed }
+  const request: Pending = { ctx, req, res, target, method, headers, timeoutMs, startedAt, queue, ticket, clientId, refuse, keyed, span }
   if (state instanceof Promise) {
     state.then((s) => afterCheck(request, s), (err: unknown) => {
       ticket.release()
@@ -116,6 +119,8 @@ interface Pending {
   readonly keyed: KeyedRequest | null
   /** Set when it was published while its service had no consumer. */
   coldStart?: Waiting
+  /** The request's SERVER span, when tracing is on. */
+  readonly span: ServerTrace | null
 }
 
 function afterCheck (p: Pending, state: QueueState): void {
@@ -229,6 +234,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
   const correlationId = job?.job_id ?? randomUUID()
   // A job waits in the queue as long as it may live; the client is not waiting on it.
   const deadline = Date.now() + (job === null ? p.timeoutMs : ctx.config.async.jobTtlSeconds * 1000)
+  const trace = p.span === null ? null : p.span.send({ service, queue: p.queue, correlationId, messageId: p.keyed?.key ?? correlationId, bodySize: body.length, jobId: job?.job_id }, p.headers.table)
   const call = new Call(ctx, {
     correlationId,
     service,
@@ -242,6 +248,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
     ...(p.keyed === null ? {} : { observer: p.keyed.published(p.clientId) }),
     ...(p.coldStart === undefined ? {} : { coldStart: p.coldStart }),
+    ...(trace === null ? {} : { trace }),
     ...(job === null || jobs === null || keepJob === null
       ? {}
       : {
@@ -254,7 +261,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
   })
   trackOnSocket(p.req.socket, call)
   // The client sees its own id; this line ties it to the message's (the id the dequeuer logs).
-  if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId }, 'request published under the client\'s id')
+  if (p.clientId !== undefined) ctx.logger.debug({ service, correlationId, clientId: p.clientId, ...p.span?.logIds() }, 'request published under the client\'s id')
   const message = encodeRequest({
     method: p.method,
     path: target.path,

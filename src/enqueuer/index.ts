@@ -31,6 +31,7 @@ import { RpcPool } from './rpc-pool'
 import { streamAnnouncement } from './stream'
 import { ServiceBreakers } from './service-breaker'
 import { startScaler } from './scaler/server'
+import type { Tracing } from '../tracing/tracing'
 
 export interface EnqueuerDeps {
   readonly logger: Logger
@@ -58,6 +59,8 @@ export interface EnqueuerDeps {
    * answer 503 while its siblings could serve them.
    */
   readonly listenAfterConnectMs?: number
+  /** Null (or absent) unless tracing is on. */
+  readonly tracing?: Tracing | null
 }
 
 export interface RunningEnqueuer {
@@ -188,6 +191,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     sender,
     coldStart,
     streamAccept: streamAnnouncement(cfg),
+    tracing: deps.tracing ?? null,
   }
 }
 

@@ -516,11 +516,19 @@ describe('deploy/compose.yaml', () => {
     assert.equal(r.status, 0, `${cmd} config failed:\n${r.stderr}`)
   })
 
-  it('runs RabbitMQ with the management and Prometheus plugins, an enqueuer, a service with its dequeuer, Prometheus and Grafana', () => {
-    assert.deepEqual(Object.keys(services).sort(), ['grafana', 'orders', 'orders-dequeuer', 'prometheus', 'rabbitmq', 'relayq-enqueuer'])
+  it('runs RabbitMQ with the management and Prometheus plugins, an enqueuer, a service with its dequeuer, Prometheus, Grafana and Jaeger', () => {
+    assert.deepEqual(Object.keys(services).sort(), ['grafana', 'jaeger', 'orders', 'orders-dequeuer', 'prometheus', 'rabbitmq', 'relayq-enqueuer'])
     assert.match(services.rabbitmq?.image ?? '', /^rabbitmq:\d+\.\d+\.\d+-management$/)
     assert.ok(services.rabbitmq?.volumes?.includes('./rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins:ro'))
     assert.match(readFileSync('deploy/rabbitmq/enabled_plugins', 'utf8'), /^\[(?=.*\brabbitmq_management\b)(?=.*\brabbitmq_prometheus\b)[a-z_,]+\]\.\n$/)
+  })
+
+  it('both relayq services trace to Jaeger\'s OTLP/HTTP receiver, which the file runs', () => {
+    for (const name of ['relayq-enqueuer', 'orders-dequeuer']) {
+      assert.equal(configOf(services[name]?.environment ?? {}).tracing?.url, 'http://jaeger:4318/v1/traces', name)
+    }
+    assert.match(services.jaeger?.image ?? '', /^jaegertracing\/all-in-one:\d+\.\d+\.\d+$/)
+    assert.equal(services.jaeger?.environment?.COLLECTOR_OTLP_ENABLED, 'true')
   })
 
   it('builds relayq from the repository\'s Dockerfile and runs it read-only as non-root, with valid settings', () => {

@@ -15,6 +15,7 @@ import { ERROR_CODES, statusOf } from '../../src/errors'
 import { createDequeuerMetrics } from '../../src/metrics/dequeuer'
 import { createEnqueuerMetrics, reasonOf } from '../../src/metrics/enqueuer'
 import { createRegistry } from '../../src/metrics/registry'
+import { createTracingMetrics } from '../../src/metrics/tracing'
 import { AMQP_URL, connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
 import { startEcho, type Echo } from '../helpers/echo'
 import { send } from '../helpers/http'
@@ -193,6 +194,7 @@ function relayqMetrics (): Map<string, MetricInfo> {
   createEnqueuerMetrics(enq, 120, { inflight: () => 0, pendingReplies: () => 0, brokerUp: () => true, brokerBlocked: () => false })
   const deq = createRegistry('dequeuer')
   createDequeuerMetrics(deq, 'svc', 60, { inflight: () => 0, prefetch: () => 100, consuming: () => true, consumeUp: () => true, publishUp: () => true })
+  createTracingMetrics(enq)
   for (const registry of [enq, deq]) {
     for (const m of registry.getMetricsAsArray() as unknown as Array<{ name: string, type?: string, labelNames?: string[] }>) {
       if (/^(nodejs_|process_)/.test(m.name)) continue

@@ -99,7 +99,7 @@ class FakePublisher {
 function settleDeps (over: Partial<SettleDeps> = {}): SettleDeps & { publisher: FakePublisher, expected: () => number } {
   let expected = 0
   const publisher = new FakePublisher()
-  return Object.assign({ cfg, logger, metrics, publisher: publisher as unknown as Publisher, control: new ControlHeaders(null), inflight: new Inflight(), queue: 'unit_requests', expectSuspect: () => { expected++ }, ...over }, { publisher, expected: () => expected })
+  return Object.assign({ cfg, logger, metrics, publisher: publisher as unknown as Publisher, control: new ControlHeaders(null), inflight: new Inflight(), queue: 'unit_requests', expectSuspect: () => { expected++ }, tracing: null, ...over }, { publisher, expected: () => expected })
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))

@@ -1,0 +1,153 @@
+// The dequeuer's spans: a CONSUMER `process` span per delivery (child of the
+// context the message carries, so it joins the enqueuer's trace), a CLIENT
+// span for the call to the service (its context is the traceparent the
+// service receives), and a PRODUCER `send` span for the reply. The process
+// span ends when the delivery is settled, with its outcome.
+import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api'
+import type { CallResult } from '../dequeuer/breaker'
+import type { Delivery } from '../dequeuer/consumer'
+import type { Outcome } from '../dequeuer/outcome'
+import type { Prepared } from '../dequeuer/prepare'
+import { A, N, SENT_AT, SYSTEM, TEMPORARY, type ProcessOutcome } from './semconv'
+import { failSpan, logIds, type Tracing } from './tracing'
+
+interface Processing {
+  readonly span: Span
+  readonly ctx: Context
+}
+
+const MAX_WAIT_MS = 30 * 86400 * 1000
+
+export class DequeuerTracing {
+  // Keyed by the delivery object: an entry lives as long as the delivery does.
+  private readonly open = new WeakMap<Delivery, Processing>()
+
+  constructor (private readonly t: Tracing, private readonly queue: string, private readonly downstream: URL) {}
+
+  /** A delivery arrived: its CONSUMER span starts now. */
+  received (d: Delivery): void {
+    const props = d.msg.properties
+    const headers = (props.headers ?? {}) as Record<string, unknown>
+    const parent = this.t.extract(headers)
+    const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
+    const span = this.t.start(N.process(this.queue), SpanKind.CONSUMER, parent, () => ({
+      [A.system]: SYSTEM,
+      [A.operationName]: 'process',
+      [A.operationType]: 'process',
+      [A.destinationName]: this.queue,
+      [A.consumerGroup]: this.queue,
+      [A.routingKey]: d.msg.fields.routingKey,
+      [A.deliveryTag]: d.msg.fields.deliveryTag,
+      [A.bodySize]: d.msg.content.length,
+      ...(typeof props.messageId === 'string' ? { [A.messageId]: props.messageId } : {}),
+      ...(typeof props.correlationId === 'string' ? { [A.conversationId]: props.correlationId } : {}),
+      ...(wait === null ? {} : { [A.queueWaitMs]: wait }),
+    }))
+    this.open.set(d, { span, ctx: trace.setSpan(parent, span) })
+  }
+
+  /**
+   * The call to the service starts: a CLIENT span whose context replaces the
+   * traceparent (and tracestate) the service receives.
+   */
+  calling (p: Prepared): Span | null {
+    const proc = this.open.get(p.d)
+    if (proc === undefined) return null
+    proc.span.setAttribute(A.attempt, p.attempt)
+    const method = p.forward.method
+    const span = this.t.start(N.http(method), SpanKind.CLIENT, proc.ctx, () => ({
+      [A.method]: method,
+      [A.serverAddress]: this.downstream.hostname,
+      [A.serverPort]: Number(this.downstream.port === '' ? (this.downstream.protocol === 'https:' ? 443 : 80) : this.downstream.port),
+      [A.urlPath]: pathOf(p.forward.path),
+    }))
+    this.t.inject(span, proc.ctx, p.forward.headers)
+    return span
+  }
+
+  /** The call to the service ended. */
+  called (span: Span, result: CallResult | null): void {
+    if (result === null) failSpan(span, 'RQ_ERR_MALFORMED_MESSAGE')
+    else if (typeof result === 'symbol') failSpan(span, 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', 'circuit breaker open')
+    else if (result.kind === 'error') failSpan(span, result.code, result.message)
+    else {
+      span.setAttribute(A.status, result.status)
+      if (result.status >= 500) failSpan(span, String(result.status))
+    }
+    span.end()
+  }
+
+  /** The reply publish, in a PRODUCER span that is a child of the delivery's span. */
+  async replying (d: Delivery, replyTo: string, publish: () => Promise<void>): Promise<void> {
+    const proc = this.open.get(d)
+    if (proc === undefined) return publish()
+    const temporary = replyTo.startsWith('amq.rabbitmq.reply-to')
+    const destination = temporary ? TEMPORARY : replyTo
+    const span = this.t.start(N.send(destination), SpanKind.PRODUCER, proc.ctx, () => ({
+      [A.system]: SYSTEM,
+      [A.operationName]: 'send',
+      [A.operationType]: 'send',
+      [A.destinationName]: destination,
+      ...(temporary ? { [A.destinationTemporary]: true } : {}),
+      [A.routingKey]: replyTo,
+      ...(typeof d.msg.properties.correlationId === 'string' ? { [A.conversationId]: d.msg.properties.correlationId } : {}),
+    }))
+    try {
+      await publish()
+    } catch (err) {
+      failSpan(span, 'RQ_ERR_BROKER_UNAVAILABLE', (err as Error).message)
+      throw err
+    } finally {
+      span.end()
+    }
+  }
+
+  /** The delivery is settled: its span ends with the outcome (and relayq's error code, if it ends in one). */
+  settled (d: Delivery, outcome: Outcome, committed: boolean): void {
+    const proc = this.open.get(d)
+    if (proc === undefined) return
+    this.open.delete(d)
+    const span = proc.span
+    const name = committed ? outcomeName(outcome) : 'returned'
+    span.setAttribute(A.outcome, name)
+    if (outcome.kind === 'reply' || outcome.kind === 'streamed') span.setAttribute(A.status, outcome.result.status)
+    if (outcome.kind === 'streamed' && outcome.result.code !== undefined) failSpan(span, outcome.result.code)
+    if (outcome.kind === 'dead_letter') span.setAttribute(A.deadLetterReason, outcome.reason)
+    if (outcome.kind === 'error_reply' || outcome.kind === 'retry' || outcome.kind === 'dead_letter') failSpan(span, outcome.code, outcome.detail)
+    else if (outcome.kind === 'drop') failSpan(span, 'RQ_ERR_DEADLINE_EXCEEDED')
+    span.end()
+  }
+
+  /** trace_id and span_id for a log line about this delivery. */
+  logIds (d: Delivery): { trace_id?: string, span_id?: string } {
+    return logIds(this.open.get(d)?.span)
+  }
+}
+
+function outcomeName (o: Outcome): ProcessOutcome {
+  switch (o.kind) {
+    case 'reply': return 'replied'
+    case 'streamed': return o.result.cut === null ? 'streamed' : 'stream_cut'
+    case 'error_reply': return 'error_replied'
+    case 'retry': return 'retried'
+    case 'dead_letter': return o.reason === 'expired' ? 'expired' : 'dead_lettered'
+    case 'drop': return 'expired'
+    case 'requeue': return 'requeued'
+    case 'recount': return 'recounted'
+  }
+}
+
+/** Milliseconds since the enqueuer published (its x-relayq-sent-at), else from the whole-second AMQP timestamp; null if neither is usable. */
+function queueWaitMs (sentAt: unknown, timestamp: unknown): number | null {
+  const now = Date.now()
+  const ms = typeof sentAt === 'string' && /^\d{1,15}$/.test(sentAt)
+    ? Number(sentAt)
+    : typeof timestamp === 'number' && timestamp > 0 ? timestamp * 1000 : null
+  if (ms === null || Math.abs(now - ms) > MAX_WAIT_MS) return null
+  return Math.max(0, now - ms)
+}
+
+function pathOf (pathAndQuery: string): string {
+  const q = pathAndQuery.indexOf('?')
+  return q === -1 ? pathAndQuery : pathAndQuery.slice(0, q)
+}

@@ -1,0 +1,125 @@
+// The enqueuer's spans: a SERVER span per request (child of the caller's
+// traceparent, if any), a PRODUCER `send` span from publish to the broker's
+// confirm, and an INTERNAL `wait reply` span from the confirm to the reply.
+// The message carries the PRODUCER span's context, so the dequeuer's spans
+// join this trace.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api'
+import type { HeaderTable } from '../http/headers'
+import { A, N, SENT_AT, SYSTEM } from './semconv'
+import { failSpan, logIds, type Tracing } from './tracing'
+
+export interface SendInfo {
+  readonly service: string
+  readonly queue: string
+  readonly correlationId: string
+  readonly messageId: string
+  readonly bodySize: number
+  /** Set for an async job: nobody waits for its reply here. */
+  readonly jobId: string | undefined
+}
+
+/** One request's SERVER span; ends when its response closes, with the status and relayq's error code if any. */
+export class ServerTrace {
+  readonly span: Span
+  private readonly ctx: Context
+  private code: string | null = null
+  private readonly method: string
+
+  constructor (private readonly t: Tracing, req: IncomingMessage, res: ServerResponse) {
+    const parent = t.extract(req.headers)
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const method = this.method = req.method ?? 'GET'
+    this.span = t.start(N.http(method), SpanKind.SERVER, parent, () => ({
+      [A.method]: method,
+      [A.urlPath]: q === -1 ? url : url.slice(0, q),
+      ...(req.socket.remoteAddress === undefined ? {} : { [A.clientAddress]: req.socket.remoteAddress }),
+    }))
+    this.ctx = trace.setSpan(parent, this.span)
+    // An unsampled request's span has nothing to end or record.
+    if (this.span.isRecording()) res.once('close', () => this.closed(res))
+  }
+
+  /** trace_id and span_id for a log line about this request. */
+  logIds (): { trace_id?: string, span_id?: string } {
+    return logIds(this.span)
+  }
+
+  /** relayq answers this request with its own error (the code goes on the span when it ends). */
+  failed (code: string): void {
+    this.code = code
+  }
+
+  /**
+   * Starts the PRODUCER span of the publish and writes its context (and the
+   * publish time, for the dequeuer's queue wait) into the message headers.
+   */
+  send (info: SendInfo, headers: HeaderTable): CallTrace {
+    if (this.span.isRecording()) {
+      this.span.setAttributes({ [A.service]: info.service, [A.route]: `/${info.service}/*` })
+      this.span.updateName(`${this.method} /${info.service}/*`)
+    }
+    const producer = this.t.start(N.send(info.queue), SpanKind.PRODUCER, this.ctx, () => ({
+      [A.system]: SYSTEM,
+      [A.operationName]: 'send',
+      [A.operationType]: 'send',
+      [A.destinationName]: info.queue,
+      [A.routingKey]: info.queue,
+      [A.messageId]: info.messageId,
+      [A.conversationId]: info.correlationId,
+      [A.bodySize]: info.bodySize,
+      ...(info.jobId === undefined ? {} : { [A.jobId]: info.jobId }),
+    }))
+    this.t.inject(producer, this.ctx, headers)
+    headers[SENT_AT] = String(Date.now())
+    return new CallTrace(this, this.t, this.ctx, producer, info.jobId === undefined)
+  }
+
+  private closed (res: ServerResponse): void {
+    this.span.setAttribute(A.status, res.statusCode)
+    if (this.code !== null) failSpan(this.span, this.code)
+    else if (res.statusCode >= 500) failSpan(this.span, String(res.statusCode))
+    this.span.end()
+  }
+}
+
+/** The spans of one published request, driven by its Call. */
+export class CallTrace {
+  private producer: Span | null
+  private wait: Span | null = null
+
+  constructor (private readonly server: ServerTrace, private readonly t: Tracing, private readonly ctx: Context, producer: Span, private readonly waits: boolean) {
+    this.producer = producer
+  }
+
+  /** The broker confirmed the publish: the send is done, the wait for the reply starts. */
+  confirmed (): void {
+    this.producer?.end()
+    this.producer = null
+    if (this.waits) this.wait = this.t.start(N.replyWait, SpanKind.INTERNAL, this.ctx, null)
+  }
+
+  /** The reply came; an error the dequeuer answered for the service is relayq's error too. */
+  replied (errorCode: string | undefined): void {
+    if (errorCode !== undefined) this.failed(errorCode)
+  }
+
+  failed (code: string): void {
+    this.server.failed(code)
+    if (this.producer !== null) failSpan(this.producer, code)
+    else if (this.wait !== null) failSpan(this.wait, code)
+  }
+
+  logIds (): { trace_id?: string, span_id?: string } {
+    return this.server.logIds()
+  }
+
+  /** The call ended, however: whatever is still open ends now. */
+  ended (): void {
+    this.producer?.end()
+    this.wait?.end()
+    this.producer = null
+    this.wait = null
+  }
+}

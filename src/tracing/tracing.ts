@@ -1,0 +1,100 @@
+// The one tracing object of a process, null when tracing is off: every hook on
+// the request path is `if (tracing !== null)` and nothing else while it is.
+// Contexts are passed explicitly (no context manager, no async hooks): a
+// request's spans are children of the span the step before handed on.
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import type { TracerProvider } from '@opentelemetry/sdk-trace'
+import type { Logger } from 'pino'
+import type { TracingConfig } from '../config/types'
+import type { TracingMetrics } from '../metrics/tracing'
+import { VERSION } from '../version'
+import { createProvider } from './provider'
+import { A, SEMCONV_VERSION, TRACESTATE } from './semconv'
+
+export { SpanKind }
+
+/** Shutdown waits at most this long for the last spans to go out. */
+const SHUTDOWN_FLUSH_MS = 2000
+
+type Carrier = Record<string, unknown>
+
+// Message header values may be strings or (from other publishers) Buffers; anything else is no context.
+const getter: TextMapGetter<Carrier> = {
+  keys: (c) => Object.keys(c),
+  get: (c, key) => {
+    const v = c[key]
+    if (typeof v === 'string') return v
+    if (Array.isArray(v) && typeof v[0] === 'string') return v[0]
+    if (Buffer.isBuffer(v)) return v.toString('latin1')
+    return undefined
+  },
+}
+const setter: TextMapSetter<Carrier> = { set: (c, key, value) => { c[key] = value } }
+
+export class Tracing {
+  private readonly propagator = new W3CTraceContextPropagator()
+
+  constructor (readonly tracer: Tracer, private readonly provider: TracerProvider | null) {}
+
+  /** The context a carrier (HTTP request headers or a message's headers table) names, or the root. */
+  extract (carrier: Carrier): Context {
+    return this.propagator.extract(ROOT_CONTEXT, carrier, getter)
+  }
+
+  /**
+   * Writes the span's context as `traceparent`/`tracestate` (a tracestate the
+   * caller sent is kept through the propagator). An unsampled span still
+   * writes its context, so the trace id stays one all the way.
+   */
+  inject (span: Span, parent: Context, carrier: Carrier): void {
+    delete carrier[TRACESTATE]
+    this.propagator.inject(trace.setSpan(parent, span), carrier, setter)
+  }
+
+  /** The attributes are built only for a span that records (an unsampled request pays for none). */
+  start (name: string, kind: SpanKind, parent: Context, attributes: (() => Attributes) | null): Span {
+    // Inside an unsampled request every sampler relayq offers leaves the children unsampled too (parent-based
+    // ones follow the parent, ratio ones decide on the same trace id): its parent stands in, carrying the trace id.
+    if (kind !== SpanKind.SERVER && kind !== SpanKind.CONSUMER) {
+      const local = trace.getSpan(parent)
+      if (local !== undefined && !local.isRecording()) return local
+    }
+    const span = this.tracer.startSpan(name, { kind }, parent)
+    if (attributes !== null && span.isRecording()) span.setAttributes(attributes())
+    return span
+  }
+
+  async shutdown (): Promise<void> {
+    if (this.provider === null) return
+    const provider = this.provider
+    await Promise.race([provider.shutdown(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_FLUSH_MS).unref())])
+  }
+}
+
+export function createTracing (cfg: TracingConfig | null, mode: string, metrics: TracingMetrics, logger: Logger): Tracing | null {
+  if (cfg === null) return null
+  const provider = createProvider(cfg, mode, metrics, logger)
+  logger.info({ url: redactUrl(cfg.url), protocol: cfg.protocol, sampler: cfg.sampler, ratio: cfg.ratio, semconv: SEMCONV_VERSION }, 'tracing on')
+  return new Tracing(provider.getTracer('relayq', VERSION), provider)
+}
+
+/** Ends a span as relayq's own error: status ERROR and error.type the RQ_ERR code. */
+export function failSpan (span: Span, code: string, message?: string): void {
+  span.setAttribute(A.errorType, code)
+  span.setStatus(message === undefined ? { code: SpanStatusCode.ERROR } : { code: SpanStatusCode.ERROR, message })
+}
+
+/** trace_id and span_id for a log line about this span's request. */
+export function logIds (span: Span | null | undefined): { trace_id?: string, span_id?: string } {
+  if (span === null || span === undefined) return {}
+  const c = span.spanContext()
+  return { trace_id: c.traceId, span_id: c.spanId }
+}
+
+function redactUrl (url: string): string {
+  const u = new URL(url)
+  u.username = ''
+  u.password = ''
+  return u.href
+}
