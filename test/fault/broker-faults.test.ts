@@ -69,6 +69,9 @@ describe('broker faults', () => {
     await broker.stopApp()
     const stoppedAt = Date.now()
     await sleep(4000)
+    // The broker takes connections again before start_app returns (seconds earlier on a loaded machine): "down" ends
+    // when start_app is called, "up" starts when it returns.
+    const startCalledAt = Date.now()
     await broker.startApp()
     const startedAt = Date.now()
     await sleep(6000)
@@ -80,7 +83,7 @@ describe('broker faults', () => {
     console.log(`# ${describeAccounting('broker restart', acc)}`)
     assert.equal(acc.mismatched, 0)
     assert.equal(acc.unaccounted, 0, acc.unaccountedIds.join(','))
-    const whileDown = load.outcomes.filter((o) => o.sentAt > stoppedAt + 500 && o.sentAt < startedAt - 2000)
+    const whileDown = load.outcomes.filter((o) => o.sentAt > stoppedAt + 500 && o.sentAt < startCalledAt - 200)
     assert.ok(whileDown.length > 100, `${whileDown.length} requests while down`)
     for (const o of whileDown) assert.equal(o.code, 'RQ_ERR_BROKER_UNAVAILABLE', `${o.status} ${o.code ?? ''} ${o.body} sent ${o.sentAt - stoppedAt} ms after stop_app`)
     const fast = p99(whileDown.map((o) => o.ms))
@@ -119,7 +122,8 @@ describe('broker faults', () => {
     await waitReady(enqUrl)
     await waitReady(deqAdmin)
     const load = new Load(() => `${enqUrl}/${service}/x`)
-    const done = load.steady(50, 12000)
+    // The load runs until 5 s after the alarm is cleared, however long rabbitmqctl takes on a busy machine.
+    const done = load.steady(50, 60000)
     await sleep(2000)
     const alarmAt = Date.now()
     try {
@@ -129,6 +133,8 @@ describe('broker faults', () => {
       await broker.ctl('set_vm_memory_high_watermark', '0.4')
     }
     const clearedAt = Date.now()
+    await sleep(5000)
+    load.stop()
     await done
     await load.close()
     alive()
