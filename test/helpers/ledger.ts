@@ -136,7 +136,8 @@ export class Load {
       else if (o.status !== 0 && o.code !== undefined) relayqErrors[o.code] = (relayqErrors[o.code] ?? 0) + 1
       else if (dlq.has(o.id)) dead++
       else if (o.error !== undefined && !service.executions.has(o.id)) notAccepted++
-      else unaccounted.push(o.id)
+      // What the client saw goes with the id, so a failing run says why (a reset, a client timeout...).
+      else unaccounted.push(`${o.id} (${o.error ?? 'no answer'} after ${Math.round(o.ms)} ms, executed ${service.executions.get(o.id) ?? 0}x)`)
     }
     let duplicates = 0
     for (const n of service.executions.values()) if (n > 1) duplicates++
