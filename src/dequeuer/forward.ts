@@ -83,6 +83,21 @@ class DeadlinePassed extends Error {
 }
 
 /** undici's (legacy, allocation-light) handler interface for one call. */
+// A body of unknown length (StreamDecision 'later') is buffered until it has
+// taken this long or grown this large; then its stream opens with what came so
+// far. A small chunked answer completes long before either and goes as one
+// buffered reply; a slow feed without text/event-stream pays this once.
+const STREAM_LATER_MS = 50
+const STREAM_LATER_BYTES = 64 * 1024
+
+interface LaterStream {
+  readonly status: number
+  readonly rawHeaders: Buffer[]
+  readonly resume: () => void
+  readonly abort: (err: Error) => void
+  readonly timer: NodeJS.Timeout
+}
+
 class DownstreamCall implements Dispatcher.DispatchHandler {
   private status = 0
   private rawHeaders: Buffer[] = []
@@ -91,6 +106,7 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | null = null
   private settled = false
   private sink: StreamSink | null = null
+  private later: LaterStream | null = null
 
   constructor (
     private readonly maxBytes: number,
@@ -108,9 +124,15 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
     this.status = status
     this.rawHeaders = rawHeaders
     if (this.stream !== null && this.abort !== null) {
-      const abort = this.abort
-      this.sink = this.stream.open(status, rawHeaders, resume, (err) => abort(err))
-      if (this.sink !== null) return true
+      const connAbort = this.abort
+      const abort = (err: Error): void => connAbort(err)
+      const decision = this.stream.decide(status, rawHeaders)
+      if (decision === 'now') {
+        this.sink = this.stream.open(status, rawHeaders, resume, abort)
+        if (this.sink !== null) return true
+      } else if (decision === 'later') {
+        this.later = { status, rawHeaders, resume, abort, timer: setTimeout(() => { this.streamNow() }, STREAM_LATER_MS) }
+      }
     }
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i] as Buffer
@@ -126,6 +148,11 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
   onData (chunk: Buffer): boolean {
     // A stream is paced by its requester's credits and has no overall deadline: only idle and credit waits end it.
     if (this.sink !== null) return this.sink.data(chunk)
+    if (this.later !== null && this.size + chunk.length > STREAM_LATER_BYTES) {
+      this.chunks.push(chunk)
+      this.size += chunk.length
+      return this.streamNow()
+    }
     this.size += chunk.length
     if (this.size > this.maxBytes) {
       this.abort?.(new TooLarge())
@@ -140,9 +167,32 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
     return true
   }
 
+  /** A body of unknown length outlasted the wait: its stream opens with the chunks buffered so far. */
+  private streamNow (): boolean {
+    const later = this.later
+    this.dropLater()
+    if (later === null || this.settled || this.stream === null) return true
+    const sink = this.stream.open(later.status, later.rawHeaders, later.resume, later.abort)
+    // The head could not be sent: the body stays buffered, under DEQUEUER_MAX_REPLY_BYTES as usual.
+    if (sink === null) return this.size <= this.maxBytes
+    this.sink = sink
+    let more = true
+    for (const c of this.chunks) more = sink.data(c)
+    this.chunks.length = 0
+    this.size = 0
+    return more
+  }
+
+  private dropLater (): void {
+    if (this.later === null) return
+    clearTimeout(this.later.timer)
+    this.later = null
+  }
+
   onComplete (trailers: Buffer[] | string[] | null): void {
     if (this.settled) return
     this.settled = true
+    this.dropLater()
     if (this.sink !== null) {
       void this.sink.end(trailers, null).then(this.resolve)
       return
@@ -154,6 +204,7 @@ class DownstreamCall implements Dispatcher.DispatchHandler {
   onError (err: Error): void {
     if (this.settled) return
     this.settled = true
+    this.dropLater()
     const result = classify(err)
     if (this.sink !== null) void this.sink.end(null, result.kind === 'error' ? result.code : null).then(this.resolve)
     else this.resolve(result)

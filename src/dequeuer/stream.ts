@@ -25,9 +25,17 @@ export interface StreamSettings {
   readonly retryStatuses: ReadonlySet<number>
 }
 
+/**
+ * Whether a response streams: `now` (an event stream, or a body declared over
+ * the threshold), `later` (a body of unknown length: streamed only if it
+ * outlasts STREAM_LATER_MS or STREAM_LATER_BYTES, forward.ts), or `never`.
+ */
+export type StreamDecision = 'now' | 'later' | 'never'
+
 /** What the call to the service may turn into a stream, decided once its status and headers arrive. */
 export interface StreamOffer {
-  /** A sink for this response, or null to buffer it as usual. */
+  decide: (status: number, rawHeaders: readonly Buffer[]) => StreamDecision
+  /** Sends the head and returns the sink for the body, or null (nothing sent) to buffer it as usual. */
   open: (status: number, rawHeaders: Buffer[], resume: () => void, abort: (err: Error) => void) => StreamSink | null
 }
 
@@ -61,7 +69,10 @@ export class StreamChannel implements StreamOwner {
     const correlationId = p.req.correlationId
     // Only to a direct reply-to address: the requester is the publisher itself, so a forged announcement streams to no one else.
     if (accept === null || replyTo === undefined || !replyTo.startsWith(`${DIRECT_REPLY_TO}.`) || correlationId === undefined) return null
-    return { open: (status, raw, resume, abort) => this.open(accept, replyTo, correlationId, status, raw, resume, abort) }
+    return {
+      decide: (status, raw) => wantsStream(status, raw, this.settings),
+      open: (status, raw, resume, abort) => this.open(accept, replyTo, correlationId, status, raw, resume, abort),
+    }
   }
 
   /** Publishes one stream message; false when the channel is saturated (wait for 'drain'), throws when it is gone. */
@@ -76,7 +87,6 @@ export class StreamChannel implements StreamOwner {
   }
 
   private open (accept: StreamAccept, replyTo: string, correlationId: string, status: number, raw: Buffer[], resume: () => void, abort: (err: Error) => void): StreamSink | null {
-    if (!wantsStream(status, raw, this.settings)) return null
     const { table } = responseHeaderTable(raw, false)
     table[H.status] = String(status)
     if (unencodable(table) !== null) return null
@@ -116,9 +126,15 @@ const CONTENT_TYPE = Buffer.from('content-type')
 const CONTENT_LENGTH = Buffer.from('content-length')
 const T = 0x74
 
-/** Stream or buffer: an event stream, a body of unknown length, or one declared above the threshold. */
-export function wantsStream (status: number, raw: readonly Buffer[], settings: StreamSettings): boolean {
-  if (status < 200 || status > 599 || status === 204 || status === 304 || settings.retryStatuses.has(status)) return false
+/**
+ * Stream or buffer: an event stream or a body declared above the threshold
+ * now; a body of unknown length later, if it turns out long or slow (most
+ * chunked answers are small and complete at once: streamed, they would cost
+ * three messages instead of one, and a connection lost after the head could
+ * only cut them, where a buffered answer still gets relayq's own error).
+ */
+export function wantsStream (status: number, raw: readonly Buffer[], settings: StreamSettings): StreamDecision {
+  if (status < 200 || status > 599 || status === 204 || status === 304 || settings.retryStatuses.has(status)) return 'never'
   let length: number | null = null
   // Every response to a relayq enqueuer passes here: names are compared as bytes, and only a content type that
   // begins with "t" is turned into a string.
@@ -127,12 +143,13 @@ export function wantsStream (status: number, raw: readonly Buffer[], settings: S
     if (name.length === 12 && (name.equals(CONTENT_TYPE) || name.toString('latin1').toLowerCase() === 'content-type')) {
       // undici hands values without leading whitespace.
       const value = raw[i + 1]!
-      if (((value[0] ?? 0) | 0x20) === T && value.toString('latin1').toLowerCase().startsWith('text/event-stream')) return true
+      if (((value[0] ?? 0) | 0x20) === T && value.toString('latin1').toLowerCase().startsWith('text/event-stream')) return 'now'
     } else if (name.length === 14 && (name.equals(CONTENT_LENGTH) || name.toString('latin1').toLowerCase() === 'content-length')) {
       length = decimal(raw[i + 1]!)
     }
   }
-  return length === null || !Number.isFinite(length) || length > settings.thresholdBytes
+  if (length === null) return 'later'
+  return !Number.isFinite(length) || length > settings.thresholdBytes ? 'now' : 'never'
 }
 
 /** A Content-Length value read from its bytes; NaN unless it is all digits. */

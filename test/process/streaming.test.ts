@@ -287,7 +287,8 @@ describe('streamed responses', () => {
     svc.route = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' })
       res.write(Buffer.alloc(1000, 1))
-      setTimeout(() => res.socket?.destroy(), 100)
+      // Past the dequeuer's wait for a body of unknown length (50 ms), so the stream is open when it fails.
+      setTimeout(() => res.socket?.destroy(), 500)
     }
     const res = await fetch(`${base}/${service}/broken`)
     assert.equal(res.status, 200)
@@ -297,6 +298,28 @@ describe('streamed responses', () => {
     })
     // 18: "transfer closed with outstanding read data remaining".
     assert.equal(code, 18)
+  })
+
+  it('a small body of unknown length goes as one buffered reply; one that goes on is streamed', async () => {
+    let endedAt = 0
+    svc.route = (req, res) => {
+      // No Content-Length: Node sends both chunked.
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      if (req.url?.endsWith('/small') === true) {
+        res.end('small answer')
+        return
+      }
+      res.write('first ')
+      setTimeout(() => { endedAt = performance.now(); res.end('second') }, 1000)
+    }
+    const small = await fetch(`${base}/${service}/small`)
+    assert.equal(await small.text(), 'small answer')
+    assert.equal(small.headers.get('content-length'), '12', 'buffered: relayq wrote its length')
+    const slow = await fetch(`${base}/${service}/slow`)
+    const headersAt = performance.now()
+    assert.equal(slow.headers.get('content-length'), null, 'streamed: no length')
+    assert.equal(await slow.text(), 'first second')
+    assert.ok(headersAt < endedAt, 'the head reached the client before the service had finished')
   })
 
   it('a ProxyMQ-style requester (no stream announcement) gets one buffered reply', async () => {

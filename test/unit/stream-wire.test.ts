@@ -85,20 +85,20 @@ describe('stream wire', () => {
 describe('when the dequeuer streams', () => {
   const settings = { thresholdBytes: 1024 * 1024, retryStatuses: new Set([503]) }
 
-  it('an event stream, a body of unknown length, or one declared over the threshold', () => {
-    assert.equal(wantsStream(200, raw({ 'content-type': 'text/event-stream; charset=utf-8', 'content-length': '10' }), settings), true)
-    assert.equal(wantsStream(200, raw({ 'Content-Type': 'Text/Event-Stream' }), settings), true)
-    assert.equal(wantsStream(200, raw({ 'transfer-encoding': 'chunked' }), settings), true)
-    assert.equal(wantsStream(200, raw({ 'content-length': String(1024 * 1024 + 1) }), settings), true)
+  it('an event stream or a body declared over the threshold at once; a body of unknown length later, if it is long or slow', () => {
+    assert.equal(wantsStream(200, raw({ 'content-type': 'text/event-stream; charset=utf-8', 'content-length': '10' }), settings), 'now')
+    assert.equal(wantsStream(200, raw({ 'Content-Type': 'Text/Event-Stream' }), settings), 'now')
+    assert.equal(wantsStream(200, raw({ 'content-length': String(1024 * 1024 + 1) }), settings), 'now')
+    assert.equal(wantsStream(200, raw({ 'transfer-encoding': 'chunked' }), settings), 'later')
   })
 
   it('buffers a small declared body, a bodiless status, and a status that will be retried', () => {
-    assert.equal(wantsStream(200, raw({ 'content-length': String(1024 * 1024) }), settings), false)
-    assert.equal(wantsStream(200, raw({ 'content-type': 'application/json', 'content-length': '2' }), settings), false)
-    assert.equal(wantsStream(204, raw({}), settings), false)
-    assert.equal(wantsStream(304, raw({}), settings), false)
-    assert.equal(wantsStream(503, raw({ 'content-type': 'text/event-stream' }), settings), false)
-    assert.equal(wantsStream(101, raw({}), settings), false)
+    assert.equal(wantsStream(200, raw({ 'content-length': String(1024 * 1024) }), settings), 'never')
+    assert.equal(wantsStream(200, raw({ 'content-type': 'application/json', 'content-length': '2' }), settings), 'never')
+    assert.equal(wantsStream(204, raw({}), settings), 'never')
+    assert.equal(wantsStream(304, raw({}), settings), 'never')
+    assert.equal(wantsStream(503, raw({ 'content-type': 'text/event-stream' }), settings), 'never')
+    assert.equal(wantsStream(101, raw({}), settings), 'never')
   })
 })
 
