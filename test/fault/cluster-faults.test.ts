@@ -33,18 +33,25 @@ describe('relayq on a three-node cluster', () => {
 
   it('kill -9 of the node leading the quorum queue under load: nothing unaccounted, 200s again', async () => {
     const leader = await cluster.queueNode(`${service}_requests`)
-    const { outcomes, at } = await underLoad('leader kill', () => leader.kill())
-    recovery('leader kill', outcomes, at)
-    await restart(leader)
+    // The node comes back even when an assertion fails, so one failure does not fail the tests after it.
+    try {
+      const { outcomes, at } = await underLoad('leader kill', () => leader.kill())
+      recovery('leader kill', outcomes, at)
+    } finally {
+      await restart(leader)
+    }
   })
 
   it('kill -9 of the node the enqueuer is connected to: it reconnects to another and serves', async () => {
     const conns = await cluster.connectionNodes()
     const node = conns.find((c) => c.name === 'relayq-enqueuer')?.node
     assert.ok(node !== undefined, 'the enqueuer connection')
-    const { outcomes, at } = await underLoad('enqueuer node kill', () => node.kill())
-    recovery('enqueuer node kill', outcomes, at)
-    await restart(node)
+    try {
+      const { outcomes, at } = await underLoad('enqueuer node kill', () => node.kill())
+      recovery('enqueuer node kill', outcomes, at)
+    } finally {
+      await restart(node)
+    }
   })
 
   it('kill -9 of a node a dequeuer consumes from: it consumes on another, nothing unaccounted', async () => {
@@ -53,9 +60,12 @@ describe('relayq on a three-node cluster', () => {
     const consumers = conns.filter((c) => c.name === 'relayq-consume')
     const node = (consumers.find((c) => c.node !== enqNode) ?? consumers[0])?.node
     assert.ok(node !== undefined, 'a consuming connection')
-    const { outcomes, at } = await underLoad('dequeuer node kill', () => node.kill())
-    recovery('dequeuer node kill', outcomes, at)
-    await restart(node)
+    try {
+      const { outcomes, at } = await underLoad('dequeuer node kill', () => node.kill())
+      recovery('dequeuer node kill', outcomes, at)
+    } finally {
+      await restart(node)
+    }
   })
 
   it('async jobs across a node kill: every 202 ends with a result', async () => {
