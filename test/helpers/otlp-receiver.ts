@@ -55,7 +55,8 @@ export async function startReceiver (initial: Mode = { kind: 'ok' }): Promise<Re
         }
         res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/x-protobuf' }).end()
       }
-      if (mode.kind === 'stall') setTimeout(answer, mode.ms)
+      // Unref'd: a stalled answer must not keep the test process alive once its tests are done.
+      if (mode.kind === 'stall') setTimeout(answer, mode.ms).unref()
       else answer()
     })
   })
