@@ -136,6 +136,18 @@ export class Consumer {
    * consumer's prefetch (0: none). Unlike the prefetch, the broker applies it
    * to the running consumer at once, so nothing is cancelled.
    */
+  /**
+   * Resolves once the broker has processed every frame sent so far on the
+   * consuming channel, acks included (a passive declare of the queue: its
+   * answer comes after them). Acks are not confirmed in AMQP, and amqplib
+   * writes them from a later tick.
+   */
+  async acksReceived (): Promise<void> {
+    const ch = this.ch
+    if (ch === null) return
+    await ch.checkQueue(this.opts.queue).then(() => {}, () => {})
+  }
+
   limitChannel (n: number): Promise<void> {
     this.channelLimit = n
     this.chain = this.chain.then(async () => {

@@ -131,6 +131,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     pauseConsuming,
     oneAtATime: (on) => oneAtATime.set('careful', on),
     whenBusyAtMost: (n) => inflight.whenAtMost(n),
+    acksReceived: () => consumer.acksReceived(),
     onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed a dequeuer: running suspects alone' : 'back to full prefetch'),
     quietMs: CAREFUL_QUIET_MS,
   })

@@ -23,6 +23,12 @@ export interface IsolationDeps {
   readonly oneAtATime: (on: boolean) => Promise<void>
   /** Resolves once at most `n` deliveries are being processed. */
   readonly whenBusyAtMost: (n: number) => Promise<void>
+  /**
+   * Resolves once the broker has the acks of the deliveries that went back:
+   * a suspect that kills the process must not take an ack still on its way
+   * with it (the innocent message would count a lost delivery).
+   */
+  readonly acksReceived?: () => Promise<void>
   readonly onChange: (careful: boolean) => void
   /** How long careful mode outlasts the last suspect while suspects are still expected. */
   readonly quietMs: number
@@ -68,6 +74,7 @@ export class Isolation {
       await this.deps.pauseConsuming?.(true)
       await this.deps.oneAtATime(true)
       await this.deps.whenBusyAtMost(1)
+      await this.deps.acksReceived?.()
       await work()
     } finally {
       this.runningAlone = false
