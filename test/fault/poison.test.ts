@@ -7,7 +7,7 @@ import { Agent } from 'undici'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
 import { startEcho } from '../helpers/echo'
 import { send } from '../helpers/http'
-import { freePort, spawnRelay, Supervisor } from '../helpers/process'
+import { freePort, spawnRelay, Supervisor, type RelayProcess } from '../helpers/process'
 import { startTestEnqueuer } from '../helpers/relay'
 import { waitFor } from '../helpers/wait'
 
@@ -39,7 +39,9 @@ describe('poison message', () => {
         res.end(req.body)
       })
       const adminPort = await freePort()
-      supervisor = new Supervisor(() => spawnRelay({
+      // Every dequeuer process the supervisor starts, so a failure can show what each one logged.
+      const launched: RelayProcess[] = []
+      supervisor = new Supervisor(() => launch(spawnRelay({
         RELAYQ_MODE: 'dequeuer',
         SERVICE_NAME: service,
         DOWNSTREAM_URL: echo.url,
@@ -50,7 +52,11 @@ describe('poison message', () => {
         DEQUEUER_CONCURRENCY: '20',
         CIRCUIT_BREAKER_ENABLED: 'false',
         LOG_LEVEL: 'warn',
-      }))
+      })))
+      function launch (p: RelayProcess): RelayProcess {
+        launched.push(p)
+        return p
+      }
       const enq = await startTestEnqueuer({ ENQUEUER_REPLY_TIMEOUT: '60', ENQUEUER_BREAKER_ENABLED: 'false' })
       const agent = new Agent({ connections: 50 })
       try {
@@ -58,10 +64,16 @@ describe('poison message', () => {
         const normal = Array.from({ length: 200 }, (_, i) => send(`${enq.url}/${service}/n`, { method: 'POST', body: `n${i}`, dispatcher: agent }))
         const poison = send(`${enq.url}/${service}/p`, { method: 'POST', body: 'poison', headers: { 'x-test-poison': '1' }, dispatcher: agent })
         const answers = await Promise.all(normal)
-        answers.forEach((r, i) => {
-          assert.equal(r.status, 200, `request ${i}: ${r.body.toString()}`)
-          assert.equal(r.body.toString(), `n${i}`)
-        })
+        try {
+          answers.forEach((r, i) => {
+            assert.equal(r.status, 200, `request ${i}: ${r.body.toString()}`)
+            assert.equal(r.body.toString(), `n${i}`)
+          })
+        } catch (err) {
+          // What each dequeuer process said (careful mode, dead letters), in order: the trail of a lost request.
+          launched.forEach((p, n) => { for (const line of p.logs()) console.log(`# dequeuer ${n}: ${JSON.stringify(line)}`) })
+          throw err
+        }
         const p = await poison
         assert.equal(p.status, 502)
         assert.equal(p.headers['x-relayq-error'], 'RQ_ERR_REDELIVERY_LIMIT')
