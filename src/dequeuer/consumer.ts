@@ -132,22 +132,25 @@ export class Consumer {
   }
 
   /**
-   * A limit on unacked deliveries for the whole channel, beside the
-   * consumer's prefetch (0: none). Unlike the prefetch, the broker applies it
-   * to the running consumer at once, so nothing is cancelled.
-   */
-  /**
-   * Resolves once the broker has processed every frame sent so far on the
-   * consuming channel, acks included (a passive declare of the queue: its
-   * answer comes after them). Acks are not confirmed in AMQP, and amqplib
-   * writes them from a later tick.
+   * Resolves once the broker has processed every ack given so far on the
+   * consuming channel (a passive declare of the queue: its answer comes
+   * after them). Acks are not confirmed in AMQP, and the acker gathers them
+   * for the next turn of the event loop: they are sent first, so that the
+   * declare follows them.
    */
   async acksReceived (): Promise<void> {
     const ch = this.ch
     if (ch === null) return
+    this.acker?.flush()
     await ch.checkQueue(this.opts.queue).then(() => {}, () => {})
   }
 
+  /**
+   * A limit on unacked deliveries for the whole channel, beside the
+   * consumer's prefetch (0: none). Unlike the prefetch, the broker applies it
+   * to the running consumer, so nothing is cancelled; deliveries a queue
+   * sent before it learnt of the limit may still arrive after the answer.
+   */
   limitChannel (n: number): Promise<void> {
     this.channelLimit = n
     this.chain = this.chain.then(async () => {

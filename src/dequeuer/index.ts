@@ -227,20 +227,19 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
 }
 
 /**
- * How deliveries are held to one unacked at a time (careful mode, the breaker's probe). Classic queues: a
- * channel-wide limit the broker applies at once. Quorum queues refuse one: a new consumer with a prefetch of 1,
- * and consuming paused while a suspect runs.
+ * How deliveries are held to one unacked at a time (careful mode, the breaker's probe), and how consuming pauses
+ * while a suspect runs. Classic queues: a channel-wide limit, applied to the running consumer. Quorum queues refuse
+ * one: a new consumer with a prefetch of 1. Either way the limit alone cannot keep a suspect alone, so consuming
+ * pauses while it runs (isolation.ts says why).
  */
-function holding (cfg: DequeuerConfig, consumer: Consumer, gate: Gate): { oneAtATime: OneAtATime, pauseConsuming: ((on: boolean) => Promise<void>) | null } {
-  if (cfg.queueType !== 'quorum') return { oneAtATime: new OneAtATime((n) => consumer.limitChannel(n)), pauseConsuming: null }
-  return {
-    oneAtATime: new OneAtATime((n) => consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency)),
-    pauseConsuming: async (on) => {
-      if (on) gate.pause('isolating')
-      else gate.resume('isolating')
-      await consumer.reconcile()
-    },
+function holding (cfg: DequeuerConfig, consumer: Consumer, gate: Gate): { oneAtATime: OneAtATime, pauseConsuming: (on: boolean) => Promise<void> } {
+  const pauseConsuming = async (on: boolean): Promise<void> => {
+    if (on) gate.pause('isolating')
+    else gate.resume('isolating')
+    await consumer.reconcile()
   }
+  if (cfg.queueType !== 'quorum') return { oneAtATime: new OneAtATime((n) => consumer.limitChannel(n)), pauseConsuming }
+  return { oneAtATime: new OneAtATime((n) => consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency)), pauseConsuming }
 }
 
 /** One call per message, or (BATCH_ENABLED) the batch strategy. */

@@ -4,12 +4,20 @@
 // dequeuer. If it ran beside others, a second crash would count a lost
 // delivery against each of them too, and innocent messages travelling with a
 // poison one would reach the dead-letter queue with it. So when a suspect
-// arrives, the channel is held to one unacked delivery (a channel-wide
-// limit, which the broker applies at once: the consumer is never cancelled),
-// deliveries already on their way go back uncounted, what is in flight
-// settles, and the suspect runs alone. Quorum queues refuse a channel-wide
-// limit, so there consuming pauses while the suspect runs and the consumer
-// comes back with a prefetch of 1 (a cancel and a new consume).
+// arrives, deliveries are held to one unacked at a time, consuming pauses
+// (a basic.cancel: the broker sends its cancel-ok after the last delivery to
+// the consumer), deliveries already on their way go back uncounted, what is
+// in flight settles, the broker confirms it has their acks, and the suspect
+// runs alone; then consuming resumes, still one at a time.
+//
+// The one-at-a-time limit alone is not enough, and the pause is not there
+// for speed. On a classic queue the limit is channel-wide, and RabbitMQ
+// undercounts it by every delivery that was already on its way when it was
+// set: each such delivery, acked, lets one more through for as long as the
+// limit holds. Seen in CI and in the poison test: the message published
+// right after a poison one kept coming back beside it, was caught in each
+// crash it caused, and was dead-lettered with it. The pause costs a queue
+// with a single dequeuer its consumer for as long as the suspect runs.
 //
 // Careful mode ends as soon as the suspects this dequeuer knows of have run:
 // each lost delivery it counts (a recount copy) or gives back is one more to
@@ -17,8 +25,8 @@
 // ends after a short quiet window with no new suspect. A suspect arriving
 // later starts it again.
 export interface IsolationDeps {
-  /** Stops (true) or restarts (false) consuming while a suspect runs; null where the one-at-a-time hold suffices. */
-  readonly pauseConsuming: ((on: boolean) => Promise<void>) | null
+  /** Stops (true) or restarts (false) consuming while a suspect runs; resolves once the broker has done so. */
+  readonly pauseConsuming: (on: boolean) => Promise<void>
   /** Holds the channel at one unacked delivery (true) or lets it go (false); resolves once the broker applied it. */
   readonly oneAtATime: (on: boolean) => Promise<void>
   /** Resolves once at most `n` deliveries are being processed. */
@@ -28,7 +36,7 @@ export interface IsolationDeps {
    * a suspect that kills the process must not take an ack still on its way
    * with it (the innocent message would count a lost delivery).
    */
-  readonly acksReceived?: () => Promise<void>
+  readonly acksReceived: () => Promise<void>
   readonly onChange: (careful: boolean) => void
   /** How long careful mode outlasts the last suspect while suspects are still expected. */
   readonly quietMs: number
@@ -71,14 +79,14 @@ export class Isolation {
       this.deps.onChange(true)
     }
     try {
-      await this.deps.pauseConsuming?.(true)
+      await this.deps.pauseConsuming(true)
       await this.deps.oneAtATime(true)
       await this.deps.whenBusyAtMost(1)
-      await this.deps.acksReceived?.()
+      await this.deps.acksReceived()
       await work()
     } finally {
       this.runningAlone = false
-      await this.deps.pauseConsuming?.(false)
+      await this.deps.pauseConsuming(false)
       if (this.expected === 0) this.leave()
       else this.quiet = setTimeout(() => this.leave(), this.deps.quietMs).unref()
     }

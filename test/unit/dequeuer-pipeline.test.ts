@@ -190,9 +190,10 @@ describe('careful mode (Isolation)', () => {
     const log: string[] = []
     const inflight = new Inflight()
     const iso = new Isolation({
-      pauseConsuming: null,
+      pauseConsuming: async (on) => { log.push(`pause:${on}`) },
       oneAtATime: async (on) => { log.push(`one:${on}`) },
       whenBusyAtMost: (n) => inflight.whenAtMost(n),
+      acksReceived: async () => { log.push('acks') },
       onChange: (careful) => log.push(`careful:${careful}`),
       quietMs,
     })
@@ -213,7 +214,7 @@ describe('careful mode (Isolation)', () => {
     assert.equal(ran, true)
     assert.equal(iso.holding, false)
     assert.equal(iso.active, false)
-    assert.deepEqual(log, ['careful:true', 'one:true', 'careful:false', 'one:false'])
+    assert.deepEqual(log, ['careful:true', 'pause:true', 'one:true', 'acks', 'pause:false', 'careful:false', 'one:false'])
   })
   it('stays careful while suspects it counted are still to come, and leaves once they have run', async () => {
     const { iso, log } = isolation(60000)
