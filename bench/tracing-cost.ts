@@ -15,7 +15,7 @@ import type { Prepared } from '../src/dequeuer/prepare'
 import { createLogger } from '../src/log'
 import { createTracingMetrics } from '../src/metrics/tracing'
 import { DequeuerTracing } from '../src/tracing/dequeuer'
-import { ServerTrace } from '../src/tracing/enqueuer'
+import { traceRequest } from '../src/tracing/enqueuer'
 import { createTracing, type Tracing } from '../src/tracing/tracing'
 import type { SamplerName } from '../src/config/types'
 
@@ -31,7 +31,7 @@ function oneRequest (t: Tracing | null, deq: DequeuerTracing | null, i: number):
   const req = { method: 'POST', url: '/orders/items?x=1', headers: { traceparent: PARENTS[i % PARENTS.length] }, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage
   const res = new EventEmitter() as unknown as ServerResponse & { statusCode: number }
   res.statusCode = 200
-  const server = t === null ? null : new ServerTrace(t, req, res)
+  const server = t === null ? null : traceRequest(t, req, res)
   const call = server === null ? null : server.send({ service: 'orders', queue: 'orders_requests', correlationId: 'c', messageId: 'c', bodySize: 256, jobId: undefined }, headers)
   call?.confirmed()
   if (deq !== null) {

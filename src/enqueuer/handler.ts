@@ -21,7 +21,7 @@ import { QueueCheckTimeout, QueueChecksBusy, type QueueState } from './queue-che
 import type { KeyedRequest, Turn } from './idempotency/idempotency'
 import { MAX_KEY_CHARS } from './idempotency/key'
 import type { Waiting } from './cold-start'
-import { ServerTrace } from '../tracing/enqueuer'
+import { traceRequest, type RequestTrace } from '../tracing/enqueuer'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
@@ -30,7 +30,7 @@ type TrackedSocket = Socket & { [kCall]?: Call | undefined }
 export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
   const startedAt = performance.now()
   const clientId = clientRequestId(req)
-  const span = ctx.tracing === null ? null : new ServerTrace(ctx.tracing, req, res)
+  const span = ctx.tracing === null ? null : traceRequest(ctx.tracing, req, res)
   const refuse = (code: ErrorCode, detail: string, service = '_invalid', retryAfter?: number, close?: boolean): void => {
     ctx.metrics.failed(service, code)
     span?.failed(code)
@@ -120,7 +120,7 @@ interface Pending {
   /** Set when it was published while its service had no consumer. */
   coldStart?: Waiting
   /** The request's SERVER span, when tracing is on. */
-  readonly span: ServerTrace | null
+  readonly span: RequestTrace | null
 }
 
 function afterCheck (p: Pending, state: QueueState): void {

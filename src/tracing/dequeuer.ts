@@ -8,7 +8,8 @@ import type { CallResult } from '../dequeuer/breaker'
 import type { Delivery } from '../dequeuer/consumer'
 import type { Outcome } from '../dequeuer/outcome'
 import type { Prepared } from '../dequeuer/prepare'
-import { A, N, SENT_AT, SYSTEM, TEMPORARY, type ProcessOutcome } from './semconv'
+import { A, N, SENT_AT, SYSTEM, TEMPORARY, TRACEPARENT, type ProcessOutcome } from './semconv'
+import { parseTraceparent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
 
 interface Processing {
@@ -24,10 +25,16 @@ export class DequeuerTracing {
 
   constructor (private readonly t: Tracing, private readonly queue: string, private readonly downstream: URL) {}
 
-  /** A delivery arrived: its CONSUMER span starts now. */
+  /**
+   * A delivery arrived: its CONSUMER span starts now, if the sampler takes
+   * it. One it leaves out gets no span at all: its traceparent reaches the
+   * service as it came (the calls below find no span and do nothing).
+   */
   received (d: Delivery): void {
     const props = d.msg.properties
     const headers = (props.headers ?? {}) as Record<string, unknown>
+    const carried = parseTraceparent(headers[TRACEPARENT])
+    if (carried !== null && !this.t.samples(carried, carried.traceId)) return
     const parent = this.t.extract(headers)
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
     const span = this.t.start(N.process(this.queue), SpanKind.CONSUMER, parent, () => ({
@@ -118,9 +125,12 @@ export class DequeuerTracing {
     span.end()
   }
 
-  /** trace_id and span_id for a log line about this delivery. */
+  /** trace_id and span_id for a log line about this delivery (for one left out, the context it carries). */
   logIds (d: Delivery): { trace_id?: string, span_id?: string } {
-    return logIds(this.open.get(d)?.span)
+    const proc = this.open.get(d)
+    if (proc !== undefined) return logIds(proc.span)
+    const carried = parseTraceparent((d.msg.properties.headers as Record<string, unknown> | undefined)?.[TRACEPARENT])
+    return carried === null ? {} : { trace_id: carried.traceId, span_id: carried.spanId }
   }
 }
 

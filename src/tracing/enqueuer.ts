@@ -4,10 +4,61 @@
 // The message carries the PRODUCER span's context, so the dequeuer's spans
 // join this trace.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, trace, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import type { HeaderTable } from '../http/headers'
-import { A, N, SENT_AT, SYSTEM } from './semconv'
+import { A, N, SENT_AT, SYSTEM, TRACEPARENT, TRACESTATE } from './semconv'
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
+
+/** What the request path sees of a request's trace, sampled or not. */
+export interface RequestTrace {
+  logIds: () => { trace_id?: string, span_id?: string }
+  /** relayq answers this request with its own error (the code goes on the span when it ends). */
+  failed: (code: string) => void
+  /** Writes the trace context into the message headers; the spans of the publish and the wait, when sampled. */
+  send: (info: SendInfo, headers: HeaderTable) => CallTrace | null
+}
+
+/**
+ * The request's trace. The sampler decides first, on the caller's
+ * traceparent or a new trace id: only a sampled request builds spans; one
+ * left out only hands its context on.
+ */
+export function traceRequest (t: Tracing, req: IncomingMessage, res: ServerResponse): RequestTrace {
+  const parent = parseTraceparent(req.headers.traceparent)
+  const traceId = parent === null ? newTraceId() : parent.traceId
+  if (!t.samples(parent, traceId)) return new UnsampledTrace(traceId, parent === null ? null : parent.spanId)
+  return new ServerTrace(t, req, res, parent === null ? traceId : null)
+}
+
+/**
+ * A request the sampler left out: the message carries its context with the
+ * sampled flag off, so the dequeuer and the service leave it out too. The
+ * caller's parent id passes on (no span of relayq's stands between); a
+ * request without a traceparent gets a new trace.
+ */
+class UnsampledTrace implements RequestTrace {
+  private readonly spanId: string
+  private readonly root: boolean
+
+  constructor (private readonly traceId: string, parentSpanId: string | null) {
+    this.spanId = parentSpanId ?? newSpanId()
+    this.root = parentSpanId === null
+  }
+
+  logIds (): { trace_id?: string, span_id?: string } {
+    return { trace_id: this.traceId, span_id: this.spanId }
+  }
+
+  failed (): void {}
+
+  send (_info: SendInfo, headers: HeaderTable): null {
+    headers[TRACEPARENT] = formatTraceparent(this.traceId, this.spanId, false)
+    // A caller's tracestate goes on with its traceparent; a new trace has none.
+    if (this.root) delete headers[TRACESTATE]
+    return null
+  }
+}
 
 export interface SendInfo {
   readonly service: string
@@ -19,23 +70,26 @@ export interface SendInfo {
   readonly jobId: string | undefined
 }
 
-/** One request's SERVER span; ends when its response closes, with the status and relayq's error code if any. */
-export class ServerTrace {
+/** One sampled request's SERVER span; ends when its response closes, with the status and relayq's error code if any. */
+export class ServerTrace implements RequestTrace {
   readonly span: Span
   private readonly ctx: Context
   private code: string | null = null
   private readonly method: string
 
-  constructor (private readonly t: Tracing, req: IncomingMessage, res: ServerResponse) {
-    const parent = t.extract(req.headers)
+  /** `rootTraceId`: the request has no parent, and was sampled on this trace id. */
+  constructor (private readonly t: Tracing, req: IncomingMessage, res: ServerResponse, rootTraceId: string | null) {
+    const parent = rootTraceId === null ? t.extract(req.headers) : ROOT_CONTEXT
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const method = this.method = req.method ?? 'GET'
-    this.span = t.start(N.http(method), SpanKind.SERVER, parent, () => ({
+    const name = N.http(method)
+    const attributes = (): Attributes => ({
       [A.method]: method,
       [A.urlPath]: q === -1 ? url : url.slice(0, q),
       ...(req.socket.remoteAddress === undefined ? {} : { [A.clientAddress]: req.socket.remoteAddress }),
-    }))
+    })
+    this.span = rootTraceId === null ? t.start(name, SpanKind.SERVER, parent, attributes) : t.startRoot(rootTraceId, name, SpanKind.SERVER, attributes)
     this.ctx = trace.setSpan(parent, this.span)
     // An unsampled request's span has nothing to end or record.
     if (this.span.isRecording()) res.once('close', () => this.closed(res))

@@ -10,7 +10,7 @@ import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trac
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider,
-  type ReadableSpan, type Sampler, type Span, type SpanExporter, type SpanProcessor,
+  type IdGenerator, type ReadableSpan, type Sampler, type Span, type SpanExporter, type SpanProcessor,
 } from '@opentelemetry/sdk-trace'
 import type { Context } from '@opentelemetry/api'
 import type { Logger } from 'pino'
@@ -34,7 +34,7 @@ export function createSampler (cfg: Pick<TracingConfig, 'sampler' | 'ratio'>): S
   }
 }
 
-export function createProvider (cfg: TracingConfig, mode: string, metrics: TracingMetrics, logger: Logger): TracerProvider {
+export function createProvider (cfg: TracingConfig, mode: string, metrics: TracingMetrics, logger: Logger, sampler: Sampler, idGenerator: IdGenerator): TracerProvider {
   const batchSize = Math.min(BATCH_SIZE, cfg.maxQueueSize)
   const options = {
     url: cfg.url,
@@ -58,7 +58,8 @@ export function createProvider (cfg: TracingConfig, mode: string, metrics: Traci
   })
   return new TracerProvider({
     resource: resourceFromAttributes({ ...cfg.resource, 'service.name': cfg.serviceName, 'service.version': VERSION, 'relayq.mode': mode }),
-    sampler: createSampler(cfg),
+    sampler,
+    idGenerator,
     spanProcessors: [new Admit(batch, bounded)],
   })
 }

@@ -4,13 +4,14 @@
 // request's spans are children of the span the step before handed on.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
-import type { TracerProvider } from '@opentelemetry/sdk-trace'
+import { RandomIdGenerator, SamplingDecision, type IdGenerator, type Sampler, type TracerProvider } from '@opentelemetry/sdk-trace'
 import type { Logger } from 'pino'
 import type { TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
-import { createProvider } from './provider'
+import { createProvider, createSampler } from './provider'
 import { A, SEMCONV_VERSION, TRACESTATE } from './semconv'
+import type { TraceParent } from './traceparent'
 
 export { SpanKind }
 
@@ -32,10 +33,59 @@ const getter: TextMapGetter<Carrier> = {
 }
 const setter: TextMapSetter<Carrier> = { set: (c, key, value) => { c[key] = value } }
 
+/**
+ * The SDK's random ids, except that a root span can be given the trace id
+ * relayq has already sampled on (the sampler decides on the trace id, so the
+ * span must carry the one the decision was taken on).
+ */
+export class RootIds implements IdGenerator {
+  private readonly random = new RandomIdGenerator()
+  private next: string | null = null
+
+  /** Runs `start` with `traceId` as the trace id of the root span it starts. */
+  withTraceId<T> (traceId: string, start: () => T): T {
+    this.next = traceId
+    try {
+      return start()
+    } finally {
+      this.next = null
+    }
+  }
+
+  generateTraceId (): string {
+    const id = this.next ?? this.random.generateTraceId()
+    this.next = null
+    return id
+  }
+
+  generateSpanId (): string {
+    return this.random.generateSpanId()
+  }
+}
+
 export class Tracing {
   private readonly propagator = new W3CTraceContextPropagator()
+  private readonly parentBased: boolean
 
-  constructor (readonly tracer: Tracer, private readonly provider: TracerProvider | null) {}
+  constructor (readonly tracer: Tracer, private readonly provider: TracerProvider | null, private readonly sampler: Sampler, samplerName: string, private readonly ids: RootIds) {
+    this.parentBased = samplerName.startsWith('parentbased_')
+  }
+
+  /**
+   * The configured sampler's decision for a request, taken before any
+   * OpenTelemetry object exists, so a request left out costs next to
+   * nothing. The SDK's own sampler decides on the trace id; a parent-based
+   * one follows a parent's sampled flag (its defaults, which relayq keeps).
+   */
+  samples (parent: TraceParent | null, traceId: string): boolean {
+    if (parent !== null && this.parentBased) return parent.sampled
+    return this.sampler.shouldSample(ROOT_CONTEXT, traceId, '', SpanKind.SERVER, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED
+  }
+
+  /** start() for a request without a parent, whose trace id the sampling decision was taken on. */
+  startRoot (traceId: string, name: string, kind: SpanKind, attributes: (() => Attributes) | null): Span {
+    return this.ids.withTraceId(traceId, () => this.start(name, kind, ROOT_CONTEXT, attributes))
+  }
 
   /** The context a carrier (HTTP request headers or a message's headers table) names, or the root. */
   extract (carrier: Carrier): Context {
@@ -74,9 +124,11 @@ export class Tracing {
 
 export function createTracing (cfg: TracingConfig | null, mode: string, metrics: TracingMetrics, logger: Logger): Tracing | null {
   if (cfg === null) return null
-  const provider = createProvider(cfg, mode, metrics, logger)
+  const sampler = createSampler(cfg)
+  const ids = new RootIds()
+  const provider = createProvider(cfg, mode, metrics, logger, sampler, ids)
   logger.info({ url: redactUrl(cfg.url), protocol: cfg.protocol, sampler: cfg.sampler, ratio: cfg.ratio, semconv: SEMCONV_VERSION }, 'tracing on')
-  return new Tracing(provider.getTracer('relayq', VERSION), provider)
+  return new Tracing(provider.getTracer('relayq', VERSION), provider, sampler, cfg.sampler, ids)
 }
 
 /** Ends a span as relayq's own error: status ERROR and error.type the RQ_ERR code. */
