@@ -43,7 +43,6 @@ export class Consumer {
   private tag: string | null = null
   private chain: Promise<void> = Promise.resolve()
   private prefetch: number
-  private channelLimit = 0
   private lost: { why: string, since: number, attempts: number } | null = null
   private timer: NodeJS.Timeout | null = null
 
@@ -108,27 +107,37 @@ export class Consumer {
   }
 
   /**
-   * Changes the prefetch (1 while the breaker probes with a real message).
-   * RabbitMQ applies a per-consumer prefetch to consumers created after the
-   * change, so a running consumer is cancelled and started again.
+   * Changes the prefetch (1 while a suspect may run, or the breaker probes
+   * with a real message). RabbitMQ applies a per-consumer prefetch to
+   * consumers created after the change, so a new consumer takes over: it is
+   * registered before the old one is cancelled, so the queue never goes
+   * without a consumer (an enqueuer refuses requests for a queue without
+   * one). Resolves once the old consumer's cancel-ok is in, which the broker
+   * sends after its last delivery to it. A prefetch of one is exact: the
+   * queue counts it itself (a channel-wide limit is not exact; see
+   * isolation.ts).
    */
   setPrefetch (n: number): Promise<void> {
-    if (n === this.prefetch) return Promise.resolve()
+    if (n === this.prefetch) return this.chain
     this.prefetch = n
     this.chain = this.chain.then(async () => {
       const ch = this.ch
       if (ch === null) return
-      if (this.tag !== null) {
-        const tag = this.tag
-        this.tag = null
-        await ch.cancel(tag)
-      }
       await ch.prefetch(n)
+      const old = this.tag
+      if (old === null) return // not consuming now: the next consume takes the new prefetch
+      this.tag = null
       await this.step()
+      if (this.ch === ch) await ch.cancel(old)
     }).catch((err: Error) => {
       this.opts.logger.warn({ err: err.message }, 'cannot change the prefetch')
     })
     return this.chain
+  }
+
+  /** True when `d` came to the consumer of prefetch one that is consuming now: nothing else can arrive beside it. */
+  deliveredOneAtATime (d: Delivery): boolean {
+    return this.prefetch === 1 && this.tag !== null && d.msg.fields.consumerTag === this.tag
   }
 
   /**
@@ -143,22 +152,6 @@ export class Consumer {
     if (ch === null) return
     this.acker?.flush()
     await ch.checkQueue(this.opts.queue).then(() => {}, () => {})
-  }
-
-  /**
-   * A limit on unacked deliveries for the whole channel, beside the
-   * consumer's prefetch (0: none). Unlike the prefetch, the broker applies it
-   * to the running consumer, so nothing is cancelled; deliveries a queue
-   * sent before it learnt of the limit may still arrive after the answer.
-   */
-  limitChannel (n: number): Promise<void> {
-    this.channelLimit = n
-    this.chain = this.chain.then(async () => {
-      await this.ch?.prefetch(n, true)
-    }).catch((err: Error) => {
-      this.opts.logger.warn({ err: err.message }, 'cannot change the channel limit')
-    })
-    return this.chain
   }
 
   private async openChannel (conn: ChannelModel): Promise<void> {
@@ -178,16 +171,13 @@ export class Consumer {
       this.takenAway(`the broker closed the consuming channel${code === undefined ? '' : ` (${code})`}`)
     })
     const prefetch = this.prefetch
-    const limit = this.channelLimit
     await ch.prefetch(prefetch)
-    if (limit > 0) await ch.prefetch(limit, true)
     this.ch = ch
     this.acker = new Acker(ch)
     this.tag = null
-    // Careful mode or the breaker may have changed either while the channel opened (outside the chain): their
-    // chained steps found no channel, so the new one takes the values now.
+    // Careful mode or the breaker may have changed it while the channel opened (outside the chain): their chained
+    // steps found no channel, so the new one takes the value now.
     if (this.prefetch !== prefetch) await ch.prefetch(this.prefetch)
-    if (this.channelLimit !== limit) await ch.prefetch(this.channelLimit, true)
   }
 
   private async step (): Promise<void> {

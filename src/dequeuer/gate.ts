@@ -9,7 +9,7 @@ export type PauseReason =
   | 'unhealthy' // HEALTH_CHECK_URL says the service is not healthy
   | 'breaker' // the circuit breaker is open
   | 'draining' // SIGTERM or POST /drain
-  | 'isolating' // a suspect message is being forwarded alone (isolation.ts)
+  | 'isolating' // quorum queues: a suspect message is being forwarded alone
 
 export class Gate {
   private readonly reasons = new Set<PauseReason>(['starting'])
@@ -54,12 +54,9 @@ export type OneAtATimeReason =
   | 'probe' // the half-open breaker probes with one real message
 
 /**
- * Why deliveries are held to one unacked at a time. On a classic queue it is
- * a channel-wide limit, so holding and releasing it never cancels the
- * consumer (a queue without a consumer refuses requests). The limit is not
- * exact: deliveries a queue sent before it learnt of the limit arrive after
- * the broker's answer uncounted, and each one acked opens the limit by one
- * more for as long as it holds.
+ * Why deliveries are held to one unacked at a time: a consumer of prefetch
+ * one takes over from the one of DEQUEUER_CONCURRENCY, and back
+ * (Consumer.setPrefetch); the queue is never without a consumer for it.
  */
 export class OneAtATime {
   private readonly reasons = new Set<OneAtATimeReason>()

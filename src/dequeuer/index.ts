@@ -98,7 +98,8 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     // Consuming again after the broker took the consumer away may be the first time it consumes at all.
     onRecovered: () => { if (consumer.consuming) startup.consuming(metrics) },
   })
-  const { oneAtATime, pauseConsuming } = holding(cfg, consumer, gate)
+  // Held to one unacked delivery (careful mode, the breaker's probe): a consumer of prefetch one takes over.
+  const oneAtATime = new OneAtATime((n) => consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency))
   const metrics = createDequeuerMetrics(deps.registry, cfg.service, Math.max(cfg.downstreamTimeoutMs, cfg.batch.timeoutMs) / 1000, {
     inflight: () => inflight.count,
     prefetch: () => (oneAtATime.on ? 1 : cfg.concurrency),
@@ -128,10 +129,12 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   const strategy = await callStrategy(cfg, breaker, metrics, log, streams)
   // 3. The message path: careful mode after a crash, then prepare → call → settle.
   const isolation = new Isolation({
-    pauseConsuming,
+    pauseConsuming: cfg.queueType === 'quorum' ? pauseWhileSuspectRuns(gate, consumer) : null,
     oneAtATime: (on) => oneAtATime.set('careful', on),
     whenBusyAtMost: (n) => inflight.whenAtMost(n),
+    busy: () => inflight.count,
     acksReceived: () => consumer.acksReceived(),
+    onStragglers: (busy) => log.warn({ busy }, 'deliveries kept arriving beside a suspect; it runs beside them'),
     onChange: (careful) => log.warn({ careful }, careful ? 'a message may have crashed a dequeuer: running suspects alone' : 'back to full prefetch'),
     quietMs: CAREFUL_QUIET_MS,
   })
@@ -141,6 +144,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     answers,
     cfg, logger: log, debug: log.isLevelEnabled('debug'), metrics, publisher, gate, control, inflight, queue, strategy, isolation,
     holding: () => isolation.holding,
+    deliveredOneAtATime: (d) => consumer.deliveredOneAtATime(d),
     expectSuspect: () => isolation.expect(),
     tracing: deps.tracing == null ? null : new DequeuerTracing(deps.tracing, queue, cfg.downstreamUrl),
   })
@@ -226,20 +230,13 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
   }
 }
 
-/**
- * How deliveries are held to one unacked at a time (careful mode, the breaker's probe), and how consuming pauses
- * while a suspect runs. Classic queues: a channel-wide limit, applied to the running consumer. Quorum queues refuse
- * one: a new consumer with a prefetch of 1. Either way the limit alone cannot keep a suspect alone, so consuming
- * pauses while it runs (isolation.ts says why).
- */
-function holding (cfg: DequeuerConfig, consumer: Consumer, gate: Gate): { oneAtATime: OneAtATime, pauseConsuming: (on: boolean) => Promise<void> } {
-  const pauseConsuming = async (on: boolean): Promise<void> => {
+/** Quorum queues: consuming pauses while a suspect runs (isolation.ts). */
+function pauseWhileSuspectRuns (gate: Gate, consumer: Consumer): (on: boolean) => Promise<void> {
+  return async (on) => {
     if (on) gate.pause('isolating')
     else gate.resume('isolating')
     await consumer.reconcile()
   }
-  if (cfg.queueType !== 'quorum') return { oneAtATime: new OneAtATime((n) => consumer.limitChannel(n)), pauseConsuming }
-  return { oneAtATime: new OneAtATime((n) => consumer.setPrefetch(n === 1 ? 1 : cfg.concurrency)), pauseConsuming }
 }
 
 /** One call per message, or (BATCH_ENABLED) the batch strategy. */

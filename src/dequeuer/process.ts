@@ -19,6 +19,8 @@ export interface PipelineDeps extends PrepareDeps, SettleDeps {
   readonly strategy: CallStrategy
   readonly isolation: Isolation
   readonly inflight: Inflight
+  /** True when the delivery came through the consumer of prefetch one, alone: a suspect may run. */
+  readonly deliveredOneAtATime: (d: Delivery) => boolean
   /** Answers to idempotent requests (DEQUEUER_IDEMPOTENCY_REDIS_URL), or null. */
   readonly answers: RecordedAnswers | null
 }
@@ -55,7 +57,7 @@ export function createPipeline (deps: PipelineDeps): (d: Delivery) => void {
     const checked = safePrepare(deps, d)
     if (!isPrepared(checked)) void settle(deps, { d, outcome: checked, req: null, result: null })
     // A suspect runs alone: if it crashes the dequeuer again, no other message is caught with it.
-    else if (checked.suspect) void isolation.runAlone(() => run(checked, callAlone))
+    else if (checked.suspect) void isolation.runAlone(() => run(checked, callAlone), () => deps.deliveredOneAtATime(d), () => settle(deps, { d, outcome: { kind: 'requeue', reason: 'isolating' }, req: checked.req, result: null }))
     else void run(checked, call)
   }
 }
