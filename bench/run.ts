@@ -242,7 +242,11 @@ async function runScenario (s: Scenario, broker: number | null): Promise<Row[]> 
   const runs: Row[][] = s.targets.map(() => [])
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [i, t] of s.targets.entries()) {
+      // Each round starts one target later, so no target always follows the same one (a heavy target leaves the
+      // broker and the machine busier for the next).
+      for (let k = 0; k < s.targets.length; k++) {
+        const i = (k + round) % s.targets.length
+        const t = s.targets[i]!
         const row = await measure(s, t, `bench-${s.name}-${i}`, servicePort, svc, broker)
         runs[i]!.push(row)
         console.log(formatRow(row))
@@ -317,7 +321,7 @@ function formatRow (r: Row): string {
 function markdown (rows: Row[], started: Date): string {
   const lines = [
     `Measured ${started.toISOString().slice(0, 10)} on this project's CI machine (2 cores shared by autocannon, RabbitMQ ${brokerVersion()}, the service and the relay; Node ${process.version}).`,
-    `Each target: ${WARMUP} s warm-up, then ${SECONDS} s measured with autocannon (POST, pipelining 1)${ROUNDS > 1 ? `; ${ROUNDS} rounds alternating the targets, the median round shown` : ''}. CPU and system calls are per request over the measured window, from /proc.`,
+    `Each target: ${WARMUP} s warm-up, then ${SECONDS} s measured with autocannon (POST, pipelining 1)${ROUNDS > 1 ? `; ${ROUNDS} rounds alternating the targets (each round starting one target later), the median round shown` : ''}. CPU and system calls are per request over the measured window, from /proc.`,
     '',
     '| scenario | target | req/s | ratio | p50 ms | p99 ms | errors | CPU µs/req (enqueuer / dequeuer / broker) | syscalls/req (enq / deq) | RSS MB (enq / deq) |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |',
