@@ -20,7 +20,7 @@ const ZERO_SPAN = '0'.repeat(16)
 const LENGTH = 55
 
 /** A message header value or an HTTP header value, as a string (other publishers may send bytes). */
-function text (v: unknown): string | null {
+export function headerText (v: unknown): string | null {
   if (typeof v === 'string') return v
   if (Array.isArray(v) && typeof v[0] === 'string') return v[0]
   if (Buffer.isBuffer(v)) return v.toString('latin1')
@@ -29,7 +29,7 @@ function text (v: unknown): string | null {
 
 /** The parent a traceparent names, or null (absent or invalid: the request starts a trace). */
 export function parseTraceparent (value: unknown): TraceParent | null {
-  let s = text(value)
+  let s = headerText(value)
   if (s === null || s.length < LENGTH) return null
   // OpenTelemetry's pattern allows one whitespace character at each end.
   if (/\s/.test(s[0]!)) s = s.slice(1)

@@ -11,7 +11,7 @@ import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
 import { createProvider, createSampler } from './provider'
 import { A, SEMCONV_VERSION, TRACESTATE } from './semconv'
-import type { TraceParent } from './traceparent'
+import { headerText, type TraceParent } from './traceparent'
 
 export { SpanKind }
 
@@ -23,13 +23,7 @@ type Carrier = Record<string, unknown>
 // Message header values may be strings or (from other publishers) Buffers; anything else is no context.
 const getter: TextMapGetter<Carrier> = {
   keys: (c) => Object.keys(c),
-  get: (c, key) => {
-    const v = c[key]
-    if (typeof v === 'string') return v
-    if (Array.isArray(v) && typeof v[0] === 'string') return v[0]
-    if (Buffer.isBuffer(v)) return v.toString('latin1')
-    return undefined
-  },
+  get: (c, key) => headerText(c[key]) ?? undefined,
 }
 const setter: TextMapSetter<Carrier> = { set: (c, key, value) => { c[key] = value } }
 
