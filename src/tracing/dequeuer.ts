@@ -84,10 +84,13 @@ export class DequeuerTracing {
     span.end()
   }
 
-  /** The reply publish, in a PRODUCER span that is a child of the delivery's span. */
-  async replying (d: Delivery, replyTo: string, publish: () => Promise<void>): Promise<void> {
+  /** The reply publish, in a PRODUCER span that is a child of the delivery's span (a delivery left out publishes as is, with no promise of its own). */
+  replying (d: Delivery, replyTo: string, publish: () => Promise<void>): Promise<void> {
     const proc = this.open.get(d)
-    if (proc === undefined) return publish()
+    return proc === undefined ? publish() : this.replyingIn(proc, d, replyTo, publish)
+  }
+
+  private async replyingIn (proc: Processing, d: Delivery, replyTo: string, publish: () => Promise<void>): Promise<void> {
     const temporary = replyTo.startsWith('amq.rabbitmq.reply-to')
     const destination = temporary ? TEMPORARY : replyTo
     const span = this.t.start(N.send(destination), SpanKind.PRODUCER, proc.ctx, () => ({

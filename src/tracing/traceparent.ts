@@ -14,7 +14,6 @@ export interface TraceParent {
   readonly sampled: boolean
 }
 
-const FORMAT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
 const ZERO_TRACE = '0'.repeat(32)
 const ZERO_SPAN = '0'.repeat(16)
 const LENGTH = 55
@@ -41,11 +40,22 @@ export function parseTraceparent (value: unknown): TraceParent | null {
     if (version === '00' || s[LENGTH] !== '-') return null
     s = s.slice(0, LENGTH)
   }
-  if (!FORMAT.test(s)) return null
+  if (!wellFormed(s)) return null
   const traceId = s.slice(3, 35)
   const spanId = s.slice(36, 52)
   if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return null
   return { traceId, spanId, sampled: (parseInt(s.slice(53, 55), 16) & 1) === 1 }
+}
+
+/** `vv-<32 hex>-<16 hex>-ff`, lower-case hex: OpenTelemetry's pattern, checked by character (a regular expression cost more than the rest of the read). */
+function wellFormed (s: string): boolean {
+  for (let i = 0; i < LENGTH; i++) {
+    const c = s.charCodeAt(i)
+    if (i === 2 || i === 35 || i === 52) {
+      if (c !== 45) return false // '-'
+    } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false // 0-9, a-f
+  }
+  return true
 }
 
 /** The traceparent relayq writes (version 00, as OpenTelemetry's propagator does). */

@@ -4,9 +4,9 @@
 // request's spans are children of the span the step before handed on.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
-import { RandomIdGenerator, SamplingDecision, type IdGenerator, type Sampler, type TracerProvider } from '@opentelemetry/sdk-trace'
+import { RandomIdGenerator, type IdGenerator, type TracerProvider } from '@opentelemetry/sdk-trace'
 import type { Logger } from 'pino'
-import type { TracingConfig } from '../config/types'
+import type { SamplerName, TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
 import { createProvider, createSampler } from './provider'
@@ -60,20 +60,29 @@ export class RootIds implements IdGenerator {
 export class Tracing {
   private readonly propagator = new W3CTraceContextPropagator()
   private readonly parentBased: boolean
+  /** The root decision on a trace id's ratio value: below this, sampled (the SDK's TraceIdRatioBasedSampler bound). */
+  private readonly bound: number
 
-  constructor (readonly tracer: Tracer, private readonly provider: TracerProvider | null, private readonly sampler: Sampler, samplerName: string, private readonly ids: RootIds) {
+  constructor (readonly tracer: Tracer, private readonly provider: TracerProvider | null, samplerName: SamplerName, ratio: number, private readonly ids: RootIds) {
     this.parentBased = samplerName.startsWith('parentbased_')
+    const root = samplerName.replace('parentbased_', '')
+    this.bound = root === 'always_on' ? Infinity : root === 'always_off' ? -1 : ratioBound(ratio)
   }
 
   /**
    * The configured sampler's decision for a request, taken before any
    * OpenTelemetry object exists, so a request left out costs next to
-   * nothing. The SDK's own sampler decides on the trace id; a parent-based
-   * one follows a parent's sampled flag (its defaults, which relayq keeps).
+   * nothing. It is the SDK sampler's decision, worked out here: asking the
+   * SDK's sampler (a context lookup, an id check by regular expression, two
+   * objects) cost more than the rest of an unsampled request's tracing. A
+   * parent-based sampler follows a parent's sampled flag (its defaults,
+   * which relayq keeps); the root decides on the trace id, which is valid
+   * here (relayq's own, or read by parseTraceparent).
+   * test/unit/tracing-fast-path.test.ts holds this to the SDK's answers.
    */
   samples (parent: TraceParent | null, traceId: string): boolean {
     if (parent !== null && this.parentBased) return parent.sampled
-    return this.sampler.shouldSample(ROOT_CONTEXT, traceId, '', SpanKind.SERVER, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED
+    return ratioValue(traceId) < this.bound
   }
 
   /** start() for a request without a parent, whose trace id the sampling decision was taken on. */
@@ -118,11 +127,30 @@ export class Tracing {
 
 export function createTracing (cfg: TracingConfig | null, mode: string, metrics: TracingMetrics, logger: Logger): Tracing | null {
   if (cfg === null) return null
-  const sampler = createSampler(cfg)
   const ids = new RootIds()
-  const provider = createProvider(cfg, mode, metrics, logger, sampler, ids)
+  const provider = createProvider(cfg, mode, metrics, logger, createSampler(cfg), ids)
   logger.info({ url: redactUrl(cfg.url), protocol: cfg.protocol, sampler: cfg.sampler, ratio: cfg.ratio, semconv: SEMCONV_VERSION }, 'tracing on')
-  return new Tracing(provider.getTracer('relayq', VERSION), provider, sampler, cfg.sampler, ids)
+  return new Tracing(provider.getTracer('relayq', VERSION), provider, cfg.sampler, cfg.ratio, ids)
+}
+
+/** The SDK's TraceIdRatioBasedSampler: sampled when ratioValue(traceId) is below this. */
+function ratioBound (ratio: number): number {
+  const r = Number.isNaN(ratio) ? 0 : Math.min(1, Math.max(0, ratio))
+  return r === 1 ? 0x100000000 : Math.floor(r * 0xffffffff)
+}
+
+/** The SDK's TraceIdRatioBasedSampler's value of a trace id: its four 32-bit words XORed. */
+function ratioValue (traceId: string): number {
+  let acc = 0
+  for (let i = 0; i < 32; i += 8) {
+    let word = 0
+    for (let j = i; j < i + 8; j++) {
+      const c = traceId.charCodeAt(j)
+      word = (word << 4) | (c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87)
+    }
+    acc = (acc ^ word) >>> 0
+  }
+  return acc
 }
 
 /** Ends a span as relayq's own error: status ERROR and error.type the RQ_ERR code. */

@@ -67,9 +67,11 @@ describe('the sampling decision taken before the SDK', () => {
   const samplers: Array<[SamplerName, number]> = [
     ['parentbased_always_on', 1], ['parentbased_always_off', 1], ['parentbased_traceidratio', 0.3],
     ['always_on', 1], ['always_off', 1], ['traceidratio', 0.3],
+    // The ratio's edges, and a small one (relayq works the SDK's arithmetic out itself).
+    ['parentbased_traceidratio', 0.01], ['traceidratio', 0], ['traceidratio', 1], ['traceidratio', 0.999999],
   ]
   for (const [name, ratio] of samplers) {
-    it(`is the SDK's own for ${name}: with a sampled parent, an unsampled one and none`, () => {
+    it(`is the SDK's own for ${name} (${ratio}): with a sampled parent, an unsampled one and none`, () => {
       const t = tracing(name, ratio)
       made.push(t)
       let sampled = 0
@@ -85,7 +87,7 @@ describe('the sampling decision taken before the SDK', () => {
         assert.equal(fast, span.isRecording(), `${name}, parent ${kind === 2 ? 'none' : kind === 1 ? 'sampled' : 'unsampled'}`)
         if (fast) sampled++
       }
-      if (name.endsWith('traceidratio')) assert.ok(sampled > 60 && sampled < 540, `${sampled} of 600 sampled at 0.3`)
+      if (ratio === 0.3) assert.ok(sampled > 60 && sampled < 540, `${sampled} of 600 sampled at 0.3`)
     })
   }
 })
