@@ -6,7 +6,9 @@
 // dropped and counted: a collector that is down or slow never holds a request.
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base'
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http'
+import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider,
@@ -17,6 +19,7 @@ import type { Logger } from 'pino'
 import type { TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
+import { spanSerializer } from './otlp-proto'
 
 /** Spans per export request (the SDK's default). */
 const BATCH_SIZE = 512
@@ -46,7 +49,7 @@ export function createProvider (cfg: TracingConfig, mode: string, metrics: Traci
     // Set here so the exporter's own fallback to OTEL_EXPORTER_OTLP_COMPRESSION never applies.
     compression: 'none' as never,
   }
-  const exporter = cfg.protocol === 'http/json' ? new JsonExporter(options) : new ProtoExporter(options)
+  const exporter = cfg.protocol === 'http/json' ? new JsonExporter(options) : protobufExporter(options)
   const bounded = new BoundedExport(exporter, cfg.maxQueueSize, metrics, logger)
   const batch = new BatchSpanProcessor({
     exporter: bounded,
@@ -62,6 +65,16 @@ export function createProvider (cfg: TracingConfig, mode: string, metrics: Traci
     idGenerator,
     spanProcessors: [new Admit(batch, bounded)],
   })
+}
+
+/**
+ * @opentelemetry/exporter-trace-otlp-proto's exporter, built from the same
+ * public parts, with relayq's serialiser (otlp-proto.ts) in place of the
+ * SDK's: same requests, byte for byte, at a third of the cost.
+ */
+function protobufExporter (options: Parameters<typeof convertLegacyHttpOptions>[0]): SpanExporter {
+  const http = convertLegacyHttpOptions(options, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' })
+  return new OTLPExporterBase(createOtlpHttpExportDelegate(http, spanSerializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined))
 }
 
 /** Counts the spans held for export and drops (counting) past the bound, before the batch processor sees them. */
