@@ -61,6 +61,10 @@ class Writer {
   varint (value: number): void {
     this.room(10)
     const buf = this.buf
+    if (value >= 0 && value < 0x80) {
+      buf[this.pos++] = value
+      return
+    }
     if (value >= 0 && value <= 0xffffffff) {
       let v = value >>> 0
       while (v > 0x7f) {
@@ -88,7 +92,15 @@ class Writer {
 
   fixed32 (v: number): void {
     this.room(4)
-    this.pos = this.buf.writeUInt32LE(v >>> 0, this.pos)
+    this.u32(v >>> 0)
+  }
+
+  private u32 (v: number): void {
+    const buf = this.buf
+    buf[this.pos++] = v & 0xff
+    buf[this.pos++] = (v >>> 8) & 0xff
+    buf[this.pos++] = (v >>> 16) & 0xff
+    buf[this.pos++] = v >>> 24
   }
 
   /** Nanoseconds since the epoch as fixed64, from [seconds, nanoseconds], exactly (the product exceeds 2^53). */
@@ -100,9 +112,8 @@ class Writer {
     const b = highSecs * 1e9
     const low = (a >>> 0) + (((b & 0xffff) * 0x10000) >>> 0) + t[1]
     const high = Math.floor(a / 0x100000000) + ((b / 0x10000) >>> 0) + Math.floor(low / 0x100000000)
-    this.buf.writeUInt32LE(low >>> 0, this.pos)
-    this.buf.writeUInt32LE(high >>> 0, this.pos + 4)
-    this.pos += 8
+    this.u32(low >>> 0)
+    this.u32(high >>> 0)
   }
 
   double (v: number): void {
@@ -111,18 +122,38 @@ class Writer {
   }
 
   string (s: string): void {
-    const n = Buffer.byteLength(s)
-    this.varint(n)
-    this.room(n)
-    this.pos += this.buf.write(s, this.pos, n, 'utf8')
+    const n = s.length
+    // A short ASCII string (nearly every one relayq writes) is copied here: for strings this short a call
+    // into Buffer's native code costs more than the copy. Anything else is encoded by Buffer.
+    if (n < 0x80) {
+      this.room(n + 1)
+      const buf = this.buf
+      const at = this.pos + 1
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) break
+        buf[at + i] = c
+      }
+      if (i === n) {
+        buf[this.pos] = n
+        this.pos = at + n
+        return
+      }
+    }
+    const bytes = Buffer.byteLength(s)
+    this.varint(bytes)
+    this.room(bytes)
+    this.pos += this.buf.write(s, this.pos, bytes, 'utf8')
   }
 
-  /** A hex id as its bytes (ids reaching export are valid: the SDK's and relayq's own). */
+  /** A hex id as its bytes (ids reaching export are valid: the SDK's and relayq's own; 16 or 8 bytes). */
   hex (id: string): void {
     const n = id.length >>> 1
     this.varint(n)
     this.room(n)
-    this.pos += this.buf.write(id, this.pos, n, 'hex')
+    const buf = this.buf
+    for (let i = 0; i < id.length; i += 2) buf[this.pos++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(i + 1))
   }
 
   bytes (b: Uint8Array): void {
@@ -131,9 +162,16 @@ class Writer {
   }
 
   raw (b: Uint8Array): void {
-    this.room(b.length)
+    const n = b.length
+    this.room(n)
+    // A short copy (an attribute key) is cheaper by hand than through TypedArray.set.
+    if (n < 64) {
+      const buf = this.buf
+      for (let i = 0; i < n; i++) buf[this.pos++] = b[i]!
+      return
+    }
     this.buf.set(b, this.pos)
-    this.pos += b.length
+    this.pos += n
   }
 
   /** Starts a length-delimited message: one byte kept for its length, the common case. */
@@ -166,6 +204,11 @@ class Writer {
   take (from: number): Buffer {
     return Buffer.from(this.buf.subarray(from, this.pos))
   }
+}
+
+/** A hex digit's value, as the SDK's hexToBinary reads it (0-9, a-f, A-F). */
+function nibble (c: number): number {
+  return c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87
 }
 
 function key (w: Writer, k: string): void {
