@@ -3,13 +3,13 @@
 // span for the call to the service (its context is the traceparent the
 // service receives), and a PRODUCER `send` span for the reply. The process
 // span ends when the delivery is settled, with its outcome.
-import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, trace, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import type { CallResult } from '../dequeuer/breaker'
 import type { Delivery } from '../dequeuer/consumer'
 import type { Outcome } from '../dequeuer/outcome'
 import type { Prepared } from '../dequeuer/prepare'
 import { A, N, SENT_AT, SYSTEM, TEMPORARY, TRACEPARENT, type ProcessOutcome } from './semconv'
-import { parseTraceparent } from './traceparent'
+import { newTraceId, parseTraceparent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
 
 interface Processing {
@@ -34,10 +34,13 @@ export class DequeuerTracing {
     const props = d.msg.properties
     const headers = (props.headers ?? {}) as Record<string, unknown>
     const carried = parseTraceparent(headers[TRACEPARENT])
-    if (carried !== null && !this.t.samples(carried, carried.traceId)) return
-    const parent = this.t.extract(headers)
+    // A message without a context (another publisher's) starts a trace here, sampled as a new request is.
+    const traceId = carried === null ? newTraceId() : carried.traceId
+    if (!this.t.samples(carried, traceId)) return
+    const parent = carried === null ? ROOT_CONTEXT : this.t.extract(headers)
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
-    const span = this.t.start(N.process(this.queue), SpanKind.CONSUMER, parent, () => ({
+    const name = N.process(this.queue)
+    const attributes = (): Attributes => ({
       [A.system]: SYSTEM,
       [A.operationName]: 'process',
       [A.operationType]: 'process',
@@ -49,7 +52,8 @@ export class DequeuerTracing {
       ...(typeof props.messageId === 'string' ? { [A.messageId]: props.messageId } : {}),
       ...(typeof props.correlationId === 'string' ? { [A.conversationId]: props.correlationId } : {}),
       ...(wait === null ? {} : { [A.queueWaitMs]: wait }),
-    }))
+    })
+    const span = carried === null ? this.t.startRoot(traceId, name, SpanKind.CONSUMER, attributes) : this.t.start(name, SpanKind.CONSUMER, parent, attributes)
     this.open.set(d, { span, ctx: trace.setSpan(parent, span) })
   }
 

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { SamplerName, TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
-import { createProvider, createSampler } from './provider'
+import { createProvider } from './provider'
 import { A, SEMCONV_VERSION, TRACESTATE } from './semconv'
 import { headerText, type TraceParent } from './traceparent'
 
@@ -128,7 +128,7 @@ export class Tracing {
 export function createTracing (cfg: TracingConfig | null, mode: string, metrics: TracingMetrics, logger: Logger): Tracing | null {
   if (cfg === null) return null
   const ids = new RootIds()
-  const provider = createProvider(cfg, mode, metrics, logger, createSampler(cfg), ids)
+  const provider = createProvider(cfg, mode, metrics, logger, ids)
   logger.info({ url: redactUrl(cfg.url), protocol: cfg.protocol, sampler: cfg.sampler, ratio: cfg.ratio, semconv: SEMCONV_VERSION }, 'tracing on')
   return new Tracing(provider.getTracer('relayq', VERSION), provider, cfg.sampler, cfg.ratio, ids)
 }

@@ -125,6 +125,33 @@ describe('tracing: the collector never holds a request, and the switches do what
     assert.ok(traced >= 10 && traced <= 50, `${traced} of 60 requests traced`)
   })
 
+  it('a dequeuer at ratio 0.5, messages from another publisher without a traceparent: about half are traced, as new requests', async () => {
+    const r = await receiver()
+    const own = uniqueService('trexp-root')
+    const admin = await freePort()
+    const d = spawnRelay({
+      RELAYQ_MODE: 'dequeuer', SERVICE_NAME: own, DOWNSTREAM_URL: echo.url, METRICS_PORT: String(admin), METRICS_HOST: '127.0.0.1',
+      OTEL_EXPORTER_OTLP_ENDPOINT: r.url, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.5',
+    })
+    started.push(d)
+    try {
+      await waitReady(`http://127.0.0.1:${admin}`)
+      const tag = randomBytes(4).toString('hex')
+      for (let i = 0; i < 60; i++) await broker.publish(`${own}_requests`, Buffer.from('x'), { correlationId: `${tag}-${i}`, headers: { 'x-http-method': 'POST', 'x-http-path': `/root/${tag}/${i}` } })
+      const calls = await waitFor(() => { const c = echo.received.filter((q) => q.url.includes(`/root/${tag}/`)); return c.length === 60 ? c : undefined }, { timeoutMs: 20000, what: 'the 60 calls' })
+      d.kill('SIGTERM')
+      assert.equal((await d.exited).code, 0)
+      const consumers = r.spans.filter((s) => s.kind === KIND.consumer)
+      // Binomial(60, 0.5): outside 10..50 has a probability below 1e-7.
+      assert.ok(consumers.length >= 10 && consumers.length <= 50, `${consumers.length} of 60 messages traced`)
+      for (const c of consumers) assert.equal(c.parentSpanId, '', 'each a root')
+      const withContext = calls.filter((q) => q.headers.traceparent !== undefined)
+      assert.equal(withContext.length, consumers.length, 'a traced message reaches the service with its CLIENT span\'s context, one left out with none')
+    } finally {
+      await broker.deleteService(own)
+    }
+  })
+
   it('OTEL_SDK_DISABLED=true wins over an endpoint: no spans, the caller\'s traceparent reaches the service unchanged', async () => {
     const r = await receiver()
     const { base, p } = await enqueuer({ OTEL_EXPORTER_OTLP_ENDPOINT: r.url, OTEL_TRACES_EXPORTER: 'otlp', OTEL_SDK_DISABLED: 'true' })

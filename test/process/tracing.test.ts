@@ -198,6 +198,21 @@ describe('tracing through enqueuer, broker and dequeuer', () => {
     assert.equal(proc.status, 2)
   })
 
+  it('a message another publisher sent without a traceparent (a ProxyMQ enqueuer): the process span starts the trace, the service gets its CLIENT span', async () => {
+    const path = `/untraced/${hex(6)}`
+    await broker.publish(`${service}_requests`, Buffer.from('plain'), { correlationId: hex(8), headers: { 'x-http-method': 'POST', 'x-http-path': path } })
+    const got = await waitFor(() => echo.received.find((r) => r.url === path), { timeoutMs: 20000, what: 'the call to the service' })
+    const traceparent = String(got.headers.traceparent)
+    assert.match(traceparent, /^00-[\da-f]{32}-[\da-f]{16}-01$/, 'sampled (the dequeuer samples everything here)')
+    const traceId = traceparent.slice(3, 35)
+    const spans = await waitFor(() => { const s = inTrace(receiver, traceId); return s.length >= 2 ? s : undefined }, { timeoutMs: 20000, what: 'the process and CLIENT spans' })
+    const proc = only(spans, 'process', (s) => s.kind === KIND.consumer)
+    const client = only(spans, 'CLIENT', (s) => s.kind === KIND.client)
+    assert.equal(proc.parentSpanId, '', 'a root')
+    assert.equal(client.parentSpanId, proc.spanId)
+    assert.equal(traceparent.slice(36, 52), client.spanId)
+  })
+
   it('an async job is one trace: the 202, the publish, the processing and the reply to the results queue', async () => {
     const traceId = hex(16)
     const res = await fetch(`${base}/${service}/ok/job`, { method: 'POST', body: 'job', headers: { prefer: 'respond-async', traceparent: `00-${traceId}-${hex(8)}-01` } })

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { SamplingDecision } from '@opentelemetry/sdk-trace'
-import { ROOT_CONTEXT, SpanKind } from '@opentelemetry/api'
 import { ConfigError, loadConfig } from '../../src/config/load'
-import { createSampler } from '../../src/tracing/provider'
+import { createLogger } from '../../src/log'
+import { createTracingMetrics } from '../../src/metrics/tracing'
+import { createTracing, type Tracing } from '../../src/tracing/tracing'
 
 const base = { RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'orders', DOWNSTREAM_URL: 'http://127.0.0.1:8080/api' }
 
@@ -65,12 +65,18 @@ describe('tracing config', () => {
     assert.match(problems({ ...on, OTEL_BSP_MAX_QUEUE_SIZE: '0' }).join(), /^OTEL_BSP_MAX_QUEUE_SIZE:/)
   })
 
-  it('builds the sampler it names: the ratio one keeps about that share of random trace ids', () => {
-    const decide = (name: 'always_off' | 'traceidratio' | 'parentbased_always_off', ratio: number, traceId: string): SamplingDecision =>
-      createSampler({ sampler: name, ratio }).shouldSample(ROOT_CONTEXT, traceId, 'x', SpanKind.SERVER, {}, []).decision
-    assert.equal(decide('always_off', 1, 'a'.repeat(32)), SamplingDecision.NOT_RECORD)
+  it('samples as the sampler it names: the ratio one keeps about that share of random trace ids', async () => {
+    const tracing = (sampler: string, ratio: string): Tracing => {
+      const cfg = loadConfig({ ...base, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_TRACES_SAMPLER: sampler, OTEL_TRACES_SAMPLER_ARG: ratio })
+      return createTracing(cfg.tracing, 'dequeuer', createTracingMetrics(null), createLogger('silent'))!
+    }
+    const off = tracing('always_off', '1')
+    const ratio = tracing('traceidratio', '0.1')
+    assert.equal(off.samples(null, 'a'.repeat(32)), false)
     let kept = 0
-    for (let i = 0; i < 1000; i++) if (decide('traceidratio', 0.1, randomBytes(16).toString('hex')) === SamplingDecision.RECORD_AND_SAMPLED) kept++
+    for (let i = 0; i < 1000; i++) if (ratio.samples(null, randomBytes(16).toString('hex'))) kept++
     assert.ok(kept > 50 && kept < 150, `${kept} of 1000 kept at 0.1`)
+    await off.shutdown()
+    await ratio.shutdown()
   })
 })

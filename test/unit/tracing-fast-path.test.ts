@@ -10,12 +10,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { after, describe, it } from 'node:test'
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { SamplingDecision } from '@opentelemetry/sdk-trace'
 import type { SamplerName, TracingConfig } from '../../src/config/types'
 import { createLogger } from '../../src/log'
 import { createTracingMetrics } from '../../src/metrics/tracing'
 import { ServerTrace, traceRequest } from '../../src/tracing/enqueuer'
 import { parseTraceparent } from '../../src/tracing/traceparent'
 import { createTracing, SpanKind, type Tracing } from '../../src/tracing/tracing'
+import { sdkSampler } from '../helpers/otel-sampler'
 
 const hex = (bytes: number): string => randomBytes(bytes).toString('hex')
 
@@ -74,22 +76,29 @@ describe('the sampling decision taken before the SDK', () => {
     it(`is the SDK's own for ${name} (${ratio}): with a sampled parent, an unsampled one and none`, () => {
       const t = tracing(name, ratio)
       made.push(t)
+      const reference = sdkSampler(name, ratio)
       let sampled = 0
       for (let i = 0; i < 600; i++) {
         const traceId = hex(16)
         const kind = i % 3
         const parent = kind === 2 ? null : parseTraceparent(`00-${traceId}-${hex(8)}-0${kind}`)
         const fast = t.samples(parent, traceId)
-        const span = parent === null
-          ? t.startRoot(traceId, 'x', SpanKind.SERVER, null)
-          : t.tracer.startSpan('x', { kind: SpanKind.SERVER }, t.extract({ traceparent: `00-${traceId}-${parent.spanId}-0${kind}` }))
-        assert.equal(span.spanContext().traceId, traceId, 'the span carries the trace id the decision was taken on')
-        assert.equal(fast, span.isRecording(), `${name}, parent ${kind === 2 ? 'none' : kind === 1 ? 'sampled' : 'unsampled'}`)
+        const context = parent === null ? ROOT_CONTEXT : t.extract({ traceparent: `00-${traceId}-${parent.spanId}-0${kind}` })
+        const sdk = reference.shouldSample(context, traceId, 'x', SpanKind.SERVER, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED
+        assert.equal(fast, sdk, `${name}, parent ${kind === 2 ? 'none' : kind === 1 ? 'sampled' : 'unsampled'}`)
         if (fast) sampled++
       }
       if (ratio === 0.3) assert.ok(sampled > 60 && sampled < 540, `${sampled} of 600 sampled at 0.3`)
     })
   }
+
+  it('a root span carries the trace id the decision was taken on', () => {
+    const t = tracing('parentbased_traceidratio', 0.5)
+    made.push(t)
+    const traceId = hex(16)
+    assert.equal(t.startRoot(traceId, 'x', SpanKind.SERVER, null).spanContext().traceId, traceId)
+    assert.notEqual(t.startRoot(hex(16), 'x', SpanKind.SERVER, null).spanContext().traceId, traceId)
+  })
 })
 
 describe('a request the sampler leaves out', () => {
