@@ -8,7 +8,7 @@ import type { CallResult } from '../dequeuer/breaker'
 import type { Delivery } from '../dequeuer/consumer'
 import type { Outcome } from '../dequeuer/outcome'
 import type { Prepared } from '../dequeuer/prepare'
-import { A, N, SENT_AT, SYSTEM, TEMPORARY, TRACEPARENT, type ProcessOutcome } from './semconv'
+import { A, N, SENT_AT, SYSTEM, TEMPORARY, TRACEPARENT, TRACESTATE, type ProcessOutcome } from './semconv'
 import { newTraceId, parseTraceparent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
 
@@ -37,7 +37,7 @@ export class DequeuerTracing {
     // A message without a context (another publisher's) starts a trace here, sampled as a new request is.
     const traceId = carried === null ? newTraceId() : carried.traceId
     if (!this.t.samples(carried, traceId)) return
-    const parent = carried === null ? ROOT_CONTEXT : this.t.extract(headers)
+    const parent = carried === null ? ROOT_CONTEXT : this.t.remoteParent(carried, headers[TRACESTATE])
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
     const name = N.process(this.queue)
     const attributes = (): Attributes => ({
@@ -72,7 +72,7 @@ export class DequeuerTracing {
       [A.serverPort]: Number(this.downstream.port === '' ? (this.downstream.protocol === 'https:' ? 443 : 80) : this.downstream.port),
       [A.urlPath]: pathOf(p.forward.path),
     }))
-    this.t.inject(span, proc.ctx, p.forward.headers)
+    this.t.inject(span, p.forward.headers)
     return span
   }
 

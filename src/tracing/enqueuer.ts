@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { ROOT_CONTEXT, SpanKind, trace, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import type { HeaderTable } from '../http/headers'
 import { A, N, SENT_AT, SYSTEM, TRACEPARENT, TRACESTATE } from './semconv'
-import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent'
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, type TraceParent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
 
 /** What the request path sees of a request's trace, sampled or not. */
@@ -28,7 +28,7 @@ export function traceRequest (t: Tracing, req: IncomingMessage, res: ServerRespo
   const parent = parseTraceparent(req.headers.traceparent)
   const traceId = parent === null ? newTraceId() : parent.traceId
   if (!t.samples(parent, traceId)) return new UnsampledTrace(traceId, parent === null ? null : parent.spanId)
-  return new ServerTrace(t, req, res, parent === null ? traceId : null)
+  return new ServerTrace(t, req, res, parent, traceId)
 }
 
 /**
@@ -77,9 +77,9 @@ export class ServerTrace implements RequestTrace {
   private code: string | null = null
   private readonly method: string
 
-  /** `rootTraceId`: the request has no parent, and was sampled on this trace id. */
-  constructor (private readonly t: Tracing, req: IncomingMessage, res: ServerResponse, rootTraceId: string | null) {
-    const parent = rootTraceId === null ? t.extract(req.headers) : ROOT_CONTEXT
+  /** `caller`: the caller's traceparent, if any; `traceId`: the trace id the request was sampled on (the caller's, or new). */
+  constructor (private readonly t: Tracing, req: IncomingMessage, res: ServerResponse, caller: TraceParent | null, traceId: string) {
+    const parent = caller === null ? ROOT_CONTEXT : t.remoteParent(caller, req.headers.tracestate)
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const method = this.method = req.method ?? 'GET'
@@ -89,7 +89,7 @@ export class ServerTrace implements RequestTrace {
       [A.urlPath]: q === -1 ? url : url.slice(0, q),
       ...(req.socket.remoteAddress === undefined ? {} : { [A.clientAddress]: req.socket.remoteAddress }),
     })
-    this.span = rootTraceId === null ? t.start(name, SpanKind.SERVER, parent, attributes) : t.startRoot(rootTraceId, name, SpanKind.SERVER, attributes)
+    this.span = caller === null ? t.startRoot(traceId, name, SpanKind.SERVER, attributes) : t.start(name, SpanKind.SERVER, parent, attributes)
     this.ctx = trace.setSpan(parent, this.span)
     // An unsampled request's span has nothing to end or record.
     if (this.span.isRecording()) res.once('close', () => this.closed(res))
@@ -125,7 +125,7 @@ export class ServerTrace implements RequestTrace {
       [A.bodySize]: info.bodySize,
       ...(info.jobId === undefined ? {} : { [A.jobId]: info.jobId }),
     }))
-    this.t.inject(producer, this.ctx, headers)
+    this.t.inject(producer, headers)
     headers[SENT_AT] = String(Date.now())
     return new CallTrace(this, this.t, this.ctx, producer, info.jobId === undefined)
   }

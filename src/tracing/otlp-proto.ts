@@ -153,7 +153,9 @@ class Writer {
     this.varint(n)
     this.room(n)
     const buf = this.buf
-    for (let i = 0; i < id.length; i += 2) buf[this.pos++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(i + 1))
+    let pos = this.pos
+    for (let i = 0; i < id.length; i += 2) buf[pos++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(i + 1))
+    this.pos = pos
   }
 
   bytes (b: Uint8Array): void {
@@ -167,7 +169,9 @@ class Writer {
     // A short copy (an attribute key) is cheaper by hand than through TypedArray.set.
     if (n < 64) {
       const buf = this.buf
-      for (let i = 0; i < n; i++) buf[this.pos++] = b[i]!
+      const at = this.pos
+      for (let i = 0; i < n; i++) buf[at + i] = b[i]!
+      this.pos = at + n
       return
     }
     this.buf.set(b, this.pos)

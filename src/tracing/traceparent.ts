@@ -11,6 +11,8 @@ import { randomFillSync } from 'node:crypto'
 export interface TraceParent {
   readonly traceId: string
   readonly spanId: string
+  /** The trace flags byte; bit 0 is sampled. */
+  readonly flags: number
   readonly sampled: boolean
 }
 
@@ -44,7 +46,8 @@ export function parseTraceparent (value: unknown): TraceParent | null {
   const traceId = s.slice(3, 35)
   const spanId = s.slice(36, 52)
   if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return null
-  return { traceId, spanId, sampled: (parseInt(s.slice(53, 55), 16) & 1) === 1 }
+  const flags = parseInt(s.slice(53, 55), 16)
+  return { traceId, spanId, flags, sampled: (flags & 1) === 1 }
 }
 
 /** `vv-<32 hex>-<16 hex>-ff`, lower-case hex: OpenTelemetry's pattern, checked by character (a regular expression cost more than the rest of the read). */
@@ -61,6 +64,11 @@ function wellFormed (s: string): boolean {
 /** The traceparent relayq writes (version 00, as OpenTelemetry's propagator does). */
 export function formatTraceparent (traceId: string, spanId: string, sampled: boolean): string {
   return `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`
+}
+
+/** A span context's traceparent, written as OpenTelemetry's propagator writes it. */
+export function spanTraceparent (traceId: string, spanId: string, flags: number): string {
+  return `00-${traceId}-${spanId}-0${flags.toString(16)}`
 }
 
 // Random ids from a pool filled 4 KiB at a time: one system call per about 170 requests, not one per id.

@@ -2,16 +2,16 @@
 // the request path is `if (tracing !== null)` and nothing else while it is.
 // Contexts are passed explicitly (no context manager, no async hooks): a
 // request's spans are children of the span the step before handed on.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api'
-import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanContext, type Tracer } from '@opentelemetry/api'
+import { TraceState } from '@opentelemetry/core'
 import { RandomIdGenerator, type IdGenerator, type TracerProvider } from '@opentelemetry/sdk-trace'
 import type { Logger } from 'pino'
 import type { SamplerName, TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
 import { createProvider } from './provider'
-import { A, SEMCONV_VERSION, TRACESTATE } from './semconv'
-import { headerText, type TraceParent } from './traceparent'
+import { A, SEMCONV_VERSION, TRACEPARENT, TRACESTATE } from './semconv'
+import { headerText, spanTraceparent, type TraceParent } from './traceparent'
 
 export { SpanKind }
 
@@ -19,13 +19,6 @@ export { SpanKind }
 const SHUTDOWN_FLUSH_MS = 2000
 
 type Carrier = Record<string, unknown>
-
-// Message header values may be strings or (from other publishers) Buffers; anything else is no context.
-const getter: TextMapGetter<Carrier> = {
-  keys: (c) => Object.keys(c),
-  get: (c, key) => headerText(c[key]) ?? undefined,
-}
-const setter: TextMapSetter<Carrier> = { set: (c, key, value) => { c[key] = value } }
 
 /**
  * The SDK's random ids, except that a root span can be given the trace id
@@ -58,7 +51,6 @@ export class RootIds implements IdGenerator {
 }
 
 export class Tracing {
-  private readonly propagator = new W3CTraceContextPropagator()
   private readonly parentBased: boolean
   /** The root decision on a trace id's ratio value: below this, sampled (the SDK's TraceIdRatioBasedSampler bound). */
   private readonly bound: number
@@ -90,19 +82,30 @@ export class Tracing {
     return this.ids.withTraceId(traceId, () => this.start(name, kind, ROOT_CONTEXT, attributes))
   }
 
-  /** The context a carrier (HTTP request headers or a message's headers table) names, or the root. */
-  extract (carrier: Carrier): Context {
-    return this.propagator.extract(ROOT_CONTEXT, carrier, getter)
+  /**
+   * The context of a remote parent: a traceparent already read (by
+   * parseTraceparent) and the `tracestate` beside it (an HTTP header or a
+   * message header). What OpenTelemetry's W3C propagator would extract, built
+   * without its regular expression and context copies
+   * (test/unit/tracing-fast-path.test.ts compares the two).
+   */
+  remoteParent (parent: TraceParent, tracestate: unknown): Context {
+    const state = headerText(tracestate)
+    const sc: SpanContext = { traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.flags, isRemote: true }
+    if (state !== null && state !== '') sc.traceState = new TraceState(state)
+    return trace.setSpanContext(ROOT_CONTEXT, sc)
   }
 
   /**
    * Writes the span's context as `traceparent`/`tracestate` (a tracestate the
-   * caller sent is kept through the propagator). An unsampled span still
-   * writes its context, so the trace id stays one all the way.
+   * caller sent travels in the span's context), as OpenTelemetry's W3C
+   * propagator writes them.
    */
-  inject (span: Span, parent: Context, carrier: Carrier): void {
-    delete carrier[TRACESTATE]
-    this.propagator.inject(trace.setSpan(parent, span), carrier, setter)
+  inject (span: Span, carrier: Carrier): void {
+    const sc = span.spanContext()
+    carrier[TRACEPARENT] = spanTraceparent(sc.traceId, sc.spanId, sc.traceFlags)
+    if (sc.traceState === undefined) delete carrier[TRACESTATE]
+    else carrier[TRACESTATE] = sc.traceState.serialize()
   }
 
   /** The attributes are built only for a span that records (an unsampled request pays for none). */

@@ -42,6 +42,8 @@ describe('traceparent read without OpenTelemetry', () => {
   }
   const t = hex(16)
   const s = hex(8)
+  const t0 = hex(16)
+  const s0 = hex(8)
   const cases = [
     `00-${t}-${s}-01`, `00-${t}-${s}-00`, `00-${t}-${s}-03`, `00-${t}-${s}-02`,
     ` 00-${t}-${s}-01`, `00-${t}-${s}-01 `, `\t00-${t}-${s}-01`, `  00-${t}-${s}-01`,
@@ -55,6 +57,26 @@ describe('traceparent read without OpenTelemetry', () => {
       assert.equal(mine === null ? null : `${mine.traceId}/${mine.spanId}/${mine.sampled ? 1 : 0}`, otelParent(c))
     })
   }
+  it('makes the remote parent OpenTelemetry\'s propagator makes, tracestate included, and writes a span\'s context as it does', async () => {
+    const t = tracing('parentbased_always_on')
+    const getter = { keys: (c: Record<string, string>) => Object.keys(c), get: (c: Record<string, string>, k: string) => c[k] }
+    for (const [tp, ts] of [[`00-${t0}-${s0}-01`, 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7'], [`00-${t0}-${s0}-03`, undefined], [`00-${t0}-${s0}-00`, ''], [`01-${t0}-${s0}-01-x`, 'k=v']] as Array<[string, string | undefined]>) {
+      const carrier: Record<string, string> = ts === undefined ? { traceparent: tp } : { traceparent: tp, tracestate: ts }
+      const theirs = trace.getSpanContext(otel.extract(ROOT_CONTEXT, carrier, getter))!
+      const ours = trace.getSpanContext(t.remoteParent(parseTraceparent(tp)!, ts))!
+      assert.deepEqual({ ...ours, traceState: ours.traceState?.serialize() }, { ...theirs, traceState: theirs.traceState?.serialize() }, `${tp} ${ts}`)
+      // A child span of that parent, written into a carrier both ways.
+      const span = t.tracer.startSpan('x', { kind: SpanKind.CLIENT }, t.remoteParent(parseTraceparent(tp)!, ts))
+      const mine: Record<string, unknown> = { tracestate: 'stale=1' }
+      t.inject(span, mine)
+      const sdk: Record<string, unknown> = {}
+      otel.inject(trace.setSpan(ROOT_CONTEXT, span), sdk, { set: (c, k, v) => { c[k] = v } })
+      assert.deepEqual(mine, sdk)
+      // Not ended: nothing is exported to the unreachable collector.
+    }
+    await t.shutdown()
+  })
+
   it('reads a message header sent as bytes or a repeated HTTP header', () => {
     assert.equal(parseTraceparent(Buffer.from(`00-${t}-${s}-01`))?.traceId, t)
     assert.equal(parseTraceparent([`00-${t}-${s}-00`, 'x'])?.sampled, false)
@@ -83,7 +105,7 @@ describe('the sampling decision taken before the SDK', () => {
         const kind = i % 3
         const parent = kind === 2 ? null : parseTraceparent(`00-${traceId}-${hex(8)}-0${kind}`)
         const fast = t.samples(parent, traceId)
-        const context = parent === null ? ROOT_CONTEXT : t.extract({ traceparent: `00-${traceId}-${parent.spanId}-0${kind}` })
+        const context = parent === null ? ROOT_CONTEXT : t.remoteParent(parent, undefined)
         const sdk = reference.shouldSample(context, traceId, 'x', SpanKind.SERVER, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED
         assert.equal(fast, sdk, `${name}, parent ${kind === 2 ? 'none' : kind === 1 ? 'sampled' : 'unsampled'}`)
         if (fast) sampled++
