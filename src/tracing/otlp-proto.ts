@@ -123,23 +123,14 @@ class Writer {
 
   string (s: string): void {
     const n = s.length
-    // A short ASCII string (nearly every one relayq writes) is copied here: for strings this short a call
-    // into Buffer's native code costs more than the copy. Anything else is encoded by Buffer.
-    if (n < 0x80) {
-      this.room(n + 1)
-      const buf = this.buf
-      const at = this.pos + 1
-      let i = 0
-      for (; i < n; i++) {
-        const c = s.charCodeAt(i)
-        if (c >= 0x80) break
-        buf[at + i] = c
-      }
-      if (i === n) {
-        buf[this.pos] = n
-        this.pos = at + n
-        return
-      }
+    // A string short enough that its UTF-8 (at most 3 bytes a UTF-16 unit) is under 128 bytes has a one-byte
+    // length, written after it: one call into Buffer, not two.
+    if (n < 43) {
+      this.room(n * 3 + 1)
+      const bytes = this.buf.write(s, this.pos + 1, n * 3, 'utf8')
+      this.buf[this.pos] = bytes
+      this.pos += 1 + bytes
+      return
     }
     const bytes = Buffer.byteLength(s)
     this.varint(bytes)
@@ -152,10 +143,7 @@ class Writer {
     const n = id.length >>> 1
     this.varint(n)
     this.room(n)
-    const buf = this.buf
-    let pos = this.pos
-    for (let i = 0; i < id.length; i += 2) buf[pos++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(i + 1))
-    this.pos = pos
+    this.pos += this.buf.write(id, this.pos, n, 'hex')
   }
 
   bytes (b: Uint8Array): void {
@@ -208,11 +196,6 @@ class Writer {
   take (from: number): Buffer {
     return Buffer.from(this.buf.subarray(from, this.pos))
   }
-}
-
-/** A hex digit's value, as the SDK's hexToBinary reads it (0-9, a-f, A-F). */
-function nibble (c: number): number {
-  return c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87
 }
 
 function key (w: Writer, k: string): void {
