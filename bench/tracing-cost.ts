@@ -1,6 +1,6 @@
 // `node --import tsx bench/tracing-cost.ts`: the CPU tracing adds per request,
 // measured in this process with the real hooks (ServerTrace, CallTrace,
-// DequeuerTracing), the real SDK and the real OTLP/protobuf exporter sending
+// DequeuerTracing), the real spans, batch processor and OTLP/protobuf exporter sending
 // to a sink in another process. CPU time, not req/s: on a shared machine the
 // throughput of a full run moves by 2-5x with the neighbours' load, while the
 // CPU a loop of hooks burns does not. Divided by relayq's CPU per request
@@ -85,7 +85,7 @@ async function cpuPerRequest (sampler: SamplerName | null, ratio: number, url: s
 }
 
 async function flush (t: Tracing | null): Promise<void> {
-  await (t as unknown as { provider: { forceFlush: () => Promise<void> } } | null)?.provider.forceFlush()
+  await t?.flush()
 }
 
 function startSink (): Promise<{ url: string, child: ChildProcess }> {

@@ -1,6 +1,6 @@
-// Builds the OpenTelemetry SDK from the typed config (the SDK never reads the
-// environment here): a TracerProvider with the configured sampler, one batch
-// processor and an OTLP/HTTP exporter. Export runs in the background; what
+// Builds the export side of tracing from the typed config (the SDK never reads
+// the environment here): the resource, one batch processor and an OTLP/HTTP
+// exporter; spans are relayq's RecordedSpans (span.ts). Export runs in the background; what
 // waits for it is bounded (OTEL_BSP_MAX_QUEUE_SIZE spans, queued or being
 // sent), and a span beyond that, or in a batch the collector did not take, is
 // dropped and counted: a collector that is down or slow never holds a request.
@@ -10,22 +10,27 @@ import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base'
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http'
 import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import {
-  AlwaysOnSampler, BatchSpanProcessor, TracerProvider, type IdGenerator, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor,
-} from '@opentelemetry/sdk-trace'
-import type { Context } from '@opentelemetry/api'
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import type { Logger } from 'pino'
 import type { TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
 import { VERSION } from '../version'
 import { spanSerializer } from './otlp-proto'
+import type { SpanOrigin } from './span'
 
 /** Spans per export request (the SDK's default). */
 const BATCH_SIZE = 512
 /** How often a failing collector is logged: once a minute, not once a batch. */
 const LOG_EVERY_MS = 60_000
 
-export function createProvider (cfg: TracingConfig, mode: string, metrics: TracingMetrics, logger: Logger, idGenerator: IdGenerator): TracerProvider {
+/** Where a process's spans go, and how it flushes them at shutdown. */
+export interface SpanPipeline extends SpanOrigin {
+  /** Sends what is queued now (bench/tracing-cost.ts counts the export in a span's cost). */
+  forceFlush: () => Promise<void>
+  shutdown: () => Promise<void>
+}
+
+export function createPipeline (cfg: TracingConfig, mode: string, metrics: TracingMetrics, logger: Logger): SpanPipeline {
   const batchSize = Math.min(BATCH_SIZE, cfg.maxQueueSize)
   const options = {
     url: cfg.url,
@@ -47,15 +52,14 @@ export function createProvider (cfg: TracingConfig, mode: string, metrics: Traci
     scheduledDelayMillis: 1000,
     exportTimeoutMillis: cfg.exportTimeoutMs + 1000,
   })
-  return new TracerProvider({
+  const admit = new Admit(batch, bounded)
+  return {
     resource: resourceFromAttributes({ ...cfg.resource, 'service.name': cfg.serviceName, 'service.version': VERSION, 'relayq.mode': mode }),
-    // The configured sampler's decision is taken by Tracing.samples before a request's first span starts, and
-    // a span is started only inside a sampled request: the SDK's own sampler has nothing left to decide (and
-    // asking it costs a context lookup and two regular expressions per span).
-    sampler: new AlwaysOnSampler(),
-    idGenerator,
-    spanProcessors: [new Admit(batch, bounded)],
-  })
+    scope: { name: 'relayq', version: VERSION },
+    sink: admit,
+    forceFlush: () => admit.forceFlush(),
+    shutdown: () => admit.shutdown(),
+  }
 }
 
 /**
@@ -69,11 +73,8 @@ function protobufExporter (options: Parameters<typeof convertLegacyHttpOptions>[
 }
 
 /** Counts the spans held for export and drops (counting) past the bound, before the batch processor sees them. */
-class Admit implements SpanProcessor {
+class Admit {
   constructor (private readonly inner: SpanProcessor, private readonly bounded: BoundedExport) {}
-  onStart (span: Span, parent: Context): void {
-    this.inner.onStart(span, parent)
-  }
 
   onEnd (span: ReadableSpan): void {
     if (this.bounded.admit()) this.inner.onEnd(span)

@@ -2,16 +2,15 @@
 // the request path is `if (tracing !== null)` and nothing else while it is.
 // Contexts are passed explicitly (no context manager, no async hooks): a
 // request's spans are children of the span the step before handed on.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanContext, type Tracer } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api'
 import { TraceState } from '@opentelemetry/core'
-import { RandomIdGenerator, type IdGenerator, type TracerProvider } from '@opentelemetry/sdk-trace'
 import type { Logger } from 'pino'
 import type { SamplerName, TracingConfig } from '../config/types'
 import type { TracingMetrics } from '../metrics/tracing'
-import { VERSION } from '../version'
-import { createProvider } from './provider'
+import { createPipeline, type SpanPipeline } from './provider'
+import { RecordedSpan } from './span'
 import { A, SEMCONV_VERSION, TRACEPARENT, TRACESTATE } from './semconv'
-import { headerText, spanTraceparent, type TraceParent } from './traceparent'
+import { headerText, newSpanId, newTraceId, spanTraceparent, type TraceParent } from './traceparent'
 
 export { SpanKind }
 
@@ -20,42 +19,12 @@ const SHUTDOWN_FLUSH_MS = 2000
 
 type Carrier = Record<string, unknown>
 
-/**
- * The SDK's random ids, except that a root span can be given the trace id
- * relayq has already sampled on (the sampler decides on the trace id, so the
- * span must carry the one the decision was taken on).
- */
-export class RootIds implements IdGenerator {
-  private readonly random = new RandomIdGenerator()
-  private next: string | null = null
-
-  /** Runs `start` with `traceId` as the trace id of the root span it starts. */
-  withTraceId<T> (traceId: string, start: () => T): T {
-    this.next = traceId
-    try {
-      return start()
-    } finally {
-      this.next = null
-    }
-  }
-
-  generateTraceId (): string {
-    const id = this.next ?? this.random.generateTraceId()
-    this.next = null
-    return id
-  }
-
-  generateSpanId (): string {
-    return this.random.generateSpanId()
-  }
-}
-
 export class Tracing {
   private readonly parentBased: boolean
   /** The root decision on a trace id's ratio value: below this, sampled (the SDK's TraceIdRatioBasedSampler bound). */
   private readonly bound: number
 
-  constructor (readonly tracer: Tracer, private readonly provider: TracerProvider | null, samplerName: SamplerName, ratio: number, private readonly ids: RootIds) {
+  constructor (private readonly pipeline: SpanPipeline, samplerName: SamplerName, ratio: number) {
     this.parentBased = samplerName.startsWith('parentbased_')
     const root = samplerName.replace('parentbased_', '')
     this.bound = root === 'always_on' ? Infinity : root === 'always_off' ? -1 : ratioBound(ratio)
@@ -79,7 +48,7 @@ export class Tracing {
 
   /** start() for a request without a parent, whose trace id the sampling decision was taken on. */
   startRoot (traceId: string, name: string, kind: SpanKind, attributes: (() => Attributes) | null): Span {
-    return this.ids.withTraceId(traceId, () => this.start(name, kind, ROOT_CONTEXT, attributes))
+    return this.record(name, kind, undefined, traceId, attributes)
   }
 
   /**
@@ -108,32 +77,41 @@ export class Tracing {
     else carrier[TRACESTATE] = sc.traceState.serialize()
   }
 
-  /** The attributes are built only for a span that records (an unsampled request pays for none). */
+  /**
+   * A span inside a request already sampled: a child of the span (or remote
+   * parent) in `parent`, in its trace. The attributes are built only for a
+   * span that records.
+   */
   start (name: string, kind: SpanKind, parent: Context, attributes: (() => Attributes) | null): Span {
+    const local = trace.getSpan(parent)
     // Inside an unsampled request every sampler relayq offers leaves the children unsampled too (parent-based
     // ones follow the parent, ratio ones decide on the same trace id): its parent stands in, carrying the trace id.
-    if (kind !== SpanKind.SERVER && kind !== SpanKind.CONSUMER) {
-      const local = trace.getSpan(parent)
-      if (local !== undefined && !local.isRecording()) return local
-    }
-    const span = this.tracer.startSpan(name, { kind }, parent)
-    if (attributes !== null && span.isRecording()) span.setAttributes(attributes())
+    if (local !== undefined && !local.isRecording() && kind !== SpanKind.SERVER && kind !== SpanKind.CONSUMER) return local
+    const sc = local?.spanContext()
+    return this.record(name, kind, sc, sc === undefined ? newTraceId() : sc.traceId, attributes)
+  }
+
+  private record (name: string, kind: SpanKind, parent: SpanContext | undefined, traceId: string, attributes: (() => Attributes) | null): Span {
+    const span = new RecordedSpan(name, kind, parent, traceId, newSpanId(), parent?.traceState, this.pipeline)
+    if (attributes !== null) span.setAttributes(attributes())
     return span
   }
 
+  /** Sends the spans queued now. */
+  flush (): Promise<void> {
+    return this.pipeline.forceFlush()
+  }
+
   async shutdown (): Promise<void> {
-    if (this.provider === null) return
-    const provider = this.provider
-    await Promise.race([provider.shutdown(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_FLUSH_MS).unref())])
+    await Promise.race([this.pipeline.shutdown(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_FLUSH_MS).unref())])
   }
 }
 
 export function createTracing (cfg: TracingConfig | null, mode: string, metrics: TracingMetrics, logger: Logger): Tracing | null {
   if (cfg === null) return null
-  const ids = new RootIds()
-  const provider = createProvider(cfg, mode, metrics, logger, ids)
+  const pipeline = createPipeline(cfg, mode, metrics, logger)
   logger.info({ url: redactUrl(cfg.url), protocol: cfg.protocol, sampler: cfg.sampler, ratio: cfg.ratio, semconv: SEMCONV_VERSION }, 'tracing on')
-  return new Tracing(provider.getTracer('relayq', VERSION), provider, cfg.sampler, cfg.ratio, ids)
+  return new Tracing(pipeline, cfg.sampler, cfg.ratio)
 }
 
 /** The SDK's TraceIdRatioBasedSampler: sampled when ratioValue(traceId) is below this. */

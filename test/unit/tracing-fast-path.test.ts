@@ -66,7 +66,7 @@ describe('traceparent read without OpenTelemetry', () => {
       const ours = trace.getSpanContext(t.remoteParent(parseTraceparent(tp)!, ts))!
       assert.deepEqual({ ...ours, traceState: ours.traceState?.serialize() }, { ...theirs, traceState: theirs.traceState?.serialize() }, `${tp} ${ts}`)
       // A child span of that parent, written into a carrier both ways.
-      const span = t.tracer.startSpan('x', { kind: SpanKind.CLIENT }, t.remoteParent(parseTraceparent(tp)!, ts))
+      const span = t.start('x', SpanKind.CLIENT, t.remoteParent(parseTraceparent(tp)!, ts), null)
       const mine: Record<string, unknown> = { tracestate: 'stale=1' }
       t.inject(span, mine)
       const sdk: Record<string, unknown> = {}

@@ -1,0 +1,159 @@
+// relayq's recording span: what OpenTelemetry's SDK span does for the spans
+// relayq records, without its per-span machinery (a span processor call at
+// start, limits objects, the parent's ids checked by pattern, the sampler,
+// time kept twice). At 100% sampling the SDK's span cost more than everything
+// else tracing does per request. It is an API Span to relayq's code and a
+// ReadableSpan to the SDK's batch processor and exporters, which take it as
+// their own (test/unit/tracing-span.test.ts serialises it with the SDK's
+// serialiser and compares it with an SDK span's). Its rules are the SDK
+// span's: no change after end, an ERROR status keeps its message, an OK one
+// is final, at most 128 attributes, events and links.
+import {
+  diag, SpanStatusCode, TraceFlags, type Attributes, type AttributeValue, type Exception, type HrTime, type Link, type Span,
+  type SpanContext, type SpanKind, type SpanStatus, type TimeInput, type TraceState,
+} from '@opentelemetry/api'
+import { hrTime, hrTimeDuration, isAttributeValue, isTimeInput, sanitizeAttributes, timeInputToHrTime, type InstrumentationScope } from '@opentelemetry/core'
+import type { Resource } from '@opentelemetry/resources'
+import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace'
+
+/** The SDK's default limit of attributes, events and links per span. */
+const LIMIT = 128
+
+/** Where an ended span goes: the batch processor, through relayq's bound. */
+export interface SpanSink {
+  onEnd: (span: ReadableSpan) => void
+}
+
+/** What every span of one process shares. */
+export interface SpanOrigin {
+  readonly resource: Resource
+  readonly scope: InstrumentationScope
+  readonly sink: SpanSink
+}
+
+export class RecordedSpan implements Span, ReadableSpan {
+  readonly attributes: Attributes = {}
+  readonly links: Link[] = []
+  readonly events: TimedEvent[] = []
+  readonly startTime: HrTime
+  endTime: HrTime = [0, 0]
+  duration: HrTime = [0, 0]
+  status: SpanStatus = { code: SpanStatusCode.UNSET }
+  ended = false
+  droppedAttributesCount = 0
+  droppedEventsCount = 0
+  droppedLinksCount = 0
+  readonly resource: Resource
+  readonly instrumentationScope: InstrumentationScope
+  readonly parentSpanContext?: SpanContext
+  private readonly context: SpanContext
+  private count = 0
+
+  constructor (
+    public name: string,
+    readonly kind: SpanKind,
+    parent: SpanContext | undefined,
+    traceId: string,
+    spanId: string,
+    traceState: TraceState | undefined,
+    private readonly origin: SpanOrigin,
+  ) {
+    this.context = traceState === undefined
+      ? { traceId, spanId, traceFlags: TraceFlags.SAMPLED }
+      : { traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState }
+    if (parent !== undefined) this.parentSpanContext = parent
+    this.startTime = hrTime()
+    this.resource = origin.resource
+    this.instrumentationScope = origin.scope
+  }
+
+  spanContext (): SpanContext {
+    return this.context
+  }
+
+  setAttribute (key: string, value: AttributeValue | undefined): this {
+    if (value == null || this.ended || key.length === 0 || !isAttributeValue(value)) return this
+    const isNew = !Object.prototype.hasOwnProperty.call(this.attributes, key)
+    if (isNew && this.count >= LIMIT) {
+      this.droppedAttributesCount++
+      return this
+    }
+    this.attributes[key] = value
+    if (isNew) this.count++
+    return this
+  }
+
+  setAttributes (attributes: Attributes): this {
+    for (const key in attributes) {
+      if (Object.prototype.hasOwnProperty.call(attributes, key)) this.setAttribute(key, attributes[key])
+    }
+    return this
+  }
+
+  addEvent (name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
+    if (this.ended) return this
+    if (this.events.length >= LIMIT) {
+      this.events.shift()
+      this.droppedEventsCount++
+    }
+    let attributes: Attributes | undefined
+    if (isTimeInput(attributesOrTime)) time = attributesOrTime
+    else attributes = attributesOrTime
+    this.events.push({ name, attributes: sanitizeAttributes(attributes), time: time === undefined ? hrTime() : timeInputToHrTime(time), droppedAttributesCount: 0 })
+    return this
+  }
+
+  addLink (link: Link): this {
+    if (this.ended) return this
+    if (this.links.length >= LIMIT) this.droppedLinksCount++
+    else this.links.push(link)
+    return this
+  }
+
+  addLinks (links: Link[]): this {
+    for (const link of links) this.addLink(link)
+    return this
+  }
+
+  setStatus (status: SpanStatus): this {
+    if (this.ended || status.code === SpanStatusCode.UNSET || this.status.code === SpanStatusCode.OK) return this
+    this.status = status.code === SpanStatusCode.ERROR && typeof status.message === 'string' ? { code: status.code, message: status.message } : { code: status.code }
+    return this
+  }
+
+  updateName (name: string): this {
+    if (!this.ended) this.name = name
+    return this
+  }
+
+  end (endTime?: TimeInput): void {
+    if (this.ended) {
+      diag.error(`${this.name} ${this.context.traceId}-${this.context.spanId} - You can only call end() on a span once.`)
+      return
+    }
+    this.ended = true
+    this.endTime = endTime === undefined ? hrTime() : timeInputToHrTime(endTime)
+    this.duration = hrTimeDuration(this.startTime, this.endTime)
+    if (this.duration[0] < 0) {
+      this.endTime = this.startTime
+      this.duration = [0, 0]
+    }
+    this.origin.sink.onEnd(this)
+  }
+
+  isRecording (): boolean {
+    return !this.ended
+  }
+
+  recordException (exception: Exception, time?: TimeInput): void {
+    const attributes: Attributes = {}
+    if (typeof exception === 'string') attributes['exception.message'] = exception
+    else {
+      const type = exception.code ?? exception.name
+      if (type !== undefined) attributes['exception.type'] = String(type)
+      if (exception.message !== undefined) attributes['exception.message'] = exception.message
+      if (exception.stack !== undefined) attributes['exception.stacktrace'] = exception.stack
+    }
+    this.addEvent('exception', attributes, time)
+  }
+}
