@@ -9,7 +9,7 @@ import type { Delivery } from '../dequeuer/consumer'
 import type { Outcome } from '../dequeuer/outcome'
 import type { Prepared } from '../dequeuer/prepare'
 import { A, N, SENT_AT, SYSTEM, TEMPORARY, TRACEPARENT, TRACESTATE, type ProcessOutcome } from './semconv'
-import { newTraceId, parseTraceparent } from './traceparent'
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
 
 interface Processing {
@@ -22,13 +22,18 @@ const MAX_WAIT_MS = 30 * 86400 * 1000
 export class DequeuerTracing {
   // Keyed by the delivery object: an entry lives as long as the delivery does.
   private readonly open = new WeakMap<Delivery, Processing>()
+  /** The traceparent a left-out delivery without a valid one of its own hands the service: a new trace, unsampled. */
+  private readonly leftOut = new WeakMap<Delivery, string>()
 
   constructor (private readonly t: Tracing, private readonly queue: string, private readonly downstream: URL) {}
 
   /**
    * A delivery arrived: its CONSUMER span starts now, if the sampler takes
    * it. One it leaves out gets no span at all: its traceparent reaches the
-   * service as it came (the calls below find no span and do nothing).
+   * service as it came (the calls below find no span and do nothing); one
+   * that came without a valid traceparent hands the service a new trace's,
+   * unsampled, as the enqueuer does for a request, so a parent-based sampler
+   * there leaves it out too.
    */
   received (d: Delivery): void {
     const props = d.msg.properties
@@ -36,7 +41,10 @@ export class DequeuerTracing {
     const carried = parseTraceparent(headers[TRACEPARENT])
     // A message without a context (another publisher's) starts a trace here, sampled as a new request is.
     const traceId = carried === null ? newTraceId() : carried.traceId
-    if (!this.t.samples(carried, traceId)) return
+    if (!this.t.samples(carried, traceId)) {
+      if (carried === null) this.leftOut.set(d, formatTraceparent(traceId, newSpanId(), false))
+      return
+    }
     const parent = carried === null ? ROOT_CONTEXT : this.t.remoteParent(carried, headers[TRACESTATE])
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
     const name = N.process(this.queue)
@@ -63,7 +71,14 @@ export class DequeuerTracing {
    */
   calling (p: Prepared): Span | null {
     const proc = this.open.get(p.d)
-    if (proc === undefined) return null
+    if (proc === undefined) {
+      const traceparent = this.leftOut.get(p.d)
+      if (traceparent !== undefined) {
+        p.forward.headers[TRACEPARENT] = traceparent
+        delete p.forward.headers[TRACESTATE]
+      }
+      return null
+    }
     proc.span.setAttribute(A.attempt, p.attempt)
     const method = p.forward.method
     const span = this.t.start(N.http(method), SpanKind.CLIENT, proc.ctx, () => ({
@@ -136,7 +151,7 @@ export class DequeuerTracing {
   logIds (d: Delivery): { trace_id?: string, span_id?: string } {
     const proc = this.open.get(d)
     if (proc !== undefined) return logIds(proc.span)
-    const carried = parseTraceparent((d.msg.properties.headers as Record<string, unknown> | undefined)?.[TRACEPARENT])
+    const carried = parseTraceparent(this.leftOut.get(d) ?? (d.msg.properties.headers as Record<string, unknown> | undefined)?.[TRACEPARENT])
     return carried === null ? {} : { trace_id: carried.traceId, span_id: carried.spanId }
   }
 }

@@ -143,7 +143,10 @@ class Writer {
     const n = id.length >>> 1
     this.varint(n)
     this.room(n)
-    this.pos += this.buf.write(id, this.pos, n, 'hex')
+    // Buffer's hex decoding stops at a character that is not hex: the rest is zeros, so the length stays true.
+    const written = this.buf.write(id, this.pos, n, 'hex')
+    if (written < n) this.buf.fill(0, this.pos + written, this.pos + n)
+    this.pos += n
   }
 
   bytes (b: Uint8Array): void {

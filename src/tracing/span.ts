@@ -5,14 +5,16 @@
 // else tracing does per request. It is an API Span to relayq's code and a
 // ReadableSpan to the SDK's batch processor and exporters, which take it as
 // their own (test/unit/tracing-span.test.ts serialises it with the SDK's
-// serialiser and compares it with an SDK span's). Its rules are the SDK
-// span's: no change after end, an ERROR status keeps its message, an OK one
-// is final, at most 128 attributes, events and links.
+// serialiser and compares it with an SDK span's). For the calls relayq makes
+// its rules are the SDK span's: no change after end, an ERROR status keeps its
+// message, an OK one is final, at most 128 attributes; times are wall-clock at
+// the start and monotonic after it. Events and links are kept simply (at most
+// 128 each), as relayq records none.
 import {
   diag, SpanStatusCode, TraceFlags, type Attributes, type AttributeValue, type Exception, type HrTime, type Link, type Span,
   type SpanContext, type SpanKind, type SpanStatus, type TimeInput, type TraceState,
 } from '@opentelemetry/api'
-import { hrTime, hrTimeDuration, isAttributeValue, isTimeInput, sanitizeAttributes, timeInputToHrTime, type InstrumentationScope } from '@opentelemetry/core'
+import { addHrTimes, hrTimeDuration, isAttributeValue, isTimeInput, millisToHrTime, sanitizeAttributes, timeInputToHrTime, type InstrumentationScope } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace'
 
@@ -48,6 +50,8 @@ export class RecordedSpan implements Span, ReadableSpan {
   readonly parentSpanContext?: SpanContext
   private readonly context: SpanContext
   private count = 0
+  /** performance.now() at the start: later times are the start plus the monotonic time since, as the SDK span's. */
+  private readonly startedAt: number
 
   constructor (
     public name: string,
@@ -62,7 +66,8 @@ export class RecordedSpan implements Span, ReadableSpan {
       ? { traceId, spanId, traceFlags: TraceFlags.SAMPLED }
       : { traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState }
     if (parent !== undefined) this.parentSpanContext = parent
-    this.startTime = hrTime()
+    this.startTime = millisToHrTime(Date.now())
+    this.startedAt = performance.now()
     this.resource = origin.resource
     this.instrumentationScope = origin.scope
   }
@@ -99,7 +104,7 @@ export class RecordedSpan implements Span, ReadableSpan {
     let attributes: Attributes | undefined
     if (isTimeInput(attributesOrTime)) time = attributesOrTime
     else attributes = attributesOrTime
-    this.events.push({ name, attributes: sanitizeAttributes(attributes), time: time === undefined ? hrTime() : timeInputToHrTime(time), droppedAttributesCount: 0 })
+    this.events.push({ name, attributes: sanitizeAttributes(attributes), time: time === undefined ? this.now() : timeInputToHrTime(time), droppedAttributesCount: 0 })
     return this
   }
 
@@ -132,7 +137,7 @@ export class RecordedSpan implements Span, ReadableSpan {
       return
     }
     this.ended = true
-    this.endTime = endTime === undefined ? hrTime() : timeInputToHrTime(endTime)
+    this.endTime = endTime === undefined ? this.now() : timeInputToHrTime(endTime)
     this.duration = hrTimeDuration(this.startTime, this.endTime)
     if (this.duration[0] < 0) {
       this.endTime = this.startTime
@@ -141,19 +146,24 @@ export class RecordedSpan implements Span, ReadableSpan {
     this.origin.sink.onEnd(this)
   }
 
+  private now (): HrTime {
+    return addHrTimes(this.startTime, millisToHrTime(performance.now() - this.startedAt))
+  }
+
   isRecording (): boolean {
     return !this.ended
   }
 
   recordException (exception: Exception, time?: TimeInput): void {
     const attributes: Attributes = {}
+    // As the SDK span: empty values count as absent, and an exception with neither type nor message is not recorded.
     if (typeof exception === 'string') attributes['exception.message'] = exception
     else {
-      const type = exception.code ?? exception.name
-      if (type !== undefined) attributes['exception.type'] = String(type)
-      if (exception.message !== undefined) attributes['exception.message'] = exception.message
-      if (exception.stack !== undefined) attributes['exception.stacktrace'] = exception.stack
+      const type = exception.code !== undefined && exception.code !== '' && exception.code !== 0 ? String(exception.code) : exception.name
+      if (type !== undefined && type !== '') attributes['exception.type'] = type
+      if (exception.message !== undefined && exception.message !== '') attributes['exception.message'] = exception.message
+      if (exception.stack !== undefined && exception.stack !== '') attributes['exception.stacktrace'] = exception.stack
     }
-    this.addEvent('exception', attributes, time)
+    if (attributes['exception.type'] !== undefined || (attributes['exception.message'] !== undefined && attributes['exception.message'] !== '')) this.addEvent('exception', attributes, time)
   }
 }

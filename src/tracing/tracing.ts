@@ -83,11 +83,9 @@ export class Tracing {
    * span that records.
    */
   start (name: string, kind: SpanKind, parent: Context, attributes: (() => Attributes) | null): Span {
-    const local = trace.getSpan(parent)
-    // Inside an unsampled request every sampler relayq offers leaves the children unsampled too (parent-based
-    // ones follow the parent, ratio ones decide on the same trace id): its parent stands in, carrying the trace id.
-    if (local !== undefined && !local.isRecording() && kind !== SpanKind.SERVER && kind !== SpanKind.CONSUMER) return local
-    const sc = local?.spanContext()
+    // No span of an unsampled request is started (its hooks stop at the sampling decision). A parent that has
+    // ended still gets its child: the SERVER span ends when the client goes away, and its publish goes on.
+    const sc = trace.getSpan(parent)?.spanContext()
     return this.record(name, kind, sc, sc === undefined ? newTraceId() : sc.traceId, attributes)
   }
 

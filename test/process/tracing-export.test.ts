@@ -145,8 +145,11 @@ describe('tracing: the collector never holds a request, and the switches do what
       // Binomial(60, 0.5): outside 10..50 has a probability below 1e-7.
       assert.ok(consumers.length >= 10 && consumers.length <= 50, `${consumers.length} of 60 messages traced`)
       for (const c of consumers) assert.equal(c.parentSpanId, '', 'each a root')
-      const withContext = calls.filter((q) => q.headers.traceparent !== undefined)
-      assert.equal(withContext.length, consumers.length, 'a traced message reaches the service with its CLIENT span\'s context, one left out with none')
+      // Every call carries a context: a traced message its CLIENT span's, one left out a new trace's with the
+      // sampled flag off (so a parent-based sampler in the service leaves it out too).
+      const flags = calls.map((q) => /^00-[\da-f]{32}-[\da-f]{16}-(0[01])$/.exec(String(q.headers.traceparent))?.[1])
+      assert.equal(flags.filter((f) => f === '01').length, consumers.length)
+      assert.equal(flags.filter((f) => f === '00').length, 60 - consumers.length)
     } finally {
       await broker.deleteService(own)
     }
