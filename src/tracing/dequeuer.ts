@@ -3,7 +3,7 @@
 // span for the call to the service (its context is the traceparent the
 // service receives), and a PRODUCER `send` span for the reply. The process
 // span ends when the delivery is settled, with its outcome.
-import { ROOT_CONTEXT, SpanKind, trace, type Attributes, type Context, type Span } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, trace, TraceFlags, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import type { CallResult } from '../dequeuer/breaker'
 import type { Delivery } from '../dequeuer/consumer'
 import type { Outcome } from '../dequeuer/outcome'
@@ -42,7 +42,7 @@ export class DequeuerTracing {
     // A message without a context (another publisher's) starts a trace here, sampled as a new request is.
     const traceId = carried === null ? newTraceId() : carried.traceId
     if (!this.t.samples(carried, traceId)) {
-      if (carried === null) this.leftOut.set(d, formatTraceparent(traceId, newSpanId(), false))
+      if (carried === null) this.leftOut.set(d, formatTraceparent(traceId, newSpanId(), TraceFlags.NONE))
       return
     }
     const parent = carried === null ? ROOT_CONTEXT : this.t.remoteParent(carried, headers[TRACESTATE])

@@ -4,7 +4,7 @@
 // The message carries the PRODUCER span's context, so the dequeuer's spans
 // join this trace.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { ROOT_CONTEXT, SpanKind, trace, type Attributes, type Context, type Span } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, trace, TraceFlags, type Attributes, type Context, type Span } from '@opentelemetry/api'
 import type { HeaderTable } from '../http/headers'
 import { A, N, SENT_AT, SYSTEM, TRACEPARENT, TRACESTATE } from './semconv'
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, type TraceParent } from './traceparent'
@@ -53,7 +53,7 @@ class UnsampledTrace implements RequestTrace {
   failed (): void {}
 
   send (_info: SendInfo, headers: HeaderTable): null {
-    headers[TRACEPARENT] = formatTraceparent(this.traceId, this.spanId, false)
+    headers[TRACEPARENT] = formatTraceparent(this.traceId, this.spanId, TraceFlags.NONE)
     // A caller's tracestate goes on with its traceparent; a new trace has none.
     if (this.root) delete headers[TRACESTATE]
     return null

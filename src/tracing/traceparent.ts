@@ -61,13 +61,8 @@ function wellFormed (s: string): boolean {
   return true
 }
 
-/** The traceparent relayq writes (version 00, as OpenTelemetry's propagator does). */
-export function formatTraceparent (traceId: string, spanId: string, sampled: boolean): string {
-  return `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`
-}
-
-/** A span context's traceparent, written as OpenTelemetry's propagator writes it. */
-export function spanTraceparent (traceId: string, spanId: string, flags: number): string {
+/** The traceparent relayq writes: version 00 and the flags as OpenTelemetry's propagator writes them. */
+export function formatTraceparent (traceId: string, spanId: string, flags: number): string {
   return `00-${traceId}-${spanId}-0${flags.toString(16)}`
 }
 

@@ -10,7 +10,7 @@ import type { TracingMetrics } from '../metrics/tracing'
 import { createPipeline, type SpanPipeline } from './provider'
 import { RecordedSpan } from './span'
 import { A, SEMCONV_VERSION, TRACEPARENT, TRACESTATE } from './semconv'
-import { headerText, newSpanId, newTraceId, spanTraceparent, type TraceParent } from './traceparent'
+import { formatTraceparent, headerText, newSpanId, newTraceId, type TraceParent } from './traceparent'
 
 export { SpanKind }
 
@@ -72,7 +72,7 @@ export class Tracing {
    */
   inject (span: Span, carrier: Carrier): void {
     const sc = span.spanContext()
-    carrier[TRACEPARENT] = spanTraceparent(sc.traceId, sc.spanId, sc.traceFlags)
+    carrier[TRACEPARENT] = formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags)
     if (sc.traceState === undefined) delete carrier[TRACESTATE]
     else carrier[TRACESTATE] = sc.traceState.serialize()
   }
