@@ -1,8 +1,9 @@
 // OTLP/protobuf encoding of spans (ExportTraceServiceRequest), written for
 // speed and plugged into OpenTelemetry's own HTTP exporter in place of its
 // serialiser. Its output is the SDK serialiser's, byte for byte
-// (test/unit/otlp-proto.test.ts holds it to that), but it takes about a third of the
-// time: the SDK sizes every message in a first pass and writes ids and
+// (test/unit/otlp-proto.test.ts holds it to that), in about half the time
+// (2.4-2.6 µs against 5.2-5.3 µs a dequeuer `process` span, in batches of
+// 512): the SDK sizes every message in a first pass and writes ids and
 // strings a byte at a time in JavaScript; this writes in one pass, leaves
 // ids, strings and copies to Buffer's native code (fast even before the
 // JIT has warmed up, which at 1% sampling it never does), and encodes each
