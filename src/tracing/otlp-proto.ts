@@ -11,7 +11,7 @@
 //
 // Field numbers and the order of writing follow opentelemetry-proto's
 // trace.proto and common.proto, as @opentelemetry/otlp-transformer writes them.
-import type { HrTime, Link } from '@opentelemetry/api'
+import type { HrTime, Link, SpanContext } from '@opentelemetry/api'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace'
 
@@ -340,9 +340,8 @@ function event (w: Writer, e: TimedEvent): void {
   w.end(at)
 }
 
-function link (w: Writer, l: Link): void {
-  const at = w.begin()
-  const c = l.context
+/** Fields 1-3 of a Span and of a Link alike: trace id, span id, and the trace state if there is one. */
+function ids (w: Writer, c: SpanContext): void {
   w.tag(1, LEN)
   w.hex(c.traceId)
   w.tag(2, LEN)
@@ -352,6 +351,12 @@ function link (w: Writer, l: Link): void {
     w.tag(3, LEN)
     w.string(state)
   }
+}
+
+function link (w: Writer, l: Link): void {
+  const at = w.begin()
+  const c = l.context
+  ids(w, c)
   if (l.attributes !== undefined) attributes(w, l.attributes, 4)
   w.tag(5, VARINT)
   w.varint(l.droppedAttributesCount ?? 0)
@@ -363,15 +368,7 @@ function link (w: Writer, l: Link): void {
 function span (w: Writer, s: ReadableSpan): void {
   const at = w.begin()
   const c = s.spanContext()
-  w.tag(1, LEN)
-  w.hex(c.traceId)
-  w.tag(2, LEN)
-  w.hex(c.spanId)
-  const state = c.traceState?.serialize()
-  if (state !== undefined && state !== '') {
-    w.tag(3, LEN)
-    w.string(state)
-  }
+  ids(w, c)
   const parent = s.parentSpanContext
   if (parent !== undefined && parent.spanId !== '') {
     w.tag(4, LEN)
