@@ -4,7 +4,9 @@
 // ratios; absolute numbers on a shared 2-core machine are noisy.
 //
 // Knobs (env): BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_ROUNDS (1), BENCH_SCENARIOS (comma
-// list of names; default all), BENCH_UPDATE_README=1 rewrites the table in
+// list of names; default all), BENCH_TARGETS (target labels separated by |; default all), BENCH_RATE (a fixed
+// request rate),
+// BENCH_BASE_BUNDLE (another build: small-64's and tracing's relayq targets run on it too), BENCH_UPDATE_README=1 rewrites the table in
 // bench/README.md. Results go to bench/results/<time>.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
@@ -18,6 +20,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 3)
 // Rounds alternate the targets (A, B, A, B, ...) and report medians: the machine's noise hits both alike.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1)
+// BENCH_RATE: requests/s for every target instead of as many as they take; the CPU per request is then compared at
+// one load, steadier on a shared machine than the top rate.
+const RATE = process.env.BENCH_RATE === undefined ? undefined : Number(process.env.BENCH_RATE)
+// Labels hold commas, so BENCH_TARGETS separates them with |.
+const ONLY = process.env.BENCH_TARGETS === undefined ? null : process.env.BENCH_TARGETS.split('|')
 const AMQP_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 const ROOT = join(__dirname, '..')
 const BUNDLE = join(ROOT, 'dist/relayq.js')
@@ -51,12 +58,16 @@ const RELAYQ: Target = { label: 'relayq', kind: 'relayq' }
 // A trace sink in this process: takes OTLP exports and answers 200 (the collector's own cost is not relayq's).
 const OTLP_SINK = `http://127.0.0.1:${Number(process.env.BENCH_OTLP_PORT ?? 14318)}`
 const BASE_BUNDLE = process.env.BENCH_BASE_BUNDLE
-const TRACING_TARGETS: Target[] = [
-  ...(BASE_BUNDLE === undefined ? [] : [{ label: 'relayq, base build', kind: 'relayq' as const, bundle: BASE_BUNDLE }]),
+/** In the scenarios that compare builds (small-64, tracing), each relayq target also runs on the base build. */
+function withBase (targets: Target[]): Target[] {
+  if (BASE_BUNDLE === undefined) return targets
+  return targets.flatMap((t) => t.kind === 'relayq' ? [{ ...t, label: `${t.label} (base build)`, bundle: BASE_BUNDLE }, t] : [t])
+}
+const TRACING_TARGETS: Target[] = withBase([
   { label: 'relayq, tracing off', kind: 'relayq' },
   { label: 'relayq, tracing 100%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK } },
   { label: 'relayq, tracing 1%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' } },
-]
+])
 
 const SCENARIOS: Scenario[] = [
   {
@@ -64,7 +75,7 @@ const SCENARIOS: Scenario[] = [
     what: '256 B POST, 64 connections',
     connections: 64,
     bodyBytes: 256,
-    targets: [DIRECT, BRIDGE, RELAYQ, { label: 'relayq, metrics off', kind: 'relayq', env: { METRICS_ENABLED: 'false' } }, { label: 'relayq, persistent', kind: 'relayq', env: { ENQUEUER_PERSISTENT: 'true' } }],
+    targets: withBase([DIRECT, BRIDGE, RELAYQ, { label: 'relayq, metrics off', kind: 'relayq', env: { METRICS_ENABLED: 'false' } }, { label: 'relayq, persistent', kind: 'relayq', env: { ENQUEUER_PERSISTENT: 'true' } }]),
   },
   { name: 'small-16', what: '256 B POST, 16 connections', connections: 16, bodyBytes: 256, targets: [BRIDGE, RELAYQ] },
   { name: 'small-256', what: '256 B POST, 256 connections', connections: 256, bodyBytes: 256, targets: [BRIDGE, RELAYQ] },
@@ -231,6 +242,7 @@ async function load (url: string, s: Scenario, t: Target, seconds: number): Prom
     body: Buffer.alloc(s.bodyBytes, 'x'),
     headers: { 'content-type': 'application/octet-stream', ...(t.headers ?? {}) },
     pipelining: 1,
+    ...(RATE === undefined ? {} : { overallRate: RATE }),
     ...(t.uniqueKeys === true ? { requests: [{ setupRequest: withNewKey }] } : {}),
   })
 }
@@ -239,14 +251,15 @@ async function runScenario (s: Scenario, broker: number | null): Promise<Row[]> 
   const servicePort = await freePort()
   const svc = start([join(ROOT, 'bench/echo-service.js')], { PORT: String(servicePort), DELAY_MS: String(s.serviceDelayMs ?? 0) })
   await new Promise((resolve) => setTimeout(resolve, 300))
-  const runs: Row[][] = s.targets.map(() => [])
+  const targets = ONLY === null ? s.targets : s.targets.filter((t) => ONLY.includes(t.label))
+  const runs: Row[][] = targets.map(() => [])
   try {
     for (let round = 0; round < ROUNDS; round++) {
       // Each round starts one target later, so no target always follows the same one (a heavy target leaves the
       // broker and the machine busier for the next).
-      for (let k = 0; k < s.targets.length; k++) {
-        const i = (k + round) % s.targets.length
-        const t = s.targets[i]!
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length
+        const t = targets[i]!
         const row = await measure(s, t, `bench-${s.name}-${i}`, servicePort, svc, broker)
         runs[i]!.push(row)
         console.log(formatRow(row))
