@@ -49,7 +49,8 @@ describe('traceparent read without OpenTelemetry', () => {
     ` 00-${t}-${s}-01`, `00-${t}-${s}-01 `, `\t00-${t}-${s}-01`, `  00-${t}-${s}-01`,
     `01-${t}-${s}-01`, `01-${t}-${s}-01-extra`, `00-${t}-${s}-01-extra`, `01-${t}-${s}-01extra`, `cc-${t}-${s}-01-what-ever`,
     `ff-${t}-${s}-01`, `00-${'0'.repeat(32)}-${s}-01`, `00-${t}-${'0'.repeat(16)}-01`,
-    `00-${t.toUpperCase()}-${s}-01`, `00-${t}-${s}-0g`, `00-${t}-${s}`, `00-${t.slice(1)}-${s}-01`, `00_${t}-${s}-01`, '', 'garbage',
+    `00-${t.toUpperCase()}-${s}-01`, `00-${t}-${s}-0g`, `00-${t.slice(0, 31)}é-${s}-01`, `00-${t}-${s.slice(0, 15)}\u0161-01`, `00-${t}-${s}-0\u0131`,
+    `00-${t}-${s}-ff`, `00-${t}-${s}-a0`, `00-${t}-${s}`, `00-${t.slice(1)}-${s}-01`, `00_${t}-${s}-01`, '', 'garbage',
   ]
   for (const c of cases) {
     it(`agrees with OpenTelemetry's propagator on ${JSON.stringify(c)}`, () => {
