@@ -67,6 +67,8 @@ const TRACING_TARGETS: Target[] = withBase([
   { label: 'relayq, tracing off', kind: 'relayq' },
   { label: 'relayq, tracing 100%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK } },
   { label: 'relayq, tracing 1%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' } },
+  // Nothing sampled, every message still carries its trace context: the fixed cost of tracing on, without spans.
+  { label: 'relayq, tracing 0%', kind: 'relayq', env: { OTEL_EXPORTER_OTLP_ENDPOINT: OTLP_SINK, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' } },
 ])
 
 const SCENARIOS: Scenario[] = [
@@ -268,14 +270,45 @@ async function runScenario (s: Scenario, broker: number | null): Promise<Row[]> 
   } finally {
     await stop([svc])
   }
+  if (ROUNDS > 1) console.log(roundRatios(targets, runs).join('\n'))
   return runs.map(median)
+}
+
+/**
+ * Each target against the scenario's first, round by round (the targets of
+ * one round run within a minute of each other): the median ratio of req/s,
+ * and a CPU-bound estimate that does not move with the machine's speed. The
+ * estimate is the ratio of all processes' CPU per request (relay, broker,
+ * service, load generator), each round's figures divided by the echo
+ * service's own CPU per request, which is the same work in every target and
+ * so measures how fast the machine ran in that window (on this shared
+ * machine it moved 2x between windows a minute apart).
+ */
+function roundRatios (targets: readonly Target[], runs: readonly Row[][]): string[] {
+  const med = (xs: number[]): number => {
+    const a = [...xs].sort((x, y) => x - y)
+    return a.length === 0 ? NaN : a.length % 2 === 1 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2
+  }
+  const work = (r: Row): number => {
+    const c = r.cpuUsPerRequest
+    const total = Object.values(c).reduce((a, b) => a + b, 0)
+    return total / Math.max(1, c.service ?? 1)
+  }
+  const first = runs[0] ?? []
+  return targets.slice(1).map((t, k) => {
+    const rows = runs[k + 1] ?? []
+    const rps = rows.map((r, i) => r.rps / Math.max(1, first[i]?.rps ?? 0))
+    const cpu = rows.map((r, i) => first[i] === undefined ? NaN : work(first[i]) / work(r))
+    return `${t.label} against ${targets[0]!.label}, ${rows.length} rounds: req/s ratio median ${med(rps).toFixed(3)} (rounds ${rps.map((x) => x.toFixed(2)).sort().join(' ')}); CPU-bound estimate ${med(cpu).toFixed(3)} (rounds ${cpu.map((x) => x.toFixed(2)).sort().join(' ')})`
+  })
 }
 
 async function measure (s: Scenario, t: Target, queueName: string, servicePort: number, svc: ChildProcess, broker: number | null): Promise<Row> {
   const running = await startTarget(t, servicePort, queueName)
   try {
     await load(running.url, s, t, WARMUP)
-    const pids: Record<string, number[]> = { service: [svc.pid!] }
+    // `load`: this process, autocannon (and the trace sink, for the tracing targets).
+    const pids: Record<string, number[]> = { service: [svc.pid!], load: [process.pid] }
     for (const [name, p] of Object.entries(running.procs)) pids[name] = family(p.pid!)
     if (broker !== null) pids.broker = [broker]
     const relays = Object.entries(pids).filter(([k]) => k === 'enqueuer' || k === 'dequeuer')
