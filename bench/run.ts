@@ -4,10 +4,10 @@
 // ratios; absolute numbers on a shared 2-core machine are noisy.
 //
 // Knobs (env): BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_ROUNDS (1), BENCH_SCENARIOS (comma
-// list of names; default all), BENCH_TARGETS (target labels separated by |; default all), BENCH_RATE (a fixed
-// request rate),
-// BENCH_BASE_BUNDLE (another build: small-64's and tracing's relayq targets run on it too), BENCH_UPDATE_README=1 rewrites the table in
-// bench/README.md. Results go to bench/results/<time>.json.
+// list of names; default all), BENCH_TARGETS (target labels separated by |; default all),
+// BENCH_RATE (a fixed request rate), BENCH_BASE_BUNDLE (another build: small-64's and tracing's
+// relayq targets run on it too), BENCH_UPDATE_README=1 rewrites the table in bench/README.md.
+// Results go to bench/results/<time>.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
