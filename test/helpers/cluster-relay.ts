@@ -33,7 +33,8 @@ export class ClusterRelay {
   async start (): Promise<void> {
     await this.cluster.start()
     const echo = this.echo = await startEcho(this.ledger.behaviour())
-    const common = { RABBITMQ_URL: this.cluster.url, RABBITMQ_HEARTBEAT_SECONDS: '2', RABBITMQ_RECONNECT_MAX_MS: '500' }
+    // Info: consuming, stopped consuming and recoveries go into the report of a failed test.
+    const common = { LOG_LEVEL: 'info', RABBITMQ_URL: this.cluster.url, RABBITMQ_HEARTBEAT_SECONDS: '2', RABBITMQ_RECONNECT_MAX_MS: '500' }
     for (const [service, type] of [[this.service, 'quorum'], [this.service, 'quorum'], [this.classic, 'classic']] as const) {
       const d = await startTestDequeuer(service, echo.url, { ...common, DEQUEUER_QUEUE_TYPE: type })
       await d.consuming
@@ -80,6 +81,27 @@ export class ClusterRelay {
     for (const o of outcomes) {
       if (o.code === 'RQ_ERR_PUBLISH_TIMEOUT' || o.code === 'RQ_ERR_PUBLISH_NACKED' || o.code === 'RQ_ERR_BROKER_UNAVAILABLE') assert.ok(o.ms < PUBLISH_TIMEOUT_MS + 2000, `${o.code} after ${o.ms} ms`)
     }
+  }
+
+  /**
+   * What a failed test needs to say why: each queue's leader, members, counts
+   * and consumers, the last warnings of every relayq component, and the
+   * brokers' log lines about relayq's queues.
+   */
+  async diagnose (except: PrivateBroker[] = []): Promise<string> {
+    const asker = await this.cluster.anyUp(except)
+    const queues = await asker.ctl('list_queues', '-q', '--formatter', 'json', 'name', 'type', 'leader', 'online', 'messages_ready', 'messages_unacknowledged', 'consumers')
+      .then((r) => r.stdout, (err: Error) => `list_queues failed: ${err.message}`)
+    const logs = [['enqueuer', this.enq.logs], ...this.dequeuers.map((d, i) => [`dequeuer ${i}`, d.logs] as const)] as const
+    const tail = logs.map(([name, l]) => `${name}:\n${l.lines.slice(-30).map((x) => `  ${JSON.stringify(x)}`).join('\n')}`)
+    // Each dequeuer's own counts (in flight, consuming, prefetch, outcomes) from its metrics.
+    const counts = await Promise.all(this.dequeuers.map(async (d, i) => {
+      const text = await send(`${d.adminUrl}/metrics`).then((r) => r.body.toString(), (err: Error) => `metrics failed: ${err.message}`)
+      const lines = text.split('\n').filter((l) => /^(dequeuer|relayq)_/.test(l) && !/_(bucket|sum|count|created)\{/.test(l))
+      return `dequeuer ${i} metrics:\n${lines.map((l) => `  ${l}`).join('\n')}`
+    }))
+    const brokerLogs = this.cluster.nodes.map((n) => `broker ${n.node}:\n${n.logLines((l) => /relayq_results|_requests'|\[error\]|\[warning\]/.test(l), 25).map((l) => `  ${l}`).join('\n')}`)
+    return `queues: ${queues}\n${tail.join('\n')}\n${counts.join('\n')}\n${brokerLogs.join('\n')}`
   }
 
   /** A cold start of `node` on its data; resolves once it is back in the cluster and the enqueuer is ready. */

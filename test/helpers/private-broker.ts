@@ -90,6 +90,15 @@ export class PrivateBroker {
     return run(`${BIN}/rabbitmqctl`, ['-n', this.node, ...args], { env: this.env(), timeout: 30000 })
   }
 
+  /** The node's log lines that `keep` selects, the last `n` of them (for a failed test's report). */
+  logLines (keep: (line: string) => boolean, n: number): string[] {
+    try {
+      return readFileSync(join(this.dir, 'log', `${this.node}.log`), 'utf8').split('\n').filter(keep).slice(-n)
+    } catch {
+      return []
+    }
+  }
+
   /** The beam process, for kill -9 / STOP / CONT. */
   pid (): number {
     return Number(readFileSync(join(this.dir, 'pid'), 'utf8').trim())
