@@ -167,7 +167,7 @@ function createContext (config: Config, cfg: EnqueuerConfig, deps: EnqueuerDeps)
     metrics.breaker(service, state)
     logger.warn({ service, state }, 'service breaker changed state')
   })
-  const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex')) : null
+  const jobs = cfg.async.enabled ? new Jobs(cfg.async, deps.jobStore ?? defaultJobStore(cfg.async), logger, metrics, deps.instanceId ?? randomBytes(6).toString('hex'), sender) : null
   connection.on('down', () => {
     pool.detach()
     checker.detach()

@@ -9,6 +9,7 @@ import { Agent } from 'undici'
 import { loadConfig } from '../../src/config/load'
 import { Jobs } from '../../src/enqueuer/jobs/jobs'
 import { MemoryJobStore } from '../../src/enqueuer/jobs/memory-store'
+import { ResponseSender } from '../../src/http/send'
 import { createLogger } from '../../src/log'
 import { createEnqueuerMetrics } from '../../src/metrics/enqueuer'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
@@ -62,7 +63,7 @@ describe('S18: ids and replies', () => {
   it('10,000 job ids from the job store path: no collision, all UUIDv4, every random position uniform', async () => {
     const config = loadConfig({ RELAYQ_MODE: 'enqueuer' }).enqueuer!.async
     const metrics = createEnqueuerMetrics(null, 1, { inflight: () => 0, pendingReplies: () => 0, brokerUp: () => true, brokerBlocked: () => false })
-    const jobs = new Jobs(config, new MemoryJobStore(20000), createLogger('error'), metrics, '000000000000')
+    const jobs = new Jobs(config, new MemoryJobStore(20000), createLogger('error'), metrics, '000000000000', new ResponseSender({ sendTimeoutMs: 1000, maxBufferedBytes: 0 }))
     const ids: string[] = []
     for (let i = 0; i < 10000; i++) ids.push((await jobs.create({ service: 's', token: undefined, callbackUrl: undefined, caller: 'c' })).job_id)
     assert.equal(new Set(ids).size, 10000)

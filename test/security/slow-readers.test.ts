@@ -118,3 +118,71 @@ describe('slow readers: answers nobody reads are bounded', () => {
       `RSS ${(rssBefore / MiB).toFixed(0)} -> ${(rssPeak / MiB).toFixed(0)} -> ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB after the send timeout`)
   })
 })
+
+describe('slow readers of job results: GET /jobs/{id} answers are bounded the same way', () => {
+  let broker: TestBroker
+  let echo: Echo
+  let deq: TestDequeuer
+  let enq: TestEnqueuer
+  const service = uniqueService('slowjob')
+  const big = Buffer.alloc(BODY, 97)
+  let jobId = ''
+
+  before(async () => {
+    broker = await connectBroker()
+    echo = await startEcho((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': big.length })
+      res.end(big)
+    })
+    deq = await startTestDequeuer(service, echo.url, { DEQUEUER_MAX_REPLY_BYTES: String(8 * MiB) })
+    await deq.consuming
+    enq = await startTestEnqueuer({
+      ENQUEUER_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
+      ENQUEUER_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
+      ASYNC_MAX_RESULT_BYTES: String(8 * MiB),
+    })
+    const accepted = await send(`${enq.url}/${service}/job`, { method: 'POST', body: 'x', headers: { prefer: 'respond-async' } })
+    assert.equal(accepted.status, 202)
+    jobId = accepted.json<{ job_id: string }>().job_id
+    await waitFor(async () => (await send(`${enq.url}/jobs/${jobId}`)).json<{ status: string }>().status === 'completed', { what: 'the job to complete' })
+  })
+
+  after(async () => {
+    const results = enq.context.jobs?.resultsQueue
+    await enq.close()
+    await deq.close()
+    await echo.close()
+    if (results !== undefined) await broker.channel().then(async (ch) => { await ch.deleteQueue(results); await ch.close() }).catch(() => {})
+    await broker.deleteService(service)
+    await broker.close()
+  })
+
+  it(`${CONNECTIONS} unread reads of a 5 MB result: counted against the buffer limit, refused past it, abandoned after the send timeout`, async () => {
+    const readers: Reader[] = []
+    const statuses: string[] = []
+    let peakBuffered = 0
+    for (let i = 0; i < CONNECTIONS; i++) {
+      const r = stalledReader(enq.port, `/jobs/${jobId}`)
+      readers.push(r)
+      statuses.push(await r.status)
+      peakBuffered = Math.max(peakBuffered, enq.context.sender.bufferedBytes)
+    }
+    const stalled = statuses.filter((s) => s.startsWith('HTTP/1.1 200'))
+    const refused = statuses.filter((s) => s.startsWith('HTTP/1.1 503'))
+    assert.equal(stalled.length + refused.length, CONNECTIONS, statuses.join('\n'))
+    assert.ok(refused.length > 0, 'no read was refused: job answers are not counted')
+    assert.ok(peakBuffered <= MAX_BUFFERED + BODY + MiB, `peak ${peakBuffered} bytes buffered`)
+    await waitFor(() => enq.context.sender.bufferedBytes === 0, { timeoutMs: SEND_TIMEOUT_MS + 15000, what: 'buffers freed' })
+    for (const r of readers) {
+      r.socket.resume()
+      await r.closed
+    }
+    const metrics = (await send(`${enq.url}/metrics`)).body.toString()
+    assert.match(metrics, new RegExp(`^enqueuer_send_timeouts_total ${stalled.length}$`, 'm'))
+    // A client that reads gets the whole result.
+    const whole = await send(`${enq.url}/jobs/${jobId}`)
+    assert.equal(whole.status, 200)
+    assert.equal(whole.json<{ result: { body: string } }>().result.body.length, BODY)
+    console.log(`# ${CONNECTIONS} unread job reads: ${stalled.length} stalled, ${refused.length} refused 503; peak buffered ${(peakBuffered / MiB).toFixed(1)} MiB`)
+  })
+})

@@ -13,6 +13,7 @@ import { decodeResponse } from '../../amqp/wire'
 import type { AsyncConfig } from '../../config/types'
 import type { ErrorCode } from '../../errors'
 import { sendError, sendJson } from '../../http/respond'
+import type { ResponseSender } from '../../http/send'
 import type { EnqueuerMetrics } from '../../metrics/enqueuer'
 import { secretsEqual } from '../auth'
 import { sendCallback } from './callback'
@@ -57,6 +58,8 @@ export class Jobs {
     private readonly logger: Logger,
     private readonly metrics: EnqueuerMetrics,
     instanceId: string,
+    /** Writes a job's answer like a reply: under the send timeout, its bytes counted (a result can be large). */
+    private readonly sender: ResponseSender,
   ) {
     const shared = config.redisUrl !== null
     this.resultsQueue = shared ? config.resultsQueue : `${config.resultsQueue}.${instanceId}`
@@ -154,13 +157,16 @@ export class Jobs {
     const token = Array.isArray(presented) ? presented[0] : presented
     // Before the lookup, so that without a token an existing job and a missing one look the same.
     if (token === undefined && this.config.requireAuth) return sendError(res, 'RQ_ERR_UNAUTHORIZED', `reading a job needs the ${this.config.authHeader} header`)
+    // A client that does not read its answers holds their bytes here: past the budget, reads wait like requests do.
+    if (this.sender.full) return sendError(res, 'RQ_ERR_SEND_BUFFER_FULL', 'answers to clients that do not read them hold too much memory', { retryAfter: 1 })
     this.store.get(jobId).then((job) => {
       if (job === null) return sendError(res, 'RQ_ERR_JOB_NOT_FOUND', 'no such job, or it has expired')
       if (job.token_sha256 !== undefined && (token === undefined || !secretsEqual(sha256(token), job.token_sha256))) {
         return sendError(res, 'RQ_ERR_FORBIDDEN', 'this job belongs to another token')
       }
       this.metrics.jobRetrieved(job.service)
-      sendJson(res, 200, toApi(job))
+      const body = Buffer.from(JSON.stringify(toApi(job)))
+      void this.sender.send(res, 200, ['content-type', 'application/json', 'content-length', String(body.length)], req.method === 'HEAD' ? null : body)
     }, (err: Error) => {
       this.logger.warn({ err: err.message }, 'job store unavailable')
       sendError(res, 'RQ_ERR_JOB_STORE_UNAVAILABLE', 'the job store cannot be reached', { retryAfter: 1 })
