@@ -4,7 +4,9 @@
 // arrives byte-exact with both processes' memory bounded, a slow client
 // pauses the service, a client that leaves aborts the service's request,
 // a dequeuer killed mid-stream ends the client's response as an error, and
-// a ProxyMQ-style requester still gets one buffered reply.
+// a ProxyMQ-style requester still gets one buffered reply. After each fault,
+// streams and plain requests together are answered again, each checked
+// against its own id.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
@@ -146,6 +148,57 @@ describe('streamed responses', () => {
     await broker.close()
   })
 
+  /**
+   * After a fault: ordinary traffic works again. Streams and plain requests
+   * together, each answer checked against its own id (a spliced or stale
+   * stream would show another's); the streams counted as complete.
+   */
+  async function servesAgain (label: string): Promise<void> {
+    svc.route = (req, res) => {
+      // A dequeuer started with a prefix on DOWNSTREAM_URL (startDequeuer('/b')) calls under that prefix.
+      const [, kind, id] = /\/again\/(stream|plain)\/(.+)$/.exec(req.url ?? '') ?? []
+      if (kind === 'plain') {
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.end(id)
+        return
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      let i = 0
+      const tick = (): void => {
+        res.write(`data: ${id} ${i}\n\n`)
+        if (++i < 5) setTimeout(tick, 20)
+        else res.end()
+      }
+      tick()
+    }
+    const completeBefore = await streamCount('complete')
+    const started = performance.now()
+    const streams = Array.from({ length: 8 }, async () => {
+      const id = randomUUID()
+      const res = await fetch(`${base}/${service}/again/stream/${id}`)
+      assert.equal(res.status, 200)
+      assert.equal(await res.text(), Array.from({ length: 5 }, (_, i) => `data: ${id} ${i}\n\n`).join(''))
+    })
+    const plainMs: number[] = []
+    const plain = Array.from({ length: 30 }, async () => {
+      const id = randomUUID()
+      const t0 = performance.now()
+      const res = await fetch(`${base}/${service}/again/plain/${id}`)
+      assert.equal(res.status, 200)
+      assert.equal(await res.text(), id)
+      plainMs.push(performance.now() - t0)
+    })
+    await Promise.all([...streams, ...plain])
+    plainMs.sort((a, b) => a - b)
+    console.log(`# after ${label}: 8 streams and 30 requests all answered in ${(performance.now() - started).toFixed(0)} ms; requests p50 ${plainMs[15]!.toFixed(0)} ms, max ${plainMs[29]!.toFixed(0)} ms`)
+    assert.equal(await streamCount('complete') - completeBefore, 8)
+  }
+
+  async function streamCount (result: string): Promise<number> {
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    return Number(new RegExp(`enqueuer_streams_total\\{service="${service}",result="${result}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0)
+  }
+
   it('Server-Sent Events: each event reaches the client as it is written, in order', async () => {
     // Three runs: the first also pays for the enqueuer's first look-up of the queue and the dequeuer's first
     // connection to the service, so it is reported, and held to a looser bound.
@@ -281,6 +334,7 @@ describe('streamed responses', () => {
     const after = svc.aborted[0]! - leftAt
     console.log(`# client gone: the service saw its request aborted ${after.toFixed(1)} ms later`)
     assert.ok(after < 1000, `aborted after ${after.toFixed(1)} ms`)
+    await servesAgain('a client left mid-stream')
   })
 
   it('a service failing mid-body ends the client\'s response as an error, for fetch and for curl', async () => {
@@ -298,6 +352,7 @@ describe('streamed responses', () => {
     })
     // 18: "transfer closed with outstanding read data remaining".
     assert.equal(code, 18)
+    await servesAgain('a service failed mid-body')
   })
 
   it('a small body of unknown length goes as one buffered reply; one that goes on is streamed', async () => {
@@ -390,6 +445,7 @@ describe('streamed responses', () => {
     deq = await startDequeuer()
     await waitFor(() => svc.requests.length > before, { timeoutMs: 15000, what: 'the redelivered request' })
     await waitFor(() => svc.aborted.length > 0, { timeoutMs: 5000, what: 'the redelivered request aborted' })
+    await servesAgain('kill -9 of the dequeuer mid-stream')
   })
 
   it('a request redelivered mid-stream is never spliced into the first response: it is cut, and the second call stopped', async () => {
@@ -434,5 +490,6 @@ describe('streamed responses', () => {
     const survivor = holder === b ? deq : b
     const deqMetrics = await (await fetch(`${admins.get(survivor)!}/metrics`)).text()
     assert.match(deqMetrics, /dequeuer_streams_total\{service="[^"]+",result="cancelled"\} [1-9]/)
+    await servesAgain('a redelivery mid-stream')
   })
 })
