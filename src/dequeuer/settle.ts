@@ -46,6 +46,11 @@ export interface Settlement {
 
 /** How long a message whose outcome could not be carried out is held before it goes back to the queue. */
 const REQUEUE_AFTER_FAILURE_MS = 1000
+/** A publish the outcome needs failed: it is tried again after this long, the wait doubling up to the next. */
+const PUBLISH_RETRY_FIRST_MS = 500
+const PUBLISH_RETRY_MAX_MS = 8000
+/** How long a delivery is held while the publish keeps failing; then it goes back to the queue. */
+const PUBLISH_RETRY_BUDGET_MS = 30000
 
 export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   const { d, req } = s
@@ -66,7 +71,7 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   if (failure !== null) metrics.failed(reasonOf(failure))
   let committed = false
   try {
-    await carryOut(deps, d, outcome, reply, req, () => { committed = true })
+    await carryOutPatiently(deps, d, outcome, reply, req, () => { committed = true })
     committed = true
   } catch (err) {
     const correlationId = d.msg.properties.correlationId
@@ -87,6 +92,34 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   }
   if (outcome.kind !== 'requeue') metrics.processing((performance.now() - d.receivedAt) / 1000)
   deps.inflight.leave()
+}
+
+/**
+ * Carries the outcome out. A publish that fails before anything is committed
+ * (a nack, no confirm in time, a reply's queue missing for a moment, no
+ * publishing channel) is tried again, the delivery held, for as long as its
+ * channel lives and within a budget. Giving the delivery back instead would
+ * call the service again, and the return counts as an attempt (quorum queues
+ * count every nack before RabbitMQ 4.3; on classic queues it comes back
+ * redelivered, and is counted as a lost delivery): a broker hiccup of a few
+ * seconds would dead-letter messages the service had answered.
+ */
+async function carryOutPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
+  const started = Date.now()
+  let committed = false
+  for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, PUBLISH_RETRY_MAX_MS)) {
+    try {
+      await carryOut(deps, d, outcome, reply, req, () => { committed = true; commit() })
+      return
+    } catch (err) {
+      if (committed || !(err instanceof PublishError) || !d.acker.alive || Date.now() + delay - started > PUBLISH_RETRY_BUDGET_MS) throw err
+      if (delay === PUBLISH_RETRY_FIRST_MS) {
+        deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
+      }
+      deps.metrics.publishRetried()
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
 }
 
 async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
@@ -117,12 +150,17 @@ async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply:
     case 'dead_letter': {
       const attempts = outcome.reason === 'max_attempts' ? counts.attempts + 1 : counts.attempts
       const copy = deadLetterCopy(msg, { ...counts, attempts, errorCode: outcome.code, errorMessage: outcome.detail, reason: outcome.reason, originalQueue: deps.queue })
+      // An async job hears only through its results queue: that reply is as essential as the copy, and goes first,
+      // so a job never stays pending behind a dead letter. A waiting client's reply is a courtesy (its timeout answers).
+      const replies = outcome.noReply !== true
+      const essential = replies && isDurableReplyTo(msg.properties.replyTo as string | undefined)
+      if (essential) await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req))
       await publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
       commit()
       metrics.deadLettered(outcome.reason)
       deps.logger.warn({ correlationId: msg.properties.correlationId, reason: outcome.reason, code: outcome.code, detail: outcome.detail, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'message dead-lettered')
       // A waiting client hears now, not at its timeout.
-      if (outcome.noReply !== true) await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
+      if (replies && !essential) await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return
     }
     case 'requeue':

@@ -42,6 +42,7 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
   const downstream = histogram('dequeuer_downstream_latency_seconds', 'Time of the HTTP call to the service.').labels(service)
   const acks = counter('dequeuer_acks_total', 'Messages acknowledged to the broker.', []).labels(service)
   const requeues = by(counter('dequeuer_requeues_total', 'Messages returned to the queue without counting an attempt, by reason.', ['reason']))
+  const publishRetries = counter('dequeuer_publish_retries_total', 'Publishes a message\'s outcome needed (a reply, a copy) that failed and were tried again, the message held meanwhile.', []).labels(service)
   const retries = by(counter('dequeuer_retries_total', 'Messages scheduled for a delayed retry, by reason.', ['reason']))
   const deadLetters = by(counter('dequeuer_dead_letters_total', 'Messages dead-lettered, by reason.', ['reason']))
   const dropped = by(counter('dequeuer_dropped_total', 'Messages dropped (expired with DEQUEUER_EXPIRED=drop), by reason.', ['reason']))
@@ -84,6 +85,7 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
     downstream (seconds: number): void { downstream.observe(seconds) },
     acked (): void { acks.inc() },
     requeued (reason: string): void { requeues(reason).inc() },
+    publishRetried (): void { publishRetries.inc() },
     retried (reason: string): void { retries(reason).inc() },
     deadLettered (reason: string): void { deadLetters(reason).inc() },
     dropped (reason: string): void { dropped(reason).inc() },

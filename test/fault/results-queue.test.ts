@@ -1,7 +1,8 @@
 // The results queue deleted while jobs are pending (issue 22, item 3): the
 // enqueuer logged the consumer cancel and never declared the queue again, so
 // every job stayed pending. Now it declares and consumes again, with backoff,
-// and pending and new jobs complete.
+// and pending and new jobs complete. And a reply published while the queue is
+// gone is tried again rather than sending the request round again.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
@@ -20,11 +21,14 @@ describe('the results queue deleted under the enqueuer', () => {
   const running: TestEnqueuer[] = []
   const queues: string[] = []
   const held: Array<() => void> = []
+  const executions = new Map<string, number>()
 
   before(async () => {
     broker = await connectBroker()
     echo = await startEcho(async (req, res) => {
-      if (req.url.startsWith('/held')) await new Promise<void>((resolve) => held.push(resolve))
+      const n = (executions.get(req.url) ?? 0) + 1
+      executions.set(req.url, n)
+      if (req.url.startsWith('/held') || (req.url.startsWith('/hold-first') && n === 1)) await new Promise<void>((resolve) => held.push(resolve))
       res.writeHead(200, { 'content-type': 'text/plain' })
       res.end(`ran ${req.url}`)
     })
@@ -78,6 +82,36 @@ describe('the results queue deleted under the enqueuer', () => {
       assert.equal(await completed(enq.url, fresh), 'ran /after')
     })
   }
+
+  // The reply of a job whose results queue is gone for a few seconds (deleted,
+  // or on a cluster its leader being elected): the dequeuer gave the request
+  // back, called the service again, and after DEQUEUER_MAX_ATTEMPTS such
+  // returns dead-lettered it, its error reply failing the same way, so the
+  // job stayed pending for good. Now the publish is tried again, the message
+  // held: the service runs once and the job completes once the queue is back.
+  it('the results queue gone when a reply is published: the reply is tried again, the service runs once, the job completes', async () => {
+    const results = `t-results-${randomBytes(4).toString('hex')}`
+    queues.push(results)
+    const first = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL })
+    const id = await job(first.url, '/hold-first')
+    await waitFor(() => held.length === 1, { what: 'the service to hold the job' })
+    // Nobody declares the queue again until a new enqueuer starts: the reply has nowhere to go.
+    await first.close()
+    const ch = await broker.channel()
+    await ch.deleteQueue(results)
+    await ch.close()
+    held.shift()!()
+    await waitFor(() => deq.logs.has('a message came back unroutable: declaring the queues again and publishing it once more'), { what: 'the reply to come back unroutable' })
+    await new Promise((resolve) => setTimeout(resolve, 4000))
+    const second = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL })
+    running.push(second)
+    assert.equal(await completed(second.url, id), 'ran /hold-first')
+    assert.equal(executions.get('/hold-first'), 1)
+    assert.ok(deq.logs.has('cannot publish what a message\'s outcome needs; holding the message and trying again'))
+    const metrics = (await send(`${deq.adminUrl}/metrics`)).body.toString()
+    assert.match(metrics, /^dequeuer_publish_retries_total\{service="[^"]+"\} [1-9]/m)
+    assert.doesNotMatch(metrics, /dequeuer_dead_letters_total\{[^}]*\} [1-9]/)
+  })
 
   // Issue 18: on a cluster the results queue's node went down, its declare
   // failed, and with it the whole connection setup: every request got 503.

@@ -18,7 +18,7 @@ import { Inflight } from '../../src/dequeuer/inflight'
 import { Isolation } from '../../src/dequeuer/isolation'
 import { decideAfterAttempt } from '../../src/dequeuer/outcome'
 import { isPrepared, prepare, queueWaitSeconds, type PrepareDeps } from '../../src/dequeuer/prepare'
-import type { Publisher } from '../../src/dequeuer/publisher'
+import { PublishError, type Publisher } from '../../src/dequeuer/publisher'
 import { settle, type SettleDeps } from '../../src/dequeuer/settle'
 import { createDequeuerMetrics } from '../../src/metrics/dequeuer'
 
@@ -28,8 +28,9 @@ const logger = pino({ level: 'silent' })
 
 class FakeChannel extends EventEmitter {
   readonly acks: number[] = []
+  readonly nacks: number[] = []
   ack (m: { fields: { deliveryTag: number } }): void { this.acks.push(m.fields.deliveryTag) }
-  nack (): void {}
+  nack (m: { fields: { deliveryTag: number } }): void { this.nacks.push(m.fields.deliveryTag) }
 }
 
 let nextTag = 1
@@ -91,7 +92,16 @@ describe('prepare', () => {
 
 class FakePublisher {
   readonly sent: Array<{ exchange: string, key: string, message: Publishable }> = []
+  /** Publishes to these routing keys fail this many more times (a nack, a missing queue). */
+  readonly failing = new Map<string, number>()
+  attempts = 0
   async publish (exchange: string, key: string, message: Publishable): Promise<void> {
+    this.attempts++
+    const left = this.failing.get(key) ?? 0
+    if (left > 0) {
+      this.failing.set(key, left - 1)
+      throw new PublishError(`no queue took the message (routing key '${key}')`)
+    }
     this.sent.push({ exchange, key, message })
   }
 }
@@ -128,6 +138,41 @@ describe('settle', () => {
     assert.equal(h['x-status-code'], '502')
     assert.equal(h['x-relayq-error'], 'RQ_ERR_REPLY_UNENCODABLE')
     assert.equal(ch.acks.length, 1)
+  })
+  it('a reply whose publish fails is tried again, the message held: the service is not called again, nothing goes back', async () => {
+    const deps = settleDeps()
+    deps.publisher.failing.set('relayq_results.x', 2)
+    deps.inflight.enter()
+    const { d, ch } = delivery({ replyTo: 'relayq_results.x' })
+    await settle(deps, { d, outcome: { kind: 'reply', result: response(200) }, req: null, result: response(200) })
+    await tick()
+    assert.equal(deps.publisher.attempts, 3)
+    assert.equal(deps.publisher.sent.length, 1)
+    assert.deepEqual(ch.acks, [d.msg.fields.deliveryTag])
+    assert.deepEqual(ch.nacks, [])
+    assert.equal(deps.inflight.count, 0)
+  })
+  it('a publish that fails after the delivery\'s channel closed is not tried again: the broker has the message back', async () => {
+    const deps = settleDeps()
+    deps.publisher.failing.set('relayq_results.x', 5)
+    deps.inflight.enter()
+    const { d, ch } = delivery({ replyTo: 'relayq_results.x' })
+    ch.emit('close')
+    await settle(deps, { d, outcome: { kind: 'reply', result: response(200) }, req: null, result: response(200) })
+    assert.equal(deps.publisher.attempts, 1)
+    assert.deepEqual([ch.acks, ch.nacks], [[], []])
+    assert.equal(deps.inflight.count, 0)
+  })
+  it('a dead-lettered job: its error reply goes to the results queue before the copy goes to the DLQ, and is tried again', async () => {
+    const deps = settleDeps()
+    deps.publisher.failing.set('relayq_results.x', 1)
+    deps.inflight.enter()
+    const { d, ch } = delivery({ replyTo: 'relayq_results.x' })
+    await settle(deps, { d, outcome: { kind: 'dead_letter', reason: 'redelivery_limit', code: 'RQ_ERR_REDELIVERY_LIMIT', detail: 'delivered 3 times' }, req: null, result: null })
+    await tick()
+    assert.deepEqual(deps.publisher.sent.map((s) => s.key), ['relayq_results.x', 'unit_requests'])
+    assert.equal((deps.publisher.sent[0]!.message.options.headers as Record<string, unknown>)['x-relayq-error'], 'RQ_ERR_REDELIVERY_LIMIT')
+    assert.deepEqual(ch.acks, [d.msg.fields.deliveryTag])
   })
   it('a recount: a copy with one more attempt and lost delivery, signed with a key, and one suspect expected back', async () => {
     const control = new ControlHeaders('k'.repeat(32))
