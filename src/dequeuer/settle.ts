@@ -16,7 +16,7 @@ import type { Delivery } from './consumer'
 import type { ControlHeaders, Counts } from './control'
 import type { Inflight } from './inflight'
 import { jitteredTtl, type Outcome } from './outcome'
-import { PublishError, type Publisher } from './publisher'
+import { PublishError, UnroutableError, type Publisher } from './publisher'
 import { errorReply, isDurableReplyTo, serviceReply, type Reply } from './reply'
 import type { DequeuerTracing } from '../tracing/dequeuer'
 
@@ -51,6 +51,13 @@ const PUBLISH_RETRY_FIRST_MS = 500
 const PUBLISH_RETRY_MAX_MS = 8000
 /** How long a delivery is held while the publish keeps failing; then it goes back to the queue. */
 const PUBLISH_RETRY_BUDGET_MS = 30000
+/**
+ * The same when no queue took the message: a reply's queue that is missing
+ * belongs to a requester that is gone or recovering (an enqueuer declares its
+ * results queue again within a second), and a message naming a queue that
+ * never existed must not hold its prefetch slot for long.
+ */
+const UNROUTABLE_RETRY_BUDGET_MS = 5000
 
 export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   const { d, req } = s
@@ -104,15 +111,22 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
  * redelivered, and is counted as a lost delivery): a broker hiccup of a few
  * seconds would dead-letter messages the service had answered.
  */
-async function carryOutPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
-  const started = Date.now()
+function carryOutPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
   let committed = false
+  return patiently(deps, d, outcome, () => carryOut(deps, d, outcome, reply, req, () => { committed = true; commit() }), () => committed)
+}
+
+/** Runs `step` until it succeeds, again after each failed publish (see carryOutPatiently); then throws its last error. */
+async function patiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean = () => false): Promise<void> {
+  const started = Date.now()
   for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, PUBLISH_RETRY_MAX_MS)) {
     try {
-      await carryOut(deps, d, outcome, reply, req, () => { committed = true; commit() })
+      await step()
       return
     } catch (err) {
-      if (committed || !(err instanceof PublishError) || !d.acker.alive || Date.now() + delay - started > PUBLISH_RETRY_BUDGET_MS) throw err
+      if (committed() || !(err instanceof PublishError) || !d.acker.alive) throw err
+      const budget = err.cause instanceof UnroutableError ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
+      if (Date.now() + delay - started > budget) throw err
       if (delay === PUBLISH_RETRY_FIRST_MS) {
         deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
       }
@@ -150,11 +164,17 @@ async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply:
     case 'dead_letter': {
       const attempts = outcome.reason === 'max_attempts' ? counts.attempts + 1 : counts.attempts
       const copy = deadLetterCopy(msg, { ...counts, attempts, errorCode: outcome.code, errorMessage: outcome.detail, reason: outcome.reason, originalQueue: deps.queue })
-      // An async job hears only through its results queue: that reply is as essential as the copy, and goes first,
-      // so a job never stays pending behind a dead letter. A waiting client's reply is a courtesy (its timeout answers).
+      // An async job hears only through its results queue, so its error reply goes first and is tried again like
+      // the copy: a job must not stay pending behind a dead letter. Past the budget the copy goes anyway (the job
+      // then ends when the message is replayed): holding it back would return it to the queue, round and round.
+      // A waiting client's reply is a courtesy (its timeout answers).
       const replies = outcome.noReply !== true
       const essential = replies && isDurableReplyTo(msg.properties.replyTo as string | undefined)
-      if (essential) await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req))
+      if (essential) {
+        await patiently(deps, d, outcome, () => publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req))).catch((err: Error) => {
+          deps.logger.error({ err: err.message, correlationId: msg.properties.correlationId, replyTo: msg.properties.replyTo }, 'cannot publish the error reply of a dead-lettered message to its durable reply queue; its job stays pending until the message is replayed')
+        })
+      }
       await publisher.publish(DEAD_LETTER_EXCHANGE, requestQueue(cfg.service), copy, { confirm: true })
       commit()
       metrics.deadLettered(outcome.reason)

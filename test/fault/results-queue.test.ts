@@ -84,25 +84,26 @@ describe('the results queue deleted under the enqueuer', () => {
   }
 
   // The reply of a job whose results queue is gone for a few seconds (deleted,
-  // or on a cluster its leader being elected): the dequeuer gave the request
+  // its enqueuer restarting): the dequeuer gave the request
   // back, called the service again, and after DEQUEUER_MAX_ATTEMPTS such
   // returns dead-lettered it, its error reply failing the same way, so the
   // job stayed pending for good. Now the publish is tried again, the message
   // held: the service runs once and the job completes once the queue is back.
-  it('the results queue gone when a reply is published: the reply is tried again, the service runs once, the job completes', async () => {
+  it('the results queue gone for a moment when a reply is published: the reply is tried again, the service runs once, the job completes', async () => {
     const results = `t-results-${randomBytes(4).toString('hex')}`
     queues.push(results)
     const first = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL })
     const id = await job(first.url, '/hold-first')
     await waitFor(() => held.length === 1, { what: 'the service to hold the job' })
-    // Nobody declares the queue again until a new enqueuer starts: the reply has nowhere to go.
+    // Nobody declares the queue again until a new enqueuer starts, a second later: the reply has nowhere to go.
     await first.close()
     const ch = await broker.channel()
     await ch.deleteQueue(results)
     await ch.close()
     held.shift()!()
     await waitFor(() => deq.logs.has('a message came back unroutable: declaring the queues again and publishing it once more'), { what: 'the reply to come back unroutable' })
-    await new Promise((resolve) => setTimeout(resolve, 4000))
+    // A missing reply queue is waited for a few seconds (settle.ts): the new enqueuer declares it within them.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
     const second = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL })
     running.push(second)
     assert.equal(await completed(second.url, id), 'ran /hold-first')

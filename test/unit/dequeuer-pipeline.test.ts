@@ -18,7 +18,7 @@ import { Inflight } from '../../src/dequeuer/inflight'
 import { Isolation } from '../../src/dequeuer/isolation'
 import { decideAfterAttempt } from '../../src/dequeuer/outcome'
 import { isPrepared, prepare, queueWaitSeconds, type PrepareDeps } from '../../src/dequeuer/prepare'
-import { PublishError, type Publisher } from '../../src/dequeuer/publisher'
+import { PublishError, UnroutableError, type Publisher } from '../../src/dequeuer/publisher'
 import { settle, type SettleDeps } from '../../src/dequeuer/settle'
 import { createDequeuerMetrics } from '../../src/metrics/dequeuer'
 
@@ -100,7 +100,7 @@ class FakePublisher {
     const left = this.failing.get(key) ?? 0
     if (left > 0) {
       this.failing.set(key, left - 1)
-      throw new PublishError(`no queue took the message (routing key '${key}')`)
+      throw new PublishError(`no queue took the message (routing key '${key}')`, { cause: new UnroutableError(key) })
     }
     this.sent.push({ exchange, key, message })
   }
@@ -173,6 +173,18 @@ describe('settle', () => {
     assert.deepEqual(deps.publisher.sent.map((s) => s.key), ['relayq_results.x', 'unit_requests'])
     assert.equal((deps.publisher.sent[0]!.message.options.headers as Record<string, unknown>)['x-relayq-error'], 'RQ_ERR_REDELIVERY_LIMIT')
     assert.deepEqual(ch.acks, [d.msg.fields.deliveryTag])
+  })
+  it('a dead-lettered job whose results queue stays missing: the copy goes to the DLQ after a few seconds anyway, no loop', async () => {
+    const deps = settleDeps()
+    deps.publisher.failing.set('relayq_results.gone', 100)
+    deps.inflight.enter()
+    const { d, ch } = delivery({ replyTo: 'relayq_results.gone' })
+    await settle(deps, { d, outcome: { kind: 'dead_letter', reason: 'redelivery_limit', code: 'RQ_ERR_REDELIVERY_LIMIT', detail: 'delivered 3 times' }, req: null, result: null })
+    await tick()
+    assert.deepEqual(deps.publisher.sent.map((s) => s.key), ['unit_requests'])
+    assert.deepEqual([ch.acks, ch.nacks], [[d.msg.fields.deliveryTag], []])
+    // The reply four times (waits of 0.5, 1 and 2 s fit the 5 s budget for a missing queue), then the copy.
+    assert.equal(deps.publisher.attempts, 5)
   })
   it('a recount: a copy with one more attempt and lost delivery, signed with a key, and one suspect expected back', async () => {
     const control = new ControlHeaders('k'.repeat(32))
