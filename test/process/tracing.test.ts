@@ -149,11 +149,14 @@ describe('tracing through enqueuer, broker and dequeuer', () => {
     const res = await fetch(`${base}/${service}/flaky/${hex(4)}`, { headers: { traceparent: `00-${traceId}-${hex(8)}-01` } })
     assert.equal(res.status, 200)
     await res.arrayBuffer()
+    // Each process exports on its own schedule: wait for the enqueuer's send span too, not only the dequeuer's.
+    const isSend = (s: ReceivedSpan): boolean => s.kind === KIND.producer && s.name.startsWith('send t-')
     const procs = await waitFor(() => {
-      const p = inTrace(receiver, traceId).filter((s) => s.kind === KIND.consumer)
-      return p.length >= 2 ? p : null
-    }, { timeoutMs: 20000, what: 'two process spans' })
-    const send = only(inTrace(receiver, traceId), 'send', (s) => s.kind === KIND.producer && s.name.startsWith('send t-'))
+      const spans = inTrace(receiver, traceId)
+      const p = spans.filter((s) => s.kind === KIND.consumer)
+      return p.length >= 2 && spans.some(isSend) ? p : null
+    }, { timeoutMs: 20000, what: 'two process spans and the send span' })
+    const send = only(inTrace(receiver, traceId), 'send', isSend)
     const [first, second] = procs.sort((a, b) => Number(a.startNs - b.startNs))
     assert.equal(first!.attributes['relayq.outcome'], 'retried')
     assert.equal(first!.status, 2)
@@ -218,7 +221,12 @@ describe('tracing through enqueuer, broker and dequeuer', () => {
     const res = await fetch(`${base}/${service}/ok/job`, { method: 'POST', body: 'job', headers: { prefer: 'respond-async', traceparent: `00-${traceId}-${hex(8)}-01` } })
     assert.equal(res.status, 202)
     await res.arrayBuffer()
-    const spans = await waitFor(() => { const s = inTrace(receiver, traceId); return s.some((x) => x.name.startsWith(`send ${results}`)) && s.some((x) => x.kind === KIND.server) ? s : null }, { timeoutMs: 20000, what: 'the job\'s spans' })
+    // The enqueuer's spans (SERVER, send) and the dequeuer's (process, reply) arrive in exports of their own.
+    const spans = await waitFor(() => {
+      const s = inTrace(receiver, traceId)
+      const has = (pick: (x: ReceivedSpan) => boolean): boolean => s.some(pick)
+      return has((x) => x.name.startsWith(`send ${results}`)) && has((x) => x.kind === KIND.server) && has((x) => x.name === `send ${service}_requests`) && has((x) => x.kind === KIND.consumer) ? s : null
+    }, { timeoutMs: 20000, what: 'the job\'s spans' })
     const server = only(spans, 'SERVER', (s) => s.kind === KIND.server)
     assert.equal(server.attributes['http.response.status_code'], 202)
     const send = only(spans, 'send', (s) => s.name === `send ${service}_requests`)
