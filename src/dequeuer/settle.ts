@@ -5,6 +5,7 @@
 // a copy the broker confirmed) the delivery is acked whatever happens next:
 // giving the original back then would duplicate the message.
 import type { ConsumeMessage } from 'amqplib'
+import { classify } from '../amqp/errors'
 import type { Logger } from 'pino'
 import { DEAD_LETTER_EXCHANGE, requestQueue, retryQueue } from '../amqp/topology'
 import { deadLetterCopy, republishCopy, type IncomingRequest } from '../amqp/wire'
@@ -124,7 +125,8 @@ async function patiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step:
       await step()
       return
     } catch (err) {
-      if (committed() || !(err instanceof PublishError) || !d.acker.alive) throw err
+      // Not again: what a retry cannot change (a message the encoder cannot carry), or a delivery the broker took back.
+      if (committed() || !(err instanceof PublishError) || !classify(err).retryable || !d.acker.alive) throw err
       const budget = err.cause instanceof UnroutableError ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
       if (Date.now() + delay - started > budget) throw err
       if (delay === PUBLISH_RETRY_FIRST_MS) {

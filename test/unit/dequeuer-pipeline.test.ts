@@ -94,9 +94,12 @@ class FakePublisher {
   readonly sent: Array<{ exchange: string, key: string, message: Publishable }> = []
   /** Publishes to these routing keys fail this many more times (a nack, a missing queue). */
   readonly failing = new Map<string, number>()
+  /** Publishes to these routing keys fail as the encoder fails them (a table it cannot write). */
+  readonly unencodable = new Set<string>()
   attempts = 0
   async publish (exchange: string, key: string, message: Publishable): Promise<void> {
     this.attempts++
+    if (this.unencodable.has(key)) throw new PublishError('header table too large', { cause: new RangeError('offset out of range') })
     const left = this.failing.get(key) ?? 0
     if (left > 0) {
       this.failing.set(key, left - 1)
@@ -151,6 +154,15 @@ describe('settle', () => {
     assert.deepEqual(ch.acks, [d.msg.fields.deliveryTag])
     assert.deepEqual(ch.nacks, [])
     assert.equal(deps.inflight.count, 0)
+  })
+  it('a publish that can never succeed (the encoder refused it) is not tried again: the message goes back', async () => {
+    const deps = settleDeps()
+    deps.publisher.unencodable.add('relayq_results.x')
+    deps.inflight.enter()
+    const { d, ch } = delivery({ replyTo: 'relayq_results.x' })
+    await settle(deps, { d, outcome: { kind: 'reply', result: response(200) }, req: null, result: response(200) })
+    assert.equal(deps.publisher.attempts, 1)
+    assert.deepEqual([ch.acks, ch.nacks], [[], [d.msg.fields.deliveryTag]])
   })
   it('a publish that fails after the delivery\'s channel closed is not tried again: the broker has the message back', async () => {
     const deps = settleDeps()
