@@ -41,7 +41,7 @@ function realDequeuerMetrics (registry: Registry, service: string, maxSeconds: n
   const queueLatency = histogram('dequeuer_queue_latency_seconds', 'Time a message waited in the queue (from its timestamp, 1 s resolution).').labels(service)
   const downstream = histogram('dequeuer_downstream_latency_seconds', 'Time of the HTTP call to the service.').labels(service)
   const acks = counter('dequeuer_acks_total', 'Messages acknowledged to the broker.', []).labels(service)
-  const requeues = by(counter('dequeuer_requeues_total', 'Messages returned to the queue without counting an attempt, by reason.', ['reason']))
+  const requeues = by(counter('dequeuer_requeues_total', 'Messages returned to the queue, by reason; all but publish_failed without counting an attempt.', ['reason']))
   const publishRetries = counter('dequeuer_publish_retries_total', 'Publishes a message\'s outcome needed (a reply, a copy) that failed and were tried again, the message held meanwhile.', []).labels(service)
   const retries = by(counter('dequeuer_retries_total', 'Messages scheduled for a delayed retry, by reason.', ['reason']))
   const deadLetters = by(counter('dequeuer_dead_letters_total', 'Messages dead-lettered, by reason.', ['reason']))
