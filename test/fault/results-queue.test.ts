@@ -95,15 +95,15 @@ describe('the results queue deleted under the enqueuer', () => {
     const first = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL })
     const id = await job(first.url, '/hold-first')
     await waitFor(() => held.length === 1, { what: 'the service to hold the job' })
-    // Nobody declares the queue again until a new enqueuer starts, a second later: the reply has nowhere to go.
+    // Nobody declares the queue again until a new enqueuer starts: the reply has nowhere to go.
     await first.close()
     const ch = await broker.channel()
     await ch.deleteQueue(results)
     await ch.close()
     held.shift()!()
     await waitFor(() => deq.logs.has('a message came back unroutable: declaring the queues again and publishing it once more'), { what: 'the reply to come back unroutable' })
-    // A missing reply queue is waited for a few seconds (settle.ts): the new enqueuer declares it within them.
-    await new Promise((resolve) => setTimeout(resolve, 1000))
+    // The reply has failed once. A missing reply queue is waited for a few seconds (settle.ts): a new enqueuer,
+    // started now, declares it within them.
     const second = await startTestEnqueuer({ ASYNC_RESULTS_QUEUE: results, REDIS_URL })
     running.push(second)
     assert.equal(await completed(second.url, id), 'ran /hold-first')
