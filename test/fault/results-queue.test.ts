@@ -112,6 +112,9 @@ describe('the results queue deleted under the enqueuer', () => {
     const metrics = (await send(`${deq.adminUrl}/metrics`)).body.toString()
     assert.match(metrics, /^dequeuer_publish_retries_total\{service="[^"]+"\} [1-9]/m)
     assert.doesNotMatch(metrics, /dequeuer_dead_letters_total\{[^}]*\} [1-9]/)
+    // And jobs after it go through as usual.
+    const fresh = await job(second.url, '/after-gone')
+    assert.equal(await completed(second.url, fresh), 'ran /after-gone')
   })
 
   // Issue 18: on a cluster the results queue's node went down, its declare

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
+import { connectBroker, uniqueService } from '../helpers/broker'
 import { startEcho, type Echo } from '../helpers/echo'
 import { send } from '../helpers/http'
 import { startTestDequeuer, startTestEnqueuer, type TestDequeuer, type TestEnqueuer } from '../helpers/relay'
@@ -41,37 +41,41 @@ function stalledReader (port: number, path: string): Reader {
   return { socket, status, closed }
 }
 
-describe('slow readers: answers nobody reads are bounded', () => {
-  let broker: TestBroker
-  let echo: Echo
-  let deq: TestDequeuer
-  let enq: TestEnqueuer
-  const service = uniqueService('slowread')
+/** A dequeuer whose service answers every request with BODY bytes of `contentType`, and an enqueuer with the send limits. */
+async function startRelay (prefix: string, contentType: string, enqEnv: Record<string, string>): Promise<{ enq: TestEnqueuer, service: string, close: () => Promise<void> }> {
+  const broker = await connectBroker()
+  const service = uniqueService(prefix)
   const big = Buffer.alloc(BODY, 97)
-
-  before(async () => {
-    broker = await connectBroker()
-    echo = await startEcho((_req, res) => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length })
-      res.end(big)
-    })
-    deq = await startTestDequeuer(service, echo.url, { DEQUEUER_MAX_REPLY_BYTES: String(8 * MiB) })
-    await deq.consuming
-    enq = await startTestEnqueuer({
-      ENQUEUER_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
-      ENQUEUER_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
-      ASYNC_JOBS: 'false',
-    })
-    assert.equal((await send(`${enq.url}/${service}/warm`)).body.length, BODY)
+  const echo: Echo = await startEcho((_req, res) => {
+    res.writeHead(200, { 'content-type': contentType, 'content-length': big.length })
+    res.end(big)
   })
-
-  after(async () => {
+  const deq: TestDequeuer = await startTestDequeuer(service, echo.url, { DEQUEUER_MAX_REPLY_BYTES: String(8 * MiB) })
+  await deq.consuming
+  const enq = await startTestEnqueuer({ ENQUEUER_MAX_BUFFERED_BYTES: String(MAX_BUFFERED), ENQUEUER_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS), ...enqEnv })
+  const close = async (): Promise<void> => {
+    const results = enq.context.jobs?.resultsQueue
     await enq.close()
     await deq.close()
     await echo.close()
+    if (results !== undefined) await broker.channel().then(async (ch) => { await ch.deleteQueue(results); await ch.close() }).catch(() => {})
     await broker.deleteService(service)
     await broker.close()
+  }
+  return { enq, service, close }
+}
+
+describe('slow readers: answers nobody reads are bounded', () => {
+  let enq: TestEnqueuer
+  let service = ''
+  let close = async (): Promise<void> => {}
+
+  before(async () => {
+    ({ enq, service, close } = await startRelay('slowread', 'application/octet-stream', { ASYNC_JOBS: 'false' }))
+    assert.equal((await send(`${enq.url}/${service}/warm`)).body.length, BODY)
   })
+
+  after(async () => { await close() })
 
   it(`${CONNECTIONS} connections x 5 MB unread: buffered bytes stay bounded, the rest get 503, every stalled answer is abandoned after the send timeout`, async () => {
     global.gc?.()
@@ -120,42 +124,20 @@ describe('slow readers: answers nobody reads are bounded', () => {
 })
 
 describe('slow readers of job results: GET /jobs/{id} answers are bounded the same way', () => {
-  let broker: TestBroker
-  let echo: Echo
-  let deq: TestDequeuer
   let enq: TestEnqueuer
-  const service = uniqueService('slowjob')
-  const big = Buffer.alloc(BODY, 97)
+  let service = ''
+  let close = async (): Promise<void> => {}
   let jobId = ''
 
   before(async () => {
-    broker = await connectBroker()
-    echo = await startEcho((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': big.length })
-      res.end(big)
-    })
-    deq = await startTestDequeuer(service, echo.url, { DEQUEUER_MAX_REPLY_BYTES: String(8 * MiB) })
-    await deq.consuming
-    enq = await startTestEnqueuer({
-      ENQUEUER_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
-      ENQUEUER_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
-      ASYNC_MAX_RESULT_BYTES: String(8 * MiB),
-    })
+    ({ enq, service, close } = await startRelay('slowjob', 'text/plain', { ASYNC_MAX_RESULT_BYTES: String(8 * MiB) }))
     const accepted = await send(`${enq.url}/${service}/job`, { method: 'POST', body: 'x', headers: { prefer: 'respond-async' } })
     assert.equal(accepted.status, 202)
     jobId = accepted.json<{ job_id: string }>().job_id
     await waitFor(async () => (await send(`${enq.url}/jobs/${jobId}`)).json<{ status: string }>().status === 'completed', { what: 'the job to complete' })
   })
 
-  after(async () => {
-    const results = enq.context.jobs?.resultsQueue
-    await enq.close()
-    await deq.close()
-    await echo.close()
-    if (results !== undefined) await broker.channel().then(async (ch) => { await ch.deleteQueue(results); await ch.close() }).catch(() => {})
-    await broker.deleteService(service)
-    await broker.close()
-  })
+  after(async () => { await close() })
 
   it(`${CONNECTIONS} unread reads of a 5 MB result: counted against the buffer limit, refused past it, abandoned after the send timeout`, async () => {
     const readers: Reader[] = []
