@@ -14,6 +14,8 @@ export class Admission {
   private readonly perService = new Map<string, number>()
   private closed = false
   private idleWaiters: Array<() => void> = []
+  // One function for every ticket: a request holds no closure of its own for its slot.
+  private readonly freeOne = (service: string): void => this.free(service)
 
   /** `maxPerService`: the share of `maxInflight` one service may hold, so a silent one cannot take every slot. */
   constructor (readonly maxInflight: number, readonly maxPerService: number = maxInflight) {}
@@ -39,7 +41,7 @@ export class Admission {
     if (held >= this.maxPerService) return 'RQ_ERR_SERVICE_OVERLOADED'
     this.count++
     this.perService.set(service, held + 1)
-    return new Ticket(service, () => this.free(service))
+    return new Ticket(service, this.freeOne)
   }
 
   /** Stops intake; admit() refuses from now on. */
@@ -80,9 +82,10 @@ export class Admission {
 /** What one admitted request holds; release() gives all of it back, once, whatever the path. */
 export class Ticket {
   private released = false
-  private undo: Array<(() => void) | null> = []
+  // Most requests hold nothing else: the list is made by the first hold().
+  private undo: Array<(() => void) | null> | null = null
 
-  constructor (readonly service: string, private readonly freeSlot: () => void) {}
+  constructor (readonly service: string, private readonly freeSlot: (service: string) => void) {}
 
   get isReleased (): boolean {
     return this.released
@@ -98,15 +101,17 @@ export class Ticket {
       undo()
       return () => {}
     }
-    const i = this.undo.push(undo) - 1
-    return () => { this.undo[i] = null }
+    const held = (this.undo ??= [])
+    const i = held.push(undo) - 1
+    return () => { held[i] = null }
   }
 
   release (): void {
     if (this.released) return
     this.released = true
-    this.freeSlot()
-    for (const u of this.undo) u?.()
-    this.undo = []
+    this.freeSlot(this.service)
+    const held = this.undo
+    this.undo = null
+    if (held !== null) for (const u of held) u?.()
   }
 }

@@ -25,6 +25,8 @@ import { traceRequest, type RequestTrace } from '../tracing/enqueuer'
 
 const kCall = Symbol('relayq.call')
 type TrackedSocket = Socket & { [kCall]?: Call | undefined }
+const kTicket = Symbol('relayq.ticket')
+type TicketedResponse = ServerResponse & { [kTicket]?: Ticket }
 
 /** Handles `/{service}/...`; the caller has already routed reserved paths (/metrics, /jobs, ...). */
 export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage, res: ServerResponse): void {
@@ -84,7 +86,7 @@ export function handleServiceRequest (ctx: EnqueuerContext, req: IncomingMessage
     }
   }
   // The catch-all: whatever path ends this request, its answer's close gives the slot back.
-  res.once('close', () => ticket.release())
+  releaseOnClose(res, ticket)
   ctx.forwarded.apply(headers.table, req.socket.remoteAddress)
   const queue = requestQueue(target.service)
   const state = ctx.checker.state(queue)
@@ -237,6 +239,7 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
   const trace = p.span === null ? null : p.span.send({ service, queue: p.queue, correlationId, messageId: p.keyed?.key ?? correlationId, bodySize: body.length, jobId: job?.job_id }, p.headers.table)
   const call = new Call(ctx, {
     correlationId,
+    clientId: p.clientId,
     service,
     queue: p.queue,
     res: p.res,
@@ -245,19 +248,16 @@ function afterBody (p: Pending, body: BodyResult, job: JobRecord | null): void {
     deadline,
     timeoutMs: p.timeoutMs,
     ticket,
-    ...(p.clientId === undefined ? {} : { clientId: p.clientId }),
-    ...(p.keyed === null ? {} : { observer: p.keyed.published(p.clientId) }),
-    ...(p.coldStart === undefined ? {} : { coldStart: p.coldStart }),
-    ...(trace === null ? {} : { trace }),
-    ...(job === null || jobs === null || keepJob === null
-      ? {}
-      : {
-          onConfirmed: (c: Call) => {
-            keepJob()
-            p.keyed?.acceptedJob(job)
-            c.accepted(() => jobs.accepted(p.res, job))
-          },
-        }),
+    onConfirmed: job === null || jobs === null || keepJob === null
+      ? undefined
+      : (c: Call) => {
+          keepJob()
+          p.keyed?.acceptedJob(job)
+          c.accepted(() => jobs.accepted(p.res, job))
+        },
+    observer: p.keyed === null ? undefined : p.keyed.published(p.clientId),
+    coldStart: p.coldStart,
+    trace: trace ?? undefined,
   })
   trackOnSocket(p.req.socket, call)
   // The client sees its own id; this line ties it to the message's (the id the dequeuer logs).
@@ -296,6 +296,16 @@ function trackOnSocket (socket: TrackedSocket, call: Call): void {
     })
   }
   socket[kCall] = call
+}
+
+/** A response emits 'close' once; one listener shared by all of them finds the ticket on the response (no closure per request). */
+function releaseOnClose (res: TicketedResponse, ticket: Ticket): void {
+  res[kTicket] = ticket
+  res.on('close', releaseTicket)
+}
+
+function releaseTicket (this: TicketedResponse): void {
+  this[kTicket]?.release()
 }
 
 /**

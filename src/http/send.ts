@@ -12,8 +12,6 @@ export interface SendLimits {
   readonly maxBufferedBytes: number
 }
 
-export type SendOutcome = 'written' | 'abandoned'
-
 // Written piece by piece so each 'drain' proves progress; the kernel takes about this much per write on loopback.
 const PIECE_BYTES = 64 * 1024
 
@@ -42,58 +40,63 @@ export class ResponseSender {
   }
 
   /**
-   * Writes a response; `body` null writes none (HEAD, 204, 304). Resolves once
-   * the last byte is handed to the kernel, or the response is abandoned (the
-   * client went away, or read nothing for the send timeout). Throws, having
-   * written nothing, if Node refuses the status or headers.
+   * Writes a response; `body` null writes none (HEAD, 204, 304). Throws,
+   * having written nothing, if Node refuses the status or headers.
    */
-  send (res: ServerResponse, status: number, headers: readonly string[], body: Buffer | null): Promise<SendOutcome> {
-    if (res.destroyed) return Promise.resolve('abandoned')
+  send (res: ServerResponse, status: number, headers: readonly string[], body: Buffer | null): void {
+    if (res.destroyed) return
     res.writeHead(status, headers as string[])
     const size = body?.length ?? 0
-    this.bytes += size
-    // The send timeout runs only while the client holds us up (a full socket buffer): most answers are taken by
-    // the kernel at once and never arm it.
-    let timer: NodeJS.Timeout | null = null
-    const stalled = (): void => {
-      if (timer === null) {
-        timer = setTimeout(() => {
-          this.onTimeout()
-          res.destroy()
-        }, this.limits.sendTimeoutMs)
-      } else {
-        timer.refresh()
-      }
-    }
-    // A response always ends with 'close': after 'finish' when written, or when its connection went away.
-    const outcome = new Promise<SendOutcome>((resolve) => {
-      res.once('close', () => {
-        if (timer !== null) clearTimeout(timer)
-        this.bytes -= size
-        resolve(res.writableFinished ? 'written' : 'abandoned')
-      })
-    })
     if (body === null || size <= PIECE_BYTES) {
       res.end(body ?? undefined)
-    } else {
-      let offset = 0
-      const pump = (): void => {
-        while (offset < size && !res.destroyed) {
-          const end = Math.min(offset + PIECE_BYTES, size)
-          const more = res.write(body.subarray(offset, end))
-          offset = end
-          if (!more && offset < size) {
-            stalled()
-            res.once('drain', pump)
-            return
-          }
-        }
-        if (!res.destroyed) res.end()
-      }
-      pump()
+      // Nearly every answer is taken by the kernel at once: nothing is held, nothing to watch (and nothing
+      // allocated for it). Still held: bytes the kernel has not taken, or (a pipelined answer) no socket yet.
+      if (res.destroyed || (res.socket !== null && res.socket.writableLength === 0)) return
+      this.watch(res, size).stalled()
+      return
     }
-    // Still held: bytes the kernel has not taken, or (a pipelined answer) no socket yet, behind an earlier answer.
-    if (!res.destroyed && (res.socket === null || res.socket.writableLength > 0)) stalled()
-    return outcome
+    const watch = this.watch(res, size)
+    let offset = 0
+    const pump = (): void => {
+      while (offset < size && !res.destroyed) {
+        const end = Math.min(offset + PIECE_BYTES, size)
+        const more = res.write(body.subarray(offset, end))
+        offset = end
+        if (!more && offset < size) {
+          watch.stalled()
+          res.once('drain', pump)
+          return
+        }
+      }
+      if (!res.destroyed) res.end()
+    }
+    pump()
+    if (!res.destroyed && (res.socket === null || res.socket.writableLength > 0)) watch.stalled()
+  }
+
+  /**
+   * Counts `size` bytes as held until the response closes (after 'finish' when
+   * written, or when its connection went away); `stalled()` (re)arms the send
+   * timeout, which runs only while the client holds the answer up.
+   */
+  private watch (res: ServerResponse, size: number): { stalled: () => void } {
+    this.bytes += size
+    let timer: NodeJS.Timeout | null = null
+    res.once('close', () => {
+      if (timer !== null) clearTimeout(timer)
+      this.bytes -= size
+    })
+    return {
+      stalled: () => {
+        if (timer === null) {
+          timer = setTimeout(() => {
+            this.onTimeout()
+            res.destroy()
+          }, this.limits.sendTimeoutMs)
+        } else {
+          timer.refresh()
+        }
+      },
+    }
   }
 }

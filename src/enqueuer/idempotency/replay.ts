@@ -20,7 +20,7 @@ export function replay (res: ServerResponse, sender: ResponseSender, answer: Sto
   if (!bodiless && !isHead) headers.push('content-length', String(body.length))
   try {
     // Written as a live answer is: a client that does not read it is bounded like any other.
-    void sender.send(res, answer.status, headers, isHead || bodiless ? null : body)
+    sender.send(res, answer.status, headers, isHead || bodiless ? null : body)
   } catch {
     // A header Node will not write (the reply came from whoever can publish to the reply address): refused whole.
     sendError(res, 'RQ_ERR_MALFORMED_REPLY', 'the stored answer cannot be written as an HTTP response', { correlationId })

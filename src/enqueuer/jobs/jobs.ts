@@ -166,7 +166,7 @@ export class Jobs {
       }
       this.metrics.jobRetrieved(job.service)
       const body = Buffer.from(JSON.stringify(toApi(job)))
-      void this.sender.send(res, 200, ['content-type', 'application/json', 'content-length', String(body.length)], req.method === 'HEAD' ? null : body)
+      this.sender.send(res, 200, ['content-type', 'application/json', 'content-length', String(body.length)], req.method === 'HEAD' ? null : body)
     }, (err: Error) => {
       this.logger.warn({ err: err.message }, 'job store unavailable')
       sendError(res, 'RQ_ERR_JOB_STORE_UNAVAILABLE', 'the job store cannot be reached', { retryAfter: 1 })
