@@ -179,8 +179,10 @@ function optionalString (value: unknown): string | undefined {
  * small non-negative integers, and a first-attempt time not in the future.
  * Written as strings by relayq, as integers by older versions.
  */
+const COUNT_HEADERS = [H.attempts, H.lostDeliveries, H.deliveryCount] as const
+
 function checkControlHeaders (raw: Record<string, unknown>, now: number): void {
-  for (const name of [H.attempts, H.lostDeliveries, H.deliveryCount]) {
+  for (const name of COUNT_HEADERS) {
     const value = raw[name]
     if (value === undefined) continue
     const n = integerValue(value)

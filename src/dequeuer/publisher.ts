@@ -94,8 +94,12 @@ export class Publisher {
     }
   }
 
-  async publish (exchange: string, routingKey: string, message: Publishable, opts: PublishOptions): Promise<void> {
-    if (!opts.confirm) return this.send(exchange, routingKey, message, false)
+  publish (exchange: string, routingKey: string, message: Publishable, opts: PublishOptions): Promise<void> {
+    // Not an async function: a reply to a waiting client (no confirm) is one plain promise, no second wrapper.
+    return opts.confirm ? this.publishConfirmed(exchange, routingKey, message) : this.send(exchange, routingKey, message, false)
+  }
+
+  private async publishConfirmed (exchange: string, routingKey: string, message: Publishable): Promise<void> {
     const mandatory: Publishable = { content: message.content, options: { ...message.options, mandatory: true } }
     try {
       await this.send(exchange, routingKey, mandatory, true)

@@ -114,36 +114,42 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
  */
 function carryOutPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
   let committed = false
-  return patiently(deps, d, outcome, () => carryOut(deps, d, outcome, reply, req, () => { committed = true; commit() }), () => committed)
+  const step = (): Promise<void> => carryOut(deps, d, outcome, reply, req, () => { committed = true; commit() })
+  // The first try is made here: the patient loop (and its closures) is for the rare publish that fails.
+  return step().catch((err: unknown) => retryPatiently(deps, d, outcome, step, () => committed, err))
 }
 
-/** Runs `step` until it succeeds, again after each failed publish (see carryOutPatiently); then throws its last error. */
-async function patiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean = () => false): Promise<void> {
+/** After `step` failed with `firstErr`, runs it again (see carryOutPatiently) until it succeeds; then throws its last error. */
+async function retryPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean, firstErr: unknown): Promise<void> {
   const started = Date.now()
+  let err = firstErr
   for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, PUBLISH_RETRY_MAX_MS)) {
+    // Not again: what a retry cannot change (a message the encoder cannot carry), or a delivery the broker took back.
+    if (committed() || !(err instanceof PublishError) || !classify(err).retryable || !d.acker.alive) throw err
+    const budget = err.cause instanceof UnroutableError ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
+    if (Date.now() + delay - started > budget) throw err
+    if (delay === PUBLISH_RETRY_FIRST_MS) {
+      deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
+    }
+    deps.metrics.publishRetried()
+    await new Promise((resolve) => setTimeout(resolve, delay))
     try {
       await step()
       return
-    } catch (err) {
-      // Not again: what a retry cannot change (a message the encoder cannot carry), or a delivery the broker took back.
-      if (committed() || !(err instanceof PublishError) || !classify(err).retryable || !d.acker.alive) throw err
-      const budget = err.cause instanceof UnroutableError ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
-      if (Date.now() + delay - started > budget) throw err
-      if (delay === PUBLISH_RETRY_FIRST_MS) {
-        deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
-      }
-      deps.metrics.publishRetried()
-      await new Promise((resolve) => setTimeout(resolve, delay))
+    } catch (next) {
+      err = next
     }
   }
+}
+
+/** Runs `step` until it succeeds, again after each failed publish (see carryOutPatiently); then throws its last error. */
+function patiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>): Promise<void> {
+  return step().catch((err: unknown) => retryPatiently(deps, d, outcome, step, () => false, err))
 }
 
 async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {
   const msg = d.msg
   const { cfg, metrics, publisher } = deps
-  const quorum = cfg.queueType === 'quorum'
-  const read = countsOrNone(deps.control, msg, quorum)
-  const counts = { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
   switch (outcome.kind) {
     case 'reply':
       await publishReply(deps, d, reply!)
@@ -155,6 +161,7 @@ async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply:
       commit()
       return
     case 'retry': {
+      const counts = copyCounts(deps, msg)
       const copy = republishCopy(msg, { ...counts, attempts: counts.attempts + 1, errorCode: outcome.code, errorMessage: outcome.detail })
       // Each delay has its own queue; the jitter spreads retries that failed together.
       copy.options.expiration = String(jitteredTtl(outcome.delayMs))
@@ -164,6 +171,7 @@ async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply:
       return
     }
     case 'dead_letter': {
+      const counts = copyCounts(deps, msg)
       const attempts = outcome.reason === 'max_attempts' ? counts.attempts + 1 : counts.attempts
       const copy = deadLetterCopy(msg, { ...counts, attempts, errorCode: outcome.code, errorMessage: outcome.detail, reason: outcome.reason, originalQueue: deps.queue })
       // An async job hears only through its results queue, so its error reply goes first and is tried again like
@@ -185,14 +193,17 @@ async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply:
       if (replies && !essential) await publishReply(deps, d, errorReply(msg, outcome.code, outcome.detail, req)).catch(() => {})
       return
     }
-    case 'requeue':
+    case 'requeue': {
+      const counts = copyCounts(deps, msg)
       await publisher.publish('', deps.queue, deps.control.sign(republishCopy(msg, counts)), { confirm: true })
       commit()
       metrics.requeued(outcome.reason)
       // A suspect given back comes back: careful mode waits for it.
       if (counts.lostDeliveries > 0) deps.expectSuspect()
       return
+    }
     case 'recount': {
+      const counts = copyCounts(deps, msg)
       const copy = republishCopy(msg, { ...counts, attempts: counts.attempts + 1, lostDeliveries: counts.lostDeliveries + 1, errorCode: 'RQ_ERR_REDELIVERY_LIMIT', errorMessage: 'an earlier delivery ended without an answer' })
       await publisher.publish('', deps.queue, deps.control.sign(copy), { confirm: true })
       commit()
@@ -213,11 +224,21 @@ async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply:
 }
 
 /** Publishes a reply to the message's replyTo, if any. Replies to durable queues (async jobs) wait for the confirm. */
-async function publishReply (deps: SettleDeps, d: Delivery, reply: Reply): Promise<void> {
+function publishReply (deps: SettleDeps, d: Delivery, reply: Reply): Promise<void> {
   const replyTo = d.msg.properties.replyTo as string | undefined
-  if (replyTo === undefined || replyTo === '') return
-  const publish = (): Promise<void> => deps.publisher.publish('', replyTo, reply.message, { confirm: isDurableReplyTo(replyTo) })
-  await (deps.tracing === null ? publish() : deps.tracing.replying(d, replyTo, publish))
+  if (replyTo === undefined || replyTo === '') return Promise.resolve()
+  const confirm = isDurableReplyTo(replyTo)
+  if (deps.tracing === null) return deps.publisher.publish('', replyTo, reply.message, confirm ? CONFIRMED : UNCONFIRMED)
+  return deps.tracing.replying(d, replyTo, () => deps.publisher.publish('', replyTo, reply.message, confirm ? CONFIRMED : UNCONFIRMED))
+}
+
+const CONFIRMED = { confirm: true } as const
+const UNCONFIRMED = { confirm: false } as const
+
+/** The counts a copy carries (a reply, nearly every message, reads none). */
+function copyCounts (deps: SettleDeps, msg: ConsumeMessage): { attempts: number, lostDeliveries: number, firstAttemptAt: number } {
+  const read = countsOrNone(deps.control, msg, deps.cfg.queueType === 'quorum')
+  return { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
 }
 
 /** The counts to carry on a copy; a message whose counts cannot be read (it is being dead-lettered as malformed) carries none, rather than failing its settling for ever. */

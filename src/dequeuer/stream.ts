@@ -39,6 +39,21 @@ export interface StreamOffer {
   open: (status: number, rawHeaders: Buffer[], resume: () => void, abort: (err: Error) => void) => StreamSink | null
 }
 
+const DIRECT_REPLY_PREFIX = `${DIRECT_REPLY_TO}.`
+
+/** One request's offer: an object, not closures, as every call to a requester that takes streams makes one. */
+class Offer implements StreamOffer {
+  constructor (private readonly channel: StreamChannel, private readonly settings: StreamSettings, private readonly accept: StreamAccept, private readonly replyTo: string, private readonly correlationId: string) {}
+
+  decide (status: number, raw: readonly Buffer[]): StreamDecision {
+    return wantsStream(status, raw, this.settings)
+  }
+
+  open (status: number, raw: Buffer[], resume: () => void, abort: (err: Error) => void): StreamSink | null {
+    return this.channel.open(this.accept, this.replyTo, this.correlationId, status, raw, resume, abort)
+  }
+}
+
 export class StreamChannel implements StreamOwner {
   private ch: Channel | null = null
   private readonly active = new Map<string, StreamSink>()
@@ -68,11 +83,8 @@ export class StreamChannel implements StreamOwner {
     const replyTo = p.req.replyTo
     const correlationId = p.req.correlationId
     // Only to a direct reply-to address: the requester is the publisher itself, so a forged announcement streams to no one else.
-    if (accept === null || replyTo === undefined || !replyTo.startsWith(`${DIRECT_REPLY_TO}.`) || correlationId === undefined) return null
-    return {
-      decide: (status, raw) => wantsStream(status, raw, this.settings),
-      open: (status, raw, resume, abort) => this.open(accept, replyTo, correlationId, status, raw, resume, abort),
-    }
+    if (accept === null || replyTo === undefined || !replyTo.startsWith(DIRECT_REPLY_PREFIX) || correlationId === undefined) return null
+    return new Offer(this, this.settings, accept, replyTo, correlationId)
   }
 
   /** Publishes one stream message; false when the channel is saturated (wait for 'drain'), throws when it is gone. */
@@ -86,7 +98,8 @@ export class StreamChannel implements StreamOwner {
     this.active.delete(id)
   }
 
-  private open (accept: StreamAccept, replyTo: string, correlationId: string, status: number, raw: Buffer[], resume: () => void, abort: (err: Error) => void): StreamSink | null {
+  /** @internal Offer's. */
+  open (accept: StreamAccept, replyTo: string, correlationId: string, status: number, raw: Buffer[], resume: () => void, abort: (err: Error) => void): StreamSink | null {
     const { table } = responseHeaderTable(raw, false)
     table[H.status] = String(status)
     if (unencodable(table) !== null) return null
