@@ -3,7 +3,7 @@
 // span for the call to the service (its context is the traceparent the
 // service receives), and a PRODUCER `send` span for the reply. The process
 // span ends when the delivery is settled, with its outcome.
-import { ROOT_CONTEXT, SpanKind, trace, TraceFlags, type Attributes, type Context, type Span } from '@opentelemetry/api'
+import { SpanKind, TraceFlags, type Attributes, type Span, type SpanContext } from '@opentelemetry/api'
 import type { CallResult } from '../dequeuer/breaker'
 import type { Delivery } from '../dequeuer/consumer'
 import type { Outcome } from '../dequeuer/outcome'
@@ -14,7 +14,7 @@ import { failSpan, logIds, type Tracing } from './tracing'
 
 interface Processing {
   readonly span: Span
-  readonly ctx: Context
+  readonly ctx: SpanContext
 }
 
 const MAX_WAIT_MS = 30 * 86400 * 1000
@@ -25,7 +25,12 @@ export class DequeuerTracing {
   /** The traceparent a left-out delivery without a valid one of its own hands the service: a new trace, unsampled. */
   private readonly leftOut = new WeakMap<Delivery, string>()
 
-  constructor (private readonly t: Tracing, private readonly queue: string, private readonly downstream: URL) {}
+  /** The service's port, as server.port says it. */
+  private readonly port: number
+
+  constructor (private readonly t: Tracing, private readonly queue: string, private readonly downstream: URL) {
+    this.port = Number(downstream.port === '' ? (downstream.protocol === 'https:' ? 443 : 80) : downstream.port)
+  }
 
   /**
    * A delivery arrived: its CONSUMER span starts now, if the sampler takes
@@ -45,10 +50,9 @@ export class DequeuerTracing {
       if (carried === null) this.leftOut.set(d, formatTraceparent(traceId, newSpanId(), TraceFlags.NONE))
       return
     }
-    const parent = carried === null ? ROOT_CONTEXT : this.t.remoteParent(carried, headers[TRACESTATE])
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
     const name = N.process(this.queue)
-    const attributes = (): Attributes => ({
+    const attributes: Attributes = {
       [A.system]: SYSTEM,
       [A.operationName]: 'process',
       [A.operationType]: 'process',
@@ -57,12 +61,12 @@ export class DequeuerTracing {
       [A.routingKey]: d.msg.fields.routingKey,
       [A.deliveryTag]: d.msg.fields.deliveryTag,
       [A.bodySize]: d.msg.content.length,
-      ...(typeof props.messageId === 'string' ? { [A.messageId]: props.messageId } : {}),
-      ...(typeof props.correlationId === 'string' ? { [A.conversationId]: props.correlationId } : {}),
-      ...(wait === null ? {} : { [A.queueWaitMs]: wait }),
-    })
-    const span = carried === null ? this.t.startRoot(traceId, name, SpanKind.CONSUMER, attributes) : this.t.start(name, SpanKind.CONSUMER, parent, attributes)
-    this.open.set(d, { span, ctx: trace.setSpan(parent, span) })
+    }
+    if (typeof props.messageId === 'string') attributes[A.messageId] = props.messageId
+    if (typeof props.correlationId === 'string') attributes[A.conversationId] = props.correlationId
+    if (wait !== null) attributes[A.queueWaitMs] = wait
+    const span = carried === null ? this.t.startRoot(traceId, name, SpanKind.CONSUMER, attributes) : this.t.start(name, SpanKind.CONSUMER, this.t.remoteParent(carried, headers[TRACESTATE]), attributes)
+    this.open.set(d, { span, ctx: span.spanContext() })
   }
 
   /**
@@ -81,12 +85,12 @@ export class DequeuerTracing {
     }
     proc.span.setAttribute(A.attempt, p.attempt)
     const method = p.forward.method
-    const span = this.t.start(N.http(method), SpanKind.CLIENT, proc.ctx, () => ({
+    const span = this.t.start(N.http(method), SpanKind.CLIENT, proc.ctx, {
       [A.method]: method,
       [A.serverAddress]: this.downstream.hostname,
-      [A.serverPort]: Number(this.downstream.port === '' ? (this.downstream.protocol === 'https:' ? 443 : 80) : this.downstream.port),
+      [A.serverPort]: this.port,
       [A.urlPath]: pathOf(p.forward.path),
-    }))
+    })
     this.t.inject(span, p.forward.headers)
     return span
   }
@@ -112,15 +116,16 @@ export class DequeuerTracing {
   private async replyingIn (proc: Processing, d: Delivery, replyTo: string, publish: () => Promise<void>): Promise<void> {
     const temporary = replyTo.startsWith('amq.rabbitmq.reply-to')
     const destination = temporary ? TEMPORARY : replyTo
-    const span = this.t.start(N.send(destination), SpanKind.PRODUCER, proc.ctx, () => ({
+    const attributes: Attributes = {
       [A.system]: SYSTEM,
       [A.operationName]: 'send',
       [A.operationType]: 'send',
       [A.destinationName]: destination,
-      ...(temporary ? { [A.destinationTemporary]: true } : {}),
-      [A.routingKey]: replyTo,
-      ...(typeof d.msg.properties.correlationId === 'string' ? { [A.conversationId]: d.msg.properties.correlationId } : {}),
-    }))
+    }
+    if (temporary) attributes[A.destinationTemporary] = true
+    attributes[A.routingKey] = replyTo
+    if (typeof d.msg.properties.correlationId === 'string') attributes[A.conversationId] = d.msg.properties.correlationId
+    const span = this.t.start(N.send(destination), SpanKind.PRODUCER, proc.ctx, attributes)
     try {
       await publish()
     } catch (err) {

@@ -4,7 +4,7 @@
 // The message carries the PRODUCER span's context, so the dequeuer's spans
 // join this trace.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { ROOT_CONTEXT, SpanKind, trace, TraceFlags, type Attributes, type Context, type Span } from '@opentelemetry/api'
+import { SpanKind, TraceFlags, type Attributes, type Span, type SpanContext } from '@opentelemetry/api'
 import type { HeaderTable } from '../http/headers'
 import { A, N, SENT_AT, SYSTEM, TRACEPARENT, TRACESTATE } from './semconv'
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, type TraceParent } from './traceparent'
@@ -73,24 +73,24 @@ export interface SendInfo {
 /** One sampled request's SERVER span; ends when its response closes, with the status and relayq's error code if any. */
 export class ServerTrace implements RequestTrace {
   readonly span: Span
-  private readonly ctx: Context
+  private readonly ctx: SpanContext
   private code: string | null = null
   private readonly method: string
 
   /** `caller`: the caller's traceparent, if any; `traceId`: the trace id the request was sampled on (the caller's, or new). */
   constructor (private readonly t: Tracing, req: IncomingMessage, res: ServerResponse, caller: TraceParent | null, traceId: string) {
-    const parent = caller === null ? ROOT_CONTEXT : t.remoteParent(caller, req.headers.tracestate)
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const method = this.method = req.method ?? 'GET'
     const name = N.http(method)
-    const attributes = (): Attributes => ({
+    const attributes: Attributes = {
       [A.method]: method,
       [A.urlPath]: q === -1 ? url : url.slice(0, q),
-      ...(req.socket.remoteAddress === undefined ? {} : { [A.clientAddress]: req.socket.remoteAddress }),
-    })
-    this.span = caller === null ? t.startRoot(traceId, name, SpanKind.SERVER, attributes) : t.start(name, SpanKind.SERVER, parent, attributes)
-    this.ctx = trace.setSpan(parent, this.span)
+    }
+    const client = req.socket.remoteAddress
+    if (client !== undefined) attributes[A.clientAddress] = client
+    this.span = caller === null ? t.startRoot(traceId, name, SpanKind.SERVER, attributes) : t.start(name, SpanKind.SERVER, t.remoteParent(caller, req.headers.tracestate), attributes)
+    this.ctx = this.span.spanContext()
     // An unsampled request's span has nothing to end or record.
     if (this.span.isRecording()) res.once('close', () => this.closed(res))
   }
@@ -114,7 +114,7 @@ export class ServerTrace implements RequestTrace {
       this.span.setAttributes({ [A.service]: info.service, [A.route]: `/${info.service}/*` })
       this.span.updateName(`${this.method} /${info.service}/*`)
     }
-    const producer = this.t.start(N.send(info.queue), SpanKind.PRODUCER, this.ctx, () => ({
+    const attributes: Attributes = {
       [A.system]: SYSTEM,
       [A.operationName]: 'send',
       [A.operationType]: 'send',
@@ -123,8 +123,9 @@ export class ServerTrace implements RequestTrace {
       [A.messageId]: info.messageId,
       [A.conversationId]: info.correlationId,
       [A.bodySize]: info.bodySize,
-      ...(info.jobId === undefined ? {} : { [A.jobId]: info.jobId }),
-    }))
+    }
+    if (info.jobId !== undefined) attributes[A.jobId] = info.jobId
+    const producer = this.t.start(N.send(info.queue), SpanKind.PRODUCER, this.ctx, attributes)
     this.t.inject(producer, headers)
     headers[SENT_AT] = String(Date.now())
     return new CallTrace(this, this.t, this.ctx, producer, info.jobId === undefined)
@@ -143,7 +144,7 @@ export class CallTrace {
   private producer: Span | null
   private wait: Span | null = null
 
-  constructor (private readonly server: ServerTrace, private readonly t: Tracing, private readonly ctx: Context, producer: Span, private readonly waits: boolean) {
+  constructor (private readonly server: ServerTrace, private readonly t: Tracing, private readonly ctx: SpanContext, producer: Span, private readonly waits: boolean) {
     this.producer = producer
   }
 

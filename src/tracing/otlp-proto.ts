@@ -176,17 +176,36 @@ class Writer {
     return this.pos++
   }
 
+  /** Starts a length-delimited message whose length nearly always takes two bytes (128 to 16,383: a span). */
+  begin2 (): number {
+    this.room(2)
+    this.pos += 2
+    return this.pos - 2
+  }
+
   /** Writes the length of the message begun at `at`, moving its bytes on if the length takes more than one byte. */
   end (at: number): void {
-    const length = this.pos - at - 1
-    if (length < 0x80) {
+    this.endSized(at, 1)
+  }
+
+  /** end() for a message begun with begin2(). */
+  end2 (at: number): void {
+    this.endSized(at, 2)
+  }
+
+  /** The length of the message begun at `at` with `reserved` bytes kept for it, its bytes moved if the length needs other than that. */
+  private endSized (at: number, reserved: number): void {
+    const length = this.pos - at - reserved
+    const size = length < 0x80 ? 1 : length < 0x4000 ? 2 : length < 0x200000 ? 3 : length < 0x10000000 ? 4 : 5
+    if (size === 1 && reserved === 1) {
       this.buf[at] = length
       return
     }
-    const size = length < 0x4000 ? 2 : length < 0x200000 ? 3 : length < 0x10000000 ? 4 : 5
-    this.room(size - 1)
-    this.buf.copyWithin(at + size, at + 1, this.pos)
-    this.pos += size - 1
+    if (size !== reserved) {
+      this.room(size - reserved)
+      this.buf.copyWithin(at + size, at + reserved, this.pos)
+      this.pos += size - reserved
+    }
     let v = length
     let p = at
     while (v > 0x7f) {
@@ -366,7 +385,7 @@ function link (w: Writer, l: Link): void {
 }
 
 function span (w: Writer, s: ReadableSpan): void {
-  const at = w.begin()
+  const at = w.begin2()
   const c = s.spanContext()
   ids(w, c)
   const parent = s.parentSpanContext
@@ -409,7 +428,7 @@ function span (w: Writer, s: ReadableSpan): void {
   w.end(status)
   w.tag(16, I32)
   w.fixed32(flags(c.traceFlags, parent?.isRemote))
-  w.end(at)
+  w.end2(at)
 }
 
 /** ExportTraceServiceRequest: spans grouped by resource, then by instrumentation scope, in the order first seen. */

@@ -34,7 +34,7 @@ export interface SpanOrigin {
 }
 
 export class RecordedSpan implements Span, ReadableSpan {
-  readonly attributes: Attributes = {}
+  attributes: Attributes = {}
   readonly links: Link[] = []
   readonly events: TimedEvent[] = []
   readonly startTime: HrTime
@@ -86,6 +86,29 @@ export class RecordedSpan implements Span, ReadableSpan {
     this.attributes[key] = value
     if (isNew) this.count++
     return this
+  }
+
+  /**
+   * A new span's attributes, taken as they are when every value is one
+   * (relayq's own, built for this span: no copy, no check per key); else
+   * through setAttribute, as any other.
+   */
+  takeAttributes (attributes: Attributes): void {
+    let n = 0
+    for (const key in attributes) {
+      const value = attributes[key]
+      if (value == null || key.length === 0 || !isAttributeValue(value)) {
+        n = -1
+        break
+      }
+      n++
+    }
+    if (n >= 0 && n <= LIMIT && this.count === 0) {
+      this.attributes = attributes
+      this.count = n
+    } else {
+      this.setAttributes(attributes)
+    }
   }
 
   setAttributes (attributes: Attributes): this {

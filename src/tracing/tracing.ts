@@ -2,7 +2,7 @@
 // the request path is `if (tracing !== null)` and nothing else while it is.
 // Contexts are passed explicitly (no context manager, no async hooks): a
 // request's spans are children of the span the step before handed on.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api'
+import { SpanKind, SpanStatusCode, type Attributes, type Span, type SpanContext } from '@opentelemetry/api'
 import { TraceState } from '@opentelemetry/core'
 import type { Logger } from 'pino'
 import type { SamplerName, TracingConfig } from '../config/types'
@@ -10,7 +10,7 @@ import type { TracingMetrics } from '../metrics/tracing'
 import { createPipeline, type SpanPipeline } from './provider'
 import { RecordedSpan } from './span'
 import { A, SEMCONV_VERSION, TRACEPARENT, TRACESTATE } from './semconv'
-import { formatTraceparent, headerText, newSpanId, newTraceId, type TraceParent } from './traceparent'
+import { formatTraceparent, headerText, newSpanId, type TraceParent } from './traceparent'
 
 export { SpanKind }
 
@@ -47,22 +47,22 @@ export class Tracing {
   }
 
   /** start() for a request without a parent, whose trace id the sampling decision was taken on. */
-  startRoot (traceId: string, name: string, kind: SpanKind, attributes: (() => Attributes) | null): Span {
+  startRoot (traceId: string, name: string, kind: SpanKind, attributes: Attributes | null): Span {
     return this.record(name, kind, undefined, traceId, attributes)
   }
 
   /**
-   * The context of a remote parent: a traceparent already read (by
+   * The span context of a remote parent: a traceparent already read (by
    * parseTraceparent) and the `tracestate` beside it (an HTTP header or a
    * message header). What OpenTelemetry's W3C propagator would extract, built
    * without its regular expression and context copies
    * (test/unit/tracing-fast-path.test.ts compares the two).
    */
-  remoteParent (parent: TraceParent, tracestate: unknown): Context {
+  remoteParent (parent: TraceParent, tracestate: unknown): SpanContext {
     const state = headerText(tracestate)
     const sc: SpanContext = { traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.flags, isRemote: true }
     if (state !== null && state !== '') sc.traceState = new TraceState(state)
-    return trace.setSpanContext(ROOT_CONTEXT, sc)
+    return sc
   }
 
   /**
@@ -78,20 +78,21 @@ export class Tracing {
   }
 
   /**
-   * A span inside a request already sampled: a child of the span (or remote
-   * parent) in `parent`, in its trace. The attributes are built only for a
-   * span that records.
+   * A span inside a request already sampled: a child of `parent` (a span's
+   * context, or a remote parent's), in its trace. Parents travel as span
+   * contexts, not OpenTelemetry Contexts: each Context made is a copy of a
+   * Map, and relayq's spans need nothing else from one. `attributes` becomes
+   * the span's own (relayq builds a new object for each span).
    */
-  start (name: string, kind: SpanKind, parent: Context, attributes: (() => Attributes) | null): Span {
+  start (name: string, kind: SpanKind, parent: SpanContext, attributes: Attributes | null): Span {
     // No span of an unsampled request is started (its hooks stop at the sampling decision). A parent that has
     // ended still gets its child: the SERVER span ends when the client goes away, and its publish goes on.
-    const sc = trace.getSpan(parent)?.spanContext()
-    return this.record(name, kind, sc, sc === undefined ? newTraceId() : sc.traceId, attributes)
+    return this.record(name, kind, parent, parent.traceId, attributes)
   }
 
-  private record (name: string, kind: SpanKind, parent: SpanContext | undefined, traceId: string, attributes: (() => Attributes) | null): Span {
+  private record (name: string, kind: SpanKind, parent: SpanContext | undefined, traceId: string, attributes: Attributes | null): Span {
     const span = new RecordedSpan(name, kind, parent, traceId, newSpanId(), parent?.traceState, this.pipeline)
-    if (attributes !== null) span.setAttributes(attributes())
+    if (attributes !== null) span.takeAttributes(attributes)
     return span
   }
 
