@@ -20,6 +20,8 @@ export interface Delivery {
   readonly msg: ConsumeMessage
   readonly acker: Acker
   readonly receivedAt: number
+  /** The delivery's spans while tracing is on (tracing/dequeuer.ts's, opaque to the rest); undefined otherwise. */
+  trace: unknown
 }
 
 export interface ConsumerOptions {
@@ -208,7 +210,7 @@ export class Consumer {
       return
     }
     acker.track(msg.fields.deliveryTag)
-    this.opts.onDelivery({ msg, acker, receivedAt: performance.now() })
+    this.opts.onDelivery({ msg, acker, receivedAt: performance.now(), trace: undefined })
   }
 
   private takenAway (why: string): void {

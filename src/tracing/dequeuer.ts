@@ -12,18 +12,22 @@ import { A, N, SENT_AT, SYSTEM, TEMPORARY, TRACEPARENT, TRACESTATE, type Process
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from './traceparent'
 import { failSpan, logIds, type Tracing } from './tracing'
 
-interface Processing {
-  readonly span: Span
-  readonly ctx: SpanContext
+/** What a delivery carries while it is traced (Delivery.trace): its span, or for one left out the traceparent it hands on. */
+class Processing {
+  constructor (readonly span: Span, readonly ctx: SpanContext) {}
+}
+
+class LeftOut {
+  constructor (readonly traceparent: string) {}
+}
+
+function processing (d: Delivery): Processing | undefined {
+  return d.trace instanceof Processing ? d.trace : undefined
 }
 
 const MAX_WAIT_MS = 30 * 86400 * 1000
 
 export class DequeuerTracing {
-  // Keyed by the delivery object: an entry lives as long as the delivery does.
-  private readonly open = new WeakMap<Delivery, Processing>()
-  /** The traceparent a left-out delivery without a valid one of its own hands the service: a new trace, unsampled. */
-  private readonly leftOut = new WeakMap<Delivery, string>()
 
   /** The service's port, as server.port says it. */
   private readonly port: number
@@ -47,7 +51,8 @@ export class DequeuerTracing {
     // A message without a context (another publisher's) starts a trace here, sampled as a new request is.
     const traceId = carried === null ? newTraceId() : carried.traceId
     if (!this.t.samples(carried, traceId)) {
-      if (carried === null) this.leftOut.set(d, formatTraceparent(traceId, newSpanId(), TraceFlags.NONE))
+      // The traceparent a left-out delivery without a valid one of its own hands the service: a new trace, unsampled.
+      if (carried === null) d.trace = new LeftOut(formatTraceparent(traceId, newSpanId(), TraceFlags.NONE))
       return
     }
     const wait = queueWaitMs(headers[SENT_AT], props.timestamp)
@@ -66,7 +71,7 @@ export class DequeuerTracing {
     if (typeof props.correlationId === 'string') attributes[A.conversationId] = props.correlationId
     if (wait !== null) attributes[A.queueWaitMs] = wait
     const span = carried === null ? this.t.startRoot(traceId, name, SpanKind.CONSUMER, attributes) : this.t.start(name, SpanKind.CONSUMER, this.t.remoteParent(carried, headers[TRACESTATE]), attributes)
-    this.open.set(d, { span, ctx: span.spanContext() })
+    d.trace = new Processing(span, span.spanContext())
   }
 
   /**
@@ -74,11 +79,10 @@ export class DequeuerTracing {
    * traceparent (and tracestate) the service receives.
    */
   calling (p: Prepared): Span | null {
-    const proc = this.open.get(p.d)
+    const proc = processing(p.d)
     if (proc === undefined) {
-      const traceparent = this.leftOut.get(p.d)
-      if (traceparent !== undefined) {
-        p.forward.headers[TRACEPARENT] = traceparent
+      if (p.d.trace instanceof LeftOut) {
+        p.forward.headers[TRACEPARENT] = p.d.trace.traceparent
         delete p.forward.headers[TRACESTATE]
       }
       return null
@@ -109,7 +113,7 @@ export class DequeuerTracing {
 
   /** The reply publish, in a PRODUCER span that is a child of the delivery's span (a delivery left out publishes as is, with no promise of its own). */
   replying (d: Delivery, replyTo: string, publish: () => Promise<void>): Promise<void> {
-    const proc = this.open.get(d)
+    const proc = processing(d)
     return proc === undefined ? publish() : this.replyingIn(proc, d, replyTo, publish)
   }
 
@@ -138,9 +142,9 @@ export class DequeuerTracing {
 
   /** The delivery is settled: its span ends with the outcome (and relayq's error code, if it ends in one). */
   settled (d: Delivery, outcome: Outcome, committed: boolean): void {
-    const proc = this.open.get(d)
+    const proc = processing(d)
     if (proc === undefined) return
-    this.open.delete(d)
+    d.trace = undefined
     const span = proc.span
     const name = committed ? outcomeName(outcome) : 'returned'
     span.setAttribute(A.outcome, name)
@@ -154,9 +158,9 @@ export class DequeuerTracing {
 
   /** trace_id and span_id for a log line about this delivery (for one left out, the context it carries). */
   logIds (d: Delivery): { trace_id?: string, span_id?: string } {
-    const proc = this.open.get(d)
+    const proc = processing(d)
     if (proc !== undefined) return logIds(proc.span)
-    const carried = parseTraceparent(this.leftOut.get(d) ?? (d.msg.properties.headers as Record<string, unknown> | undefined)?.[TRACEPARENT])
+    const carried = parseTraceparent(d.trace instanceof LeftOut ? d.trace.traceparent : (d.msg.properties.headers as Record<string, unknown> | undefined)?.[TRACEPARENT])
     return carried === null ? {} : { trace_id: carried.traceId, span_id: carried.spanId }
   }
 }

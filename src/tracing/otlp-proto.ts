@@ -38,6 +38,13 @@ const MAX_KEYS = 512
 const RESOURCES = new WeakMap<object, Buffer>()
 const SCOPES = new WeakMap<object, Buffer>()
 
+/** A hex digit's value by character code (either case), 16 for anything else. */
+const HEX_VALUE = new Uint8Array(128).fill(16)
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i
+  HEX_VALUE['0123456789ABCDEF'.charCodeAt(i)] = i
+}
+
 class Writer {
   buf: Buffer
   pos = 0
@@ -124,6 +131,24 @@ class Writer {
 
   string (s: string): void {
     const n = s.length
+    // Nearly every string relayq writes is short ASCII (names, methods, paths, ids): written here a byte at a time,
+    // cheaper than a call into Buffer's native code; anything else goes to it from the start.
+    if (n < 0x80) {
+      this.room(n + 1)
+      const buf = this.buf
+      const at = this.pos + 1
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) break
+        buf[at + i] = c
+      }
+      if (i === n) {
+        buf[this.pos] = n
+        this.pos = at + n
+        return
+      }
+    }
     // A string short enough that its UTF-8 (at most 3 bytes a UTF-16 unit) is under 128 bytes has a one-byte
     // length, written after it: one call into Buffer, not two.
     if (n < 43) {
@@ -144,10 +169,19 @@ class Writer {
     const n = id.length >>> 1
     this.varint(n)
     this.room(n)
-    // Buffer's hex decoding stops at a character that is not hex: the rest is zeros, so the length stays true.
-    const written = this.buf.write(id, this.pos, n, 'hex')
-    if (written < n) this.buf.fill(0, this.pos + written, this.pos + n)
-    this.pos += n
+    const buf = this.buf
+    const at = this.pos
+    // As Buffer's hex decoding: it stops at a pair that is not hex, and the rest is zeros, so the length stays true.
+    for (let i = 0; i < n; i++) {
+      const hi = HEX_VALUE[id.charCodeAt(2 * i)] ?? 16
+      const lo = HEX_VALUE[id.charCodeAt(2 * i + 1)] ?? 16
+      if (hi > 15 || lo > 15) {
+        buf.fill(0, at + i, at + n)
+        break
+      }
+      buf[at + i] = (hi << 4) | lo
+    }
+    this.pos = at + n
   }
 
   bytes (b: Uint8Array): void {

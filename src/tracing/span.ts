@@ -21,6 +21,11 @@ import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace'
 /** The SDK's default limit of attributes, events and links per span. */
 const LIMIT = 128
 
+const NOT_YET: HrTime = [0, 0]
+const UNSET: SpanStatus = { code: SpanStatusCode.UNSET }
+const NO_LINKS: Link[] = []
+const NO_EVENTS: TimedEvent[] = []
+
 /** Where an ended span goes: the batch processor, through relayq's bound. */
 export interface SpanSink {
   onEnd: (span: ReadableSpan) => void
@@ -35,12 +40,14 @@ export interface SpanOrigin {
 
 export class RecordedSpan implements Span, ReadableSpan {
   attributes: Attributes = {}
-  readonly links: Link[] = []
-  readonly events: TimedEvent[] = []
+  // relayq records neither: every span shares one empty list until it has one of its own.
+  links: Link[] = NO_LINKS
+  events: TimedEvent[] = NO_EVENTS
   readonly startTime: HrTime
-  endTime: HrTime = [0, 0]
-  duration: HrTime = [0, 0]
-  status: SpanStatus = { code: SpanStatusCode.UNSET }
+  // Replaced, never changed in place: until then every span shares these.
+  endTime: HrTime = NOT_YET
+  duration: HrTime = NOT_YET
+  status: SpanStatus = UNSET
   ended = false
   droppedAttributesCount = 0
   droppedEventsCount = 0
@@ -120,6 +127,7 @@ export class RecordedSpan implements Span, ReadableSpan {
 
   addEvent (name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
     if (this.ended) return this
+    if (this.events === NO_EVENTS) this.events = []
     if (this.events.length >= LIMIT) {
       this.events.shift()
       this.droppedEventsCount++
@@ -133,6 +141,7 @@ export class RecordedSpan implements Span, ReadableSpan {
 
   addLink (link: Link): this {
     if (this.ended) return this
+    if (this.links === NO_LINKS) this.links = []
     if (this.links.length >= LIMIT) this.droppedLinksCount++
     else this.links.push(link)
     return this

@@ -44,7 +44,7 @@ function delivery (opts: { headers?: Record<string, unknown>, body?: string, red
     fields: { deliveryTag: tag, redelivered: opts.redelivered ?? false, exchange: '', routingKey: 'unit_requests', consumerTag: 'c' },
     properties: { headers: { 'x-http-method': 'POST', 'x-http-path': '/p', ...opts.headers }, correlationId: `c${tag}`, replyTo: opts.replyTo, messageId: `c${tag}` },
   } as unknown as ConsumeMessage
-  return { d: { msg, acker, receivedAt: performance.now() }, ch }
+  return { d: { msg, acker, receivedAt: performance.now(), trace: undefined }, ch }
 }
 
 function prepareDeps (over: Partial<PrepareDeps> = {}): PrepareDeps {
