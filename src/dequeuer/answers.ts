@@ -10,7 +10,7 @@ import type { ConsumeMessage } from 'amqplib'
 import Redis from 'ioredis'
 import type { Logger } from 'pino'
 import { H } from '../amqp/wire'
-import type { ForwardResult } from './forward'
+import type { ForwardResult } from './call-result'
 
 type Response = ForwardResult & { kind: 'response' }
 interface Recorded { readonly status: number, readonly rawHeaders: string[], readonly body: string }

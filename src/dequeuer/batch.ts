@@ -10,7 +10,8 @@ import type { BatchConfig } from '../config/types'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
 import { OPEN, type Breaker, type CallResult } from './breaker'
 import type { CallStrategy } from './call'
-import { Forwarder, type ForwardResult } from './forward'
+import { Forwarder } from './forward'
+import type { ForwardResult } from './call-result'
 import type { Prepared } from './prepare'
 
 interface BatchItem {

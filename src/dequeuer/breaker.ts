@@ -6,7 +6,7 @@
 // one-at-a-time hold, and never calls back into the message path.
 import CircuitBreaker from 'opossum'
 import type { BreakerConfig } from '../config/types'
-import type { ForwardResult } from './forward'
+import type { ForwardResult } from './call-result'
 import type { Gate } from './gate'
 
 export interface BreakerHooks {

@@ -5,26 +5,9 @@
 import type { Dispatcher } from 'undici'
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the module is CommonJS with `module.exports = Pool`
 import Pool = require('undici/lib/dispatcher/pool')
-import type { HeaderTable } from '../http/headers'
-import type { ErrorCode } from '../errors'
 import type { StreamOffer } from './stream'
-import type { StreamCut, StreamSink } from './stream-sink'
-
-export interface ForwardRequest {
-  readonly method: string
-  /** Path and query on the service's origin. */
-  readonly path: string
-  readonly headers: HeaderTable
-  readonly body: Buffer
-  /** Absolute deadline, epoch ms. */
-  readonly deadline: number
-}
-
-export type ForwardResult =
-  | { readonly kind: 'response', readonly status: number, readonly rawHeaders: Buffer[], readonly body: Buffer }
-  | { readonly kind: 'error', readonly code: 'RQ_ERR_DOWNSTREAM_UNAVAILABLE' | 'RQ_ERR_DOWNSTREAM_TIMEOUT' | 'RQ_ERR_RESPONSE_TOO_LARGE', readonly message: string }
-  /** Already sent to the requester as a stream (stream.ts); `cut` says why it ended early, `code` when the service failed mid-way. */
-  | { readonly kind: 'streamed', readonly status: number, readonly cut: StreamCut | null, readonly code?: ErrorCode }
+import type { StreamSink } from './stream-sink'
+import type { ForwardRequest, ForwardResult } from './call-result'
 
 export interface ForwarderOptions {
   readonly origin: string

@@ -4,7 +4,7 @@
 import type { DeadLetterReason } from '../amqp/wire'
 import type { ErrorCode } from '../errors'
 import { OPEN, type CallResult } from './breaker'
-import type { ForwardResult } from './forward'
+import type { ForwardResult } from './call-result'
 
 export type Outcome =
   /** The service answered: reply with its answer, ack. */

@@ -9,7 +9,7 @@ import { joinDownstreamPath } from '../http/target'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
 import type { Delivery } from './consumer'
 import type { ControlHeaders } from './control'
-import type { ForwardRequest } from './forward'
+import type { ForwardRequest } from './call-result'
 import type { Gate } from './gate'
 import type { Outcome } from './outcome'
 

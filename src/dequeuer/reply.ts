@@ -7,7 +7,7 @@ import type { ConsumeMessage } from 'amqplib'
 import { DIRECT_REPLY_TO, encodeResponse, type IncomingRequest, type Publishable } from '../amqp/wire'
 import { errorBody, statusOf, type ErrorCode } from '../errors'
 import { responseHeaderTable } from '../http/headers'
-import type { ForwardResult } from './forward'
+import type { ForwardResult } from './call-result'
 
 export interface Reply {
   readonly message: Publishable

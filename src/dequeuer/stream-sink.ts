@@ -10,12 +10,11 @@ import type { Publishable } from '../amqp/wire'
 import type { ErrorCode } from '../errors'
 import { responseHeaderTable } from '../http/headers'
 import type { DequeuerMetrics } from '../metrics/dequeuer'
-import type { ForwardResult } from './forward'
+import type { ForwardResult, StreamCut } from './call-result'
 
 /** Pieces of body per message: a bound on what one credit lets through (window × this). */
 const PIECE_BYTES = 64 * 1024
 
-export type StreamCut = 'cancelled' | 'credit_timeout' | 'broker_lost' | 'service_error'
 
 /** Where a sink's messages go (the stream channel). */
 export interface StreamOwner {

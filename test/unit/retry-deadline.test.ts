@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { decideAfterAttempt, type RetryPolicy } from '../../src/dequeuer/outcome'
-import type { ForwardResult } from '../../src/dequeuer/forward'
+import type { ForwardResult } from '../../src/dequeuer/call-result'
 
 const policy: RetryPolicy = { maxAttempts: 3, retryDelayMs: 1000, retryMaxDelayMs: 30000, retryStatuses: new Set([503]) }
 const timeout = { kind: 'error', code: 'RQ_ERR_DOWNSTREAM_TIMEOUT', message: 'slow' } as unknown as ForwardResult
