@@ -143,8 +143,12 @@ async function retryPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, 
 }
 
 /** Runs `step` until it succeeds, again after each failed publish (see carryOutPatiently); then throws its last error. */
-function patiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>): Promise<void> {
-  return step().catch((err: unknown) => retryPatiently(deps, d, outcome, step, () => false, err))
+async function patiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>): Promise<void> {
+  try {
+    await step()
+  } catch (err) {
+    await retryPatiently(deps, d, outcome, step, () => false, err)
+  }
 }
 
 async function carryOut (deps: SettleDeps, d: Delivery, outcome: Outcome, reply: Reply | null, req: IncomingRequest | null, commit: () => void): Promise<void> {

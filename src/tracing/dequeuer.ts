@@ -28,7 +28,6 @@ function processing (d: Delivery): Processing | undefined {
 const MAX_WAIT_MS = 30 * 86400 * 1000
 
 export class DequeuerTracing {
-
   /** The service's port, as server.port says it. */
   private readonly port: number
 
