@@ -10,7 +10,6 @@
 // Results go to bench/results/<time>.json.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -55,7 +54,8 @@ const DIRECT: Target = { label: 'direct', kind: 'direct' }
 const BRIDGE: Target = { label: 'minimal bridge', kind: 'bridge' }
 const RELAYQ: Target = { label: 'relayq', kind: 'relayq' }
 
-// A trace sink in this process: takes OTLP exports and answers 200 (the collector's own cost is not relayq's).
+// A trace sink in a process of its own: takes OTLP exports and answers 200. Its CPU is shown as `collector` and
+// left out of the CPU-bound estimate: in production the collector runs elsewhere, and its cost is not relayq's.
 const OTLP_SINK = `http://127.0.0.1:${Number(process.env.BENCH_OTLP_PORT ?? 14318)}`
 const BASE_BUNDLE = process.env.BENCH_BASE_BUNDLE
 /** In the scenarios that compare builds (small-64, tracing), each relayq target also runs on the base build. */
@@ -279,7 +279,7 @@ async function runScenario (s: Scenario, broker: number | null): Promise<Row[]> 
  * one round run within a minute of each other): the median ratio of req/s,
  * and a CPU-bound estimate that does not move with the machine's speed. The
  * estimate is the ratio of all processes' CPU per request (relay, broker,
- * service, load generator), each round's figures divided by the echo
+ * service, load generator; not the trace sink's), each round's figures divided by the echo
  * service's own CPU per request, which is the same work in every target and
  * so measures how fast the machine ran in that window (on this shared
  * machine it moved 2x between windows a minute apart).
@@ -291,7 +291,7 @@ function roundRatios (targets: readonly Target[], runs: readonly Row[][]): strin
   }
   const work = (r: Row): number => {
     const c = r.cpuUsPerRequest
-    const total = Object.values(c).reduce((a, b) => a + b, 0)
+    const total = Object.entries(c).reduce((a, [k, v]) => k === 'collector' ? a : a + v, 0)
     return total / Math.max(1, c.service ?? 1)
   }
   const first = runs[0] ?? []
@@ -307,8 +307,9 @@ async function measure (s: Scenario, t: Target, queueName: string, servicePort: 
   const running = await startTarget(t, servicePort, queueName)
   try {
     await load(running.url, s, t, WARMUP)
-    // `load`: this process, autocannon (and the trace sink, for the tracing targets).
+    // `load`: this process, autocannon; `collector`: the trace sink, for the tracing targets.
     const pids: Record<string, number[]> = { service: [svc.pid!], load: [process.pid] }
+    if (collector !== null && t.env?.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined) pids.collector = [collector.pid!]
     for (const [name, p] of Object.entries(running.procs)) pids[name] = family(p.pid!)
     if (broker !== null) pids.broker = [broker]
     const relays = Object.entries(pids).filter(([k]) => k === 'enqueuer' || k === 'dequeuer')
@@ -423,14 +424,14 @@ async function main (): Promise<void> {
   const startup = await startupTimes()
   const bundleKiB = Math.round(statSync(BUNDLE).size / 1024)
   console.log(`start-up to ready (median of 5): enqueuer ${startup.enqueuer} ms, dequeuer ${startup.dequeuer} ms; bundle ${bundleKiB} KiB`)
-  const sink = scenarios.some((s) => s.name === 'tracing') ? await otlpSink() : null
+  collector = scenarios.some((s) => s.name === 'tracing') ? await otlpSink() : null
   const rows: Row[] = []
   for (const s of scenarios) {
     console.log(`\n## ${s.name}: ${s.what}`)
     rows.push(...await runScenario(s, broker))
   }
   const table = markdown(rows, started) + `\n\nStart-up to ready (spawn to /readyz 200, broker up, median of 5): enqueuer ${startup.enqueuer} ms, dequeuer ${startup.dequeuer} ms. Bundle: ${bundleKiB} KiB.`
-  sink?.close()
+  if (collector !== null) await stop([collector])
   console.log('\n' + table)
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   const file = join(ROOT, 'bench/results', `${started.toISOString().replace(/[:.]/g, '-')}.json`)
@@ -452,12 +453,16 @@ main().catch((err: Error) => {
   process.exit(1)
 })
 
-/** Answers every OTLP export 200 after reading it. */
-async function otlpSink (): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    req.resume()
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end())
+/** The trace sink's process, while a tracing scenario runs. */
+let collector: ChildProcess | null = null
+
+/** A process that answers every OTLP export 200 after reading it. */
+async function otlpSink (): Promise<ChildProcess> {
+  const code = `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => s.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()) }).listen(${Number(new URL(OTLP_SINK).port)}, '127.0.0.1', () => console.log('listening'))`
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (c) => reject(new Error(`the trace sink exited (${String(c)})`)))
+    child.stdout.once('data', () => resolve())
   })
-  await new Promise<void>((resolve) => server.listen(Number(new URL(OTLP_SINK).port), '127.0.0.1', resolve))
-  return server
+  return child
 }
