@@ -267,17 +267,65 @@ function key (w: Writer, k: string): void {
   w.raw(encoded)
 }
 
+/**
+ * A span's attributes mostly repeat from span to span (`messaging.system`,
+ * the operation, the queue, the method, the status): each key keeps the
+ * encoded KeyValue of the values it has seen, up to a bound, and a key whose
+ * values keep changing (a message id, a delivery tag) stops being looked up.
+ */
+interface KeyValues {
+  values: Map<string | number | boolean, Buffer> | null
+  misses: number
+}
+const SPAN_ATTRIBUTES = 9
+const VALUES_PER_KEY = 64
+const MAX_VALUE_CHARS = 128
+const KEY_VALUES = new Map<string, KeyValues>()
+
+/** The KeyValue (field, key and value) as bytes, cached for the span attributes whose values repeat. */
+function cachedKeyValue (k: string, value: unknown): Buffer | null {
+  if (!(typeof value === 'string' ? value.length <= MAX_VALUE_CHARS : typeof value === 'boolean' || Number.isSafeInteger(value))) return null
+  let entry = KEY_VALUES.get(k)
+  if (entry === undefined) {
+    if (KEY_VALUES.size >= MAX_KEYS) return null
+    KEY_VALUES.set(k, entry = { values: new Map(), misses: 0 })
+  }
+  const values = entry.values
+  if (values === null) return null
+  const v = value as string | number | boolean
+  let kv = values.get(v)
+  if (kv === undefined) {
+    // Full, and still missing: this key's values do not repeat; it is written as it comes from now on.
+    if (values.size >= VALUES_PER_KEY) {
+      if (++entry.misses >= VALUES_PER_KEY) entry.values = null
+      return null
+    }
+    const kw = new Writer(64)
+    keyValue(kw, k, v, SPAN_ATTRIBUTES)
+    kv = kw.take(0)
+    values.set(v, kv)
+  }
+  return kv
+}
+
+function keyValue (w: Writer, k: string, value: unknown, field: number): void {
+  w.tag(field, LEN)
+  const kv = w.begin()
+  key(w, k)
+  w.tag(2, LEN)
+  const v = w.begin()
+  anyValue(w, value)
+  w.end(v)
+  w.end(kv)
+}
+
 function attributes (w: Writer, attrs: Attributes, field: number): void {
   for (const k in attrs) {
     if (!Object.prototype.hasOwnProperty.call(attrs, k)) continue
-    w.tag(field, LEN)
-    const kv = w.begin()
-    key(w, k)
-    w.tag(2, LEN)
-    const v = w.begin()
-    anyValue(w, attrs[k])
-    w.end(v)
-    w.end(kv)
+    const value = attrs[k]
+    const cached = field === SPAN_ATTRIBUTES ? cachedKeyValue(k, value) : null
+    if (cached !== null) w.raw(cached)
+    else keyValue(w, k, value, field)
   }
 }
 

@@ -75,6 +75,25 @@ describe('OTLP/protobuf span encoding', () => {
     same(spans)
   })
 
+  it('writes the same bytes when attribute values repeat (each key remembers its encoded values) and when they do not', async () => {
+    const { provider: p, exporter } = provider({ 'service.name': 'relayq' })
+    const tracer = p.getTracer('relayq', '1')
+    const long = 'z'.repeat(300)
+    for (let i = 0; i < 400; i++) {
+      tracer.startSpan('process orders_requests', {
+        attributes: {
+          'messaging.system': 'rabbitmq', 'messaging.destination.name': i % 3 === 0 ? 'orders_requests' : 'billing_requests',
+          'http.response.status_code': i % 5 === 0 ? 503 : 200, 'relayq.flag': i % 2 === 0, zero: i % 2 === 0 ? 0 : -0,
+          'messaging.message.id': randomBytes(8).toString('hex'), 'relayq.queue_wait_ms': i, ratio: i / 7, long, 'ünï': 'ü',
+        },
+      }).end()
+    }
+    await p.forceFlush()
+    assert.equal(exporter.getFinishedSpans().length, 400)
+    same(exporter.getFinishedSpans())
+    same(exporter.getFinishedSpans().slice(0, 3))
+  })
+
   it('times of every size: the nanoseconds are exact past 2^53 (as the SDK computes them)', async () => {
     const { provider: p, exporter } = provider({})
     const times: Array<[number, number]> = [[0, 0], [1, 999_999_999], [1_700_000_000, 1], [4_294_967_295, 999_999_999], [18_446_744_073, 709_551_615]]
