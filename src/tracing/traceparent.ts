@@ -89,7 +89,6 @@ export function formatTraceparent (traceId: string, spanId: string, flags: numbe
 const POOL = Buffer.alloc(4096)
 let pool = ''
 let used = 0
-const ZEROS = '0'.repeat(32)
 
 function randomHex (bytes: number): string {
   const chars = bytes * 2
@@ -102,7 +101,7 @@ function randomHex (bytes: number): string {
     const hex = pool.slice(used, used + chars)
     used += chars
     // All zeros is the invalid id; about never, but then draw again.
-    if (hex !== ZEROS.slice(0, chars)) return hex
+    if (hex !== (chars === 16 ? ZERO_SPAN : ZERO_TRACE)) return hex
   }
 }
 
