@@ -56,6 +56,8 @@ export class Call implements Waiter {
   private done = false
   private timer: NodeJS.Timeout | null = null
   private channel: RpcChannel | null = null
+  /** The caller's deadline comes before ENQUEUER_PUBLISH_TIMEOUT_MS: the first timer is the deadline. */
+  private deadlineFirst = false
 
   constructor (private readonly ctx: EnqueuerContext, readonly init: CallInit) {
     this.correlationId = init.correlationId
@@ -67,8 +69,9 @@ export class Call implements Waiter {
 
   start (channel: RpcChannel, message: Publishable): void {
     this.channel = channel
-    const wait = Math.min(this.ctx.config.publishTimeoutMs, this.init.deadline - Date.now())
-    this.timer = setTimeout(onTimer, Math.max(1, wait), this)
+    const untilDeadline = this.init.deadline - Date.now()
+    this.deadlineFirst = untilDeadline <= this.ctx.config.publishTimeoutMs
+    this.timer = setTimeout(onTimer, Math.max(1, Math.min(this.ctx.config.publishTimeoutMs, untilDeadline)), this)
     try {
       channel.publish(this.init.queue, message, this)
     } catch (err) {
@@ -195,7 +198,11 @@ export class Call implements Waiter {
     this.timer = null
     if (this.done) return
     if (!this.confirmed) {
-      this.fail('RQ_ERR_PUBLISH_TIMEOUT', `the broker did not confirm the message within ${this.ctx.config.publishTimeoutMs} ms`, 1)
+      // The caller's own deadline (x-relayq-timeout-ms) passed before the confirm came: the message may still reach
+      // the queue and run before it expires, so this is the caller's timeout (the request may have run), not a
+      // publish the broker failed to take within ENQUEUER_PUBLISH_TIMEOUT_MS.
+      if (this.deadlineFirst) this.fail('RQ_ERR_REPLY_TIMEOUT', `no reply within ${this.init.timeoutMs} ms`)
+      else this.fail('RQ_ERR_PUBLISH_TIMEOUT', `the broker did not confirm the message within ${this.ctx.config.publishTimeoutMs} ms`, 1)
       return
     }
     const left = this.init.deadline - Date.now()

@@ -130,6 +130,31 @@ describe('enqueuer-made answers', () => {
   })
 })
 
+describe('a caller deadline shorter than the broker\'s confirm', () => {
+  it('504 RQ_ERR_REPLY_TIMEOUT (the request may have run), not 503 RQ_ERR_PUBLISH_TIMEOUT', async () => {
+    // Every byte between the enqueuer and the broker waits 300 ms: no confirm can come within a 100 ms deadline.
+    const proxy = new TcpProxy('127.0.0.1', 5672)
+    await proxy.start()
+    const service = uniqueService('slowconfirm')
+    const broker = await connectBroker()
+    const deq = await startTestDequeuer(service, 'http://127.0.0.1:9')
+    const enq = await startTestEnqueuer({ RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`, ENQUEUER_PUBLISH_TIMEOUT_MS: '5000', ENQUEUER_BREAKER_ENABLED: 'false' })
+    try {
+      await deq.consuming
+      proxy.setLatency(300)
+      const res = await send(`${enq.url}/${service}/x`, { method: 'POST', body: 'a', headers: { 'x-relayq-timeout-ms': '100' } })
+      assert.equal(res.status, 504, res.body.toString())
+      assert.equal(res.headers['x-relayq-error'], 'RQ_ERR_REPLY_TIMEOUT')
+    } finally {
+      await enq.close()
+      await deq.close()
+      await broker.deleteService(service)
+      await broker.close()
+      await proxy.stop()
+    }
+  })
+})
+
 describe('enqueuer without a broker', () => {
   it('answers 503 in under a second when the broker is unreachable', async () => {
     const proxy = new TcpProxy('127.0.0.1', 5672)

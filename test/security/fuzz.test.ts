@@ -37,7 +37,7 @@ const NAMES = ['host', 'content-length', 'transfer-encoding', 'connection', 'upg
 const VALUES = ['', ' ', 'chunked', 'chunked, identity', 'gzip', '0', '-1', '10', '99999999999', 'close', 'upgrade', 'keep-alive, x-a', 'websocket', 'h2c',
   '100-continue', 'respond-async', 'DELETE', '/../admin', '5', 'abc', '\u00ff\u0080', '\u2028', '{"level":"fatal"}', 'v'.repeat(5000), 'a\tb']
 /** Answers that come after the request was published: the service may have run it. Every other code is a refusal. */
-const ACCEPTED = new Set(['RQ_ERR_REPLY_TIMEOUT', 'RQ_ERR_CONNECTION_LOST', 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', 'RQ_ERR_DOWNSTREAM_TIMEOUT', 'RQ_ERR_DOWNSTREAM_STATUS', 'RQ_ERR_RESPONSE_TOO_LARGE', 'RQ_ERR_DEADLINE_EXCEEDED'])
+const ACCEPTED = new Set(['RQ_ERR_REPLY_TIMEOUT', 'RQ_ERR_PUBLISH_TIMEOUT', 'RQ_ERR_CONNECTION_LOST', 'RQ_ERR_DOWNSTREAM_UNAVAILABLE', 'RQ_ERR_DOWNSTREAM_TIMEOUT', 'RQ_ERR_DOWNSTREAM_STATUS', 'RQ_ERR_RESPONSE_TOO_LARGE', 'RQ_ERR_DEADLINE_EXCEEDED'])
 const TARGETS = ['/S/fz', '/S/fz/../x', '/S/fz%2e%2e', '//S', '/amq.gen/x', '*', 'http://evil/S/x', '/S/fz?x=1', '/jobs/abc', '/metrics', '/readyz', '/S/fz#f', '/S/fz/%00']
 
 describe(`fuzz (seed ${SEED})`, () => {
