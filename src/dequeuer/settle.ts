@@ -239,19 +239,19 @@ function publishReply (deps: SettleDeps, d: Delivery, reply: Reply): Promise<voi
 const CONFIRMED = { confirm: true } as const
 const UNCONFIRMED = { confirm: false } as const
 
-/** The counts a copy carries (a reply, nearly every message, reads none). */
+/**
+ * The counts a copy carries (a reply, nearly every message, reads none). A
+ * message whose counts cannot be read (it is being dead-lettered as malformed)
+ * carries none, rather than failing its settling for ever.
+ */
 function copyCounts (deps: SettleDeps, msg: ConsumeMessage): { attempts: number, lostDeliveries: number, firstAttemptAt: number } {
-  const read = countsOrNone(deps.control, msg, deps.cfg.queueType === 'quorum')
-  return { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
-}
-
-/** The counts to carry on a copy; a message whose counts cannot be read (it is being dead-lettered as malformed) carries none, rather than failing its settling for ever. */
-function countsOrNone (control: ControlHeaders, msg: ConsumeMessage, quorum: boolean): Counts {
+  let read: Counts
   try {
-    return control.counts(msg, quorum)
+    read = deps.control.counts(msg, deps.cfg.queueType === 'quorum')
   } catch {
-    return { attempts: 0, lostDeliveries: 0, firstAttemptAt: null }
+    read = { attempts: 0, lostDeliveries: 0, firstAttemptAt: null }
   }
+  return { attempts: read.attempts, lostDeliveries: read.lostDeliveries, firstAttemptAt: read.firstAttemptAt ?? Date.now() }
 }
 
 export function reasonOf (code: ErrorCode): string {
