@@ -15,7 +15,6 @@ import type { ForwardResult, StreamCut } from './call-result'
 /** Pieces of body per message: a bound on what one credit lets through (window × this). */
 const PIECE_BYTES = 64 * 1024
 
-
 /** Where a sink's messages go (the stream channel). */
 export interface StreamOwner {
   /** False when the channel is saturated (wait for its 'drain'); throws when it is gone. */
