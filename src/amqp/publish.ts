@@ -19,10 +19,11 @@ interface ChannelInternals {
     sentSinceLastCheck: boolean
     channels: Array<{ buffer: Writable } | null | undefined>
   }
-  pushConfirmCallback: (cb: (err: unknown) => void) => void
+  pushConfirmCallback: (cb: ((err: unknown) => void) | false) => void
 }
 
-const checked = new WeakMap<Channel, boolean>()
+/** Per channel: false when published to through amqplib's API; else whether it is a confirm channel. */
+const checked = new WeakMap<Channel, false | { confirms: boolean }>()
 
 export type ConfirmCallback = (err: unknown) => void
 
@@ -33,7 +34,8 @@ export type ConfirmCallback = (err: unknown) => void
  * (RangeError) or the channel is closed.
  */
 export function publish (ch: Channel | ConfirmChannel, exchange: string, routingKey: string, message: Publishable, onConfirm?: ConfirmCallback): boolean {
-  if (!usable(ch)) return viaAmqplib(ch, exchange, routingKey, message, onConfirm)
+  const shape = usable(ch)
+  if (shape === false) return viaAmqplib(ch, exchange, routingKey, message, onConfirm)
   const internals = ch as unknown as ChannelInternals
   const conn = internals.connection
   let frames: Buffer[]
@@ -47,7 +49,10 @@ export function publish (ch: Channel | ConfirmChannel, exchange: string, routing
   conn.sentSinceLastCheck = true
   let accepted = true
   for (const frame of frames) accepted = buffer.write(frame)
-  if (onConfirm !== undefined) internals.pushConfirmCallback.call(ch, onConfirm)
+  // The broker confirms every message on a confirm channel, and amqplib pairs each confirm with the callback in the
+  // same place in its list: a publish without a callback holds its place too (with false, as amqplib's own does),
+  // or every later callback would run at an earlier message's confirm, before its own return or nack.
+  if (onConfirm !== undefined || shape.confirms) internals.pushConfirmCallback.call(ch, onConfirm ?? false)
   return accepted
 }
 
@@ -57,15 +62,16 @@ function viaAmqplib (ch: Channel | ConfirmChannel, exchange: string, routingKey:
     : (ch as ConfirmChannel).publish(exchange, routingKey, message.content, message.options, onConfirm)
 }
 
-/** Open and shaped as expected. A closed channel is left to amqplib, so its error is the usual one. */
-function usable (ch: Channel): boolean {
-  let shaped = checked.get(ch)
-  if (shaped === undefined) {
-    shaped = looksAsExpected(ch as unknown as Partial<ChannelInternals>)
-    checked.set(ch, shaped)
+/** Open and shaped as expected, and whether it confirms; false leaves it to amqplib (a closed channel too, so its error is the usual one). */
+function usable (ch: Channel): false | { confirms: boolean } {
+  let shape = checked.get(ch)
+  if (shape === undefined) {
+    // amqplib's ConfirmChannel is the class with waitForConfirms.
+    shape = looksAsExpected(ch as unknown as Partial<ChannelInternals>) && { confirms: typeof (ch as Partial<ConfirmChannel>).waitForConfirms === 'function' }
+    checked.set(ch, shape)
   }
   // amqplib marks a closed channel by replacing its send methods on the instance.
-  return shaped && !Object.hasOwn(ch, 'sendMessage')
+  return Object.hasOwn(ch, 'sendMessage') ? false : shape
 }
 
 function looksAsExpected (ch: Partial<ChannelInternals>): boolean {
@@ -80,5 +86,5 @@ function looksAsExpected (ch: Partial<ChannelInternals>): boolean {
 
 /** Whether `publish` encodes for this channel itself; a test holds the pinned amqplib to it. */
 export function encodesItself (ch: Channel): boolean {
-  return usable(ch)
+  return usable(ch) !== false
 }

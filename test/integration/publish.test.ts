@@ -57,6 +57,33 @@ describe('hot-path publish', () => {
     await ch.deleteQueue(q)
   })
 
+  it('on a confirm channel, a publish without a callback still takes its confirm: later callbacks wait for their own', async () => {
+    // The broker confirms every message on a confirm channel, so each publish must hold its place in amqplib's
+    // list of callbacks (amqplib's own publish holds it with `false`). Without that, the confirm of a reply sent
+    // unconfirmed resolved a later mandatory publish before the broker returned it: a reply to a queue that
+    // does not exist counted as delivered.
+    const q = await freshQueue()
+    const events: string[] = []
+    const onReturn = (m: { fields: { routingKey: string } }): void => { events.push(`return:${m.fields.routingKey}`) }
+    ch.on('return', onReturn)
+    try {
+      for (let i = 0; i < 5; i++) publish(ch, '', q, { content: Buffer.from('unconfirmed'), options: {} })
+      const missing = `${q}_missing`
+      await new Promise<void>((resolve) => {
+        publish(ch, '', missing, { content: Buffer.from('x'), options: { mandatory: true } }, () => {
+          events.push('confirm')
+          resolve()
+        })
+      })
+      assert.deepEqual(events, [`return:${missing}`, 'confirm'], 'the return comes before the confirm of the same message')
+      await ch.waitForConfirms()
+    } finally {
+      ch.off('return', onReturn)
+    }
+    assert.equal((await broker.drain(q)).length, 5)
+    await ch.deleteQueue(q)
+  })
+
   it('hands values it does not encode to amqplib, which delivers them', async () => {
     const q = await freshQueue()
     await new Promise<void>((resolve, reject) => {
