@@ -54,6 +54,7 @@ const TABLE = {
   RQ_ERR_DOWNSTREAM_STATUS: [502, 'Bad Gateway'],
   RQ_ERR_RESPONSE_TOO_LARGE: [502, 'Bad Gateway'],
   RQ_ERR_REPLY_UNENCODABLE: [502, 'Bad Gateway'],
+  RQ_ERR_REPLY_UNROUTABLE: [502, 'Bad Gateway'],
   RQ_ERR_DEADLINE_EXCEEDED: [504, 'Gateway Timeout'],
   RQ_ERR_MALFORMED_MESSAGE: [502, 'Bad Gateway'],
   RQ_ERR_MESSAGE_TOO_LARGE: [502, 'Bad Gateway'],

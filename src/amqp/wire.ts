@@ -363,7 +363,7 @@ export interface DeadLetterInfo extends CopyInfo {
   readonly originalQueue: string
 }
 
-export type DeadLetterReason = 'max_attempts' | 'malformed' | 'expired' | 'too_large' | 'redelivery_limit'
+export type DeadLetterReason = 'max_attempts' | 'malformed' | 'expired' | 'too_large' | 'redelivery_limit' | 'reply_unroutable'
 
 /** A copy for the dead-letter queue: no expiration (it must wait for an operator), reason headers added. */
 export function deadLetterCopy (msg: Message, info: DeadLetterInfo, now = Date.now()): Publishable {

@@ -27,6 +27,7 @@ import { Inflight } from './inflight'
 import { Isolation } from './isolation'
 import { retryDelays } from './outcome'
 import { createPipeline } from './process'
+import { UnroutableWaits } from './settle'
 import { DequeuerTracing } from '../tracing/dequeuer'
 import type { Tracing } from '../tracing/tracing'
 import { RecordedAnswers } from './answers'
@@ -146,6 +147,7 @@ export async function startDequeuer (config: Config, deps: DequeuerDeps): Promis
     holding: () => isolation.holding,
     deliveredOneAtATime: (d) => consumer.deliveredOneAtATime(d),
     expectSuspect: () => isolation.expect(),
+    unroutableWaits: new UnroutableWaits(cfg.concurrency),
     tracing: deps.tracing == null ? null : new DequeuerTracing(deps.tracing, queue, cfg.downstreamUrl),
   })
   // 4. The broker: topology and consuming on one connection, publishing on the other.

@@ -34,6 +34,23 @@ export interface SettleDeps {
   readonly expectSuspect: () => void
   /** Null unless tracing is on (OTEL_*). */
   readonly tracing: DequeuerTracing | null
+  /** Deliveries held while a queue their publish needs is missing (see UnroutableWaits). */
+  readonly unroutableWaits: UnroutableWaits
+}
+
+/**
+ * Counts the deliveries held while a queue their publish needs is missing,
+ * and bounds them to a quarter of the prefetch: a flood of messages whose
+ * `replyTo` names a queue that does not exist must not hold every slot (each
+ * would hold one for seconds) while the messages behind it wait.
+ */
+export class UnroutableWaits {
+  held = 0
+  readonly max: number
+
+  constructor (prefetch: number) {
+    this.max = Math.max(1, Math.floor(prefetch / 4))
+  }
 }
 
 export interface Settlement {
@@ -82,10 +99,19 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
     await carryOutPatiently(deps, d, outcome, reply, req, () => { committed = true })
     committed = true
   } catch (err) {
-    const correlationId = d.msg.properties.correlationId
-    const ids = deps.tracing === null ? null : deps.tracing.logIds(d)
-    if (!(err instanceof PublishError)) deps.logger.error({ err: (err as Error).stack, correlationId, outcome: outcome.kind, ...ids }, 'unexpected error completing a message')
-    else if (!committed) deps.logger.warn({ err: err.message, correlationId, outcome: outcome.kind, ...ids }, 'cannot complete message; returning it to the queue')
+    if (!committed && replyUnroutable(outcome, err) && d.acker.alive) {
+      // The reply's queue is still missing: its requester is gone (an exclusive reply queue dies with it) or the
+      // `replyTo` never named a queue. Calling the service again would not bring it back, so the message goes to the
+      // dead-letter queue now, not round the queue until its attempts run out; a replay delivers the reply once the
+      // queue is there again (an async job's results queue).
+      outcome = { kind: 'dead_letter', reason: 'reply_unroutable', code: 'RQ_ERR_REPLY_UNROUTABLE', detail: `no queue '${String(d.msg.properties.replyTo)}' took the reply`, noReply: true }
+      try {
+        await carryOutPatiently(deps, d, outcome, null, req, () => { committed = true })
+        committed = true
+      } catch (next) {
+        notCompleted(deps, d, outcome, next, committed)
+      }
+    } else notCompleted(deps, d, outcome, err, committed)
   }
   if (deps.tracing !== null) deps.tracing.settled(d, outcome, committed)
   if (committed) {
@@ -100,6 +126,18 @@ export async function settle (deps: SettleDeps, s: Settlement): Promise<void> {
   }
   if (outcome.kind !== 'requeue') metrics.processing((performance.now() - d.receivedAt) / 1000)
   deps.inflight.leave()
+}
+
+function notCompleted (deps: SettleDeps, d: Delivery, outcome: Outcome, err: unknown, committed: boolean): void {
+  const correlationId = d.msg.properties.correlationId
+  const ids = deps.tracing === null ? null : deps.tracing.logIds(d)
+  if (!(err instanceof PublishError)) deps.logger.error({ err: (err as Error).stack, correlationId, outcome: outcome.kind, ...ids }, 'unexpected error completing a message')
+  else if (!committed) deps.logger.warn({ err: err.message, correlationId, outcome: outcome.kind, ...ids }, 'cannot complete message; returning it to the queue')
+}
+
+/** The outcome's reply, its one publish, came back from a queue that is missing (only confirmed, named-queue replies can). */
+function replyUnroutable (outcome: Outcome, err: unknown): boolean {
+  return (outcome.kind === 'reply' || outcome.kind === 'error_reply') && err instanceof PublishError && err.cause instanceof UnroutableError
 }
 
 /**
@@ -121,13 +159,32 @@ function carryOutPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, rep
 
 /** After `step` failed with `firstErr`, runs it again (see carryOutPatiently) until it succeeds; then throws its last error. */
 async function retryPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean, firstErr: unknown): Promise<void> {
+  const waits = deps.unroutableWaits
+  let holdsWait = false
+  try {
+    await retryLoop(deps, d, outcome, step, committed, firstErr, () => {
+      if (holdsWait) return true
+      if (waits.held >= waits.max) return false
+      waits.held++
+      holdsWait = true
+      return true
+    })
+  } finally {
+    if (holdsWait) waits.held--
+  }
+}
+
+/** retryPatiently's loop; `mayWaitUnroutable` takes one of the bounded places for waiting on a missing queue, or says there is none. */
+async function retryLoop (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean, firstErr: unknown, mayWaitUnroutable: () => boolean): Promise<void> {
   const started = Date.now()
   let err = firstErr
   for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, PUBLISH_RETRY_MAX_MS)) {
     // Not again: what a retry cannot change (a message the encoder cannot carry), or a delivery the broker took back.
     if (committed() || !(err instanceof PublishError) || !classify(err).retryable || !d.acker.alive) throw err
-    const budget = err.cause instanceof UnroutableError ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
+    const unroutable = err.cause instanceof UnroutableError
+    const budget = unroutable ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
     if (Date.now() + delay - started > budget) throw err
+    if (unroutable && !mayWaitUnroutable()) throw err
     if (delay === PUBLISH_RETRY_FIRST_MS) {
       deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
     }

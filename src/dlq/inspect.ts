@@ -47,7 +47,7 @@ export function summarize (m: GetMessage, now = Date.now()): Summary {
 
 // Every reason `--reason` may name: relayq's own (the compiler demands each
 // DeadLetterReason here) and the broker's, for messages it dead-lettered.
-const OWN_REASONS: Record<DeadLetterReason, true> = { max_attempts: true, malformed: true, expired: true, too_large: true, redelivery_limit: true }
+const OWN_REASONS: Record<DeadLetterReason, true> = { max_attempts: true, malformed: true, expired: true, too_large: true, redelivery_limit: true, reply_unroutable: true }
 export const KNOWN_REASONS: readonly string[] = [...Object.keys(OWN_REASONS), 'rejected', 'delivery_limit', 'maxlen', 'unknown']
 
 /** relayq's reason, or the broker's (expired, rejected, delivery_limit, maxlen) for messages it dead-lettered. */

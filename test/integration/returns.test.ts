@@ -1,8 +1,8 @@
 // Copies published into a queue that no longer exists do not vanish: every
 // publish the dequeuer makes to a named queue is mandatory, a returned copy
 // to the service's own queues is published again after declaring them, and a
-// reply no queue takes sends the original back (counted, so it ends in the
-// dead-letter queue, not in a loop).
+// reply no queue takes (after a bounded wait for the queue) sends the original
+// to the dead-letter queue: calling the service again would not bring it back.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { connectBroker, uniqueService, type TestBroker } from '../helpers/broker'
@@ -87,7 +87,7 @@ describe('returned messages', () => {
     await waitFor(() => broker.exists(dlq), { what: 'the DLQ declared again' })
   })
 
-  it('a reply to a durable reply queue that does not exist: the original goes back, is counted, and ends in the dead-letter queue', async () => {
+  it('a reply to a durable reply queue that does not exist: the service called once, the message dead-lettered as reply_unroutable', async () => {
     const { service } = await pair({ DEQUEUER_MAX_ATTEMPTS: '2' })
     echo.behave((_req, res) => { res.writeHead(200); res.end('done') })
     await broker.publish(`${service}_requests`, Buffer.from('job'), {
@@ -98,8 +98,32 @@ describe('returned messages', () => {
     const dlq = `${service}_requests.dlq`
     await waitFor(async () => (await broker.depth(dlq)) === 1, { timeoutMs: 20000, what: 'the job in the DLQ' })
     const [letter] = await broker.peekAll(dlq)
-    assert.equal(String(letter!.properties.headers?.['x-relayq-dead-letter-reason']), 'redelivery_limit')
-    const calls = echo.received.filter((r) => r.url.endsWith('/no-results-queue')).length
-    assert.ok(calls >= 1 && calls <= 2, `${calls} calls, bounded by DEQUEUER_MAX_ATTEMPTS`)
+    assert.equal(String(letter!.properties.headers?.['x-relayq-dead-letter-reason']), 'reply_unroutable')
+    assert.equal(letter!.properties.replyTo, `${service}_results_missing`, 'a replay answers to the same queue')
+    assert.equal(echo.received.filter((r) => r.url.endsWith('/no-results-queue')).length, 1)
+    assert.equal(await broker.depth(`${service}_requests`), 0)
+  })
+
+  it('a flood of messages whose replyTo names no queue: each called once and dead-lettered, the requests behind it answered', async () => {
+    // 8 in flight: at most 2 may wait for their reply's queue to appear; the rest go to the DLQ at once.
+    const { service, enq } = await pair({ DEQUEUER_CONCURRENCY: '8', DEQUEUER_MAX_ATTEMPTS: '3' })
+    echo.behave((_req, res) => { res.writeHead(200); res.end('done') })
+    const hostile = 16
+    for (let i = 0; i < hostile; i++) {
+      await broker.publish(`${service}_requests`, Buffer.from('x'), {
+        headers: { 'x-http-method': 'POST', 'x-http-path': `/hostile/${i}` },
+        replyTo: `${service}_nobody_${i}`,
+        correlationId: `hostile-${i}`,
+      })
+    }
+    // Behind them in the queue. Before the bound, each hostile message held its slot 4.5 s an attempt, three
+    // attempts, so these waited past their 10 s reply timeout.
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => send(`${enq.url}/${service}/legit/${i}`)))
+    assert.deepEqual(answers.map((a) => a.status), Array(20).fill(200))
+    const dlq = `${service}_requests.dlq`
+    await waitFor(async () => (await broker.depth(dlq)) === hostile, { timeoutMs: 30000, what: 'every hostile message in the DLQ' })
+    const letters = await broker.peekAll(dlq)
+    assert.deepEqual([...new Set(letters.map((l) => String(l.properties.headers?.['x-relayq-dead-letter-reason'])))], ['reply_unroutable'])
+    for (let i = 0; i < hostile; i++) assert.equal(echo.received.filter((r) => r.url.endsWith(`/hostile/${i}`)).length, 1, `hostile ${i}: called once`)
   })
 })

@@ -16,10 +16,10 @@ import type { ForwardResult } from '../../src/dequeuer/call-result'
 import { Gate } from '../../src/dequeuer/gate'
 import { Inflight } from '../../src/dequeuer/inflight'
 import { Isolation } from '../../src/dequeuer/isolation'
-import { decideAfterAttempt } from '../../src/dequeuer/outcome'
+import { decideAfterAttempt, type Outcome } from '../../src/dequeuer/outcome'
 import { isPrepared, prepare, queueWaitSeconds, type PrepareDeps } from '../../src/dequeuer/prepare'
 import { PublishError, UnroutableError, type Publisher } from '../../src/dequeuer/publisher'
-import { settle, type SettleDeps } from '../../src/dequeuer/settle'
+import { settle, UnroutableWaits, type SettleDeps } from '../../src/dequeuer/settle'
 import { createDequeuerMetrics } from '../../src/metrics/dequeuer'
 
 const cfg = loadConfig({ RELAYQ_MODE: 'dequeuer', SERVICE_NAME: 'unit', DOWNSTREAM_URL: 'http://127.0.0.1:8080/base', DEQUEUER_MAX_ATTEMPTS: '3', DEQUEUER_MAX_MESSAGE_BYTES: '100' }).dequeuer!
@@ -97,8 +97,11 @@ class FakePublisher {
   /** Publishes to these routing keys fail as the encoder fails them (a table it cannot write). */
   readonly unencodable = new Set<string>()
   attempts = 0
+  /** Attempts by routing key. */
+  readonly tries = new Map<string, number>()
   async publish (exchange: string, key: string, message: Publishable): Promise<void> {
     this.attempts++
+    this.tries.set(key, (this.tries.get(key) ?? 0) + 1)
     if (this.unencodable.has(key)) throw new PublishError('header table too large', { cause: new RangeError('offset out of range') })
     const left = this.failing.get(key) ?? 0
     if (left > 0) {
@@ -112,11 +115,23 @@ class FakePublisher {
 function settleDeps (over: Partial<SettleDeps> = {}): SettleDeps & { publisher: FakePublisher, expected: () => number } {
   let expected = 0
   const publisher = new FakePublisher()
-  return Object.assign({ cfg, logger, metrics, publisher: publisher as unknown as Publisher, control: new ControlHeaders(null), inflight: new Inflight(), queue: 'unit_requests', expectSuspect: () => { expected++ }, tracing: null, ...over }, { publisher, expected: () => expected })
+  return Object.assign({ cfg, logger, metrics, publisher: publisher as unknown as Publisher, control: new ControlHeaders(null), inflight: new Inflight(), queue: 'unit_requests', expectSuspect: () => { expected++ }, tracing: null, unroutableWaits: new UnroutableWaits(8), ...over }, { publisher, expected: () => expected })
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 const response = (status: number, headers: string[] = []): Extract<ForwardResult, { kind: 'response' }> => ({ kind: 'response', status, rawHeaders: headers.map((h) => Buffer.from(h)), body: Buffer.from('body') })
+
+/** Settles one delivery whose publishes to its `replyTo` fail (no queue takes them) `failures` times first. */
+async function settleFailingReplies (replyTo: string, failures: number, outcome: Outcome): Promise<{ deps: ReturnType<typeof settleDeps> } & ReturnType<typeof delivery>> {
+  const deps = settleDeps()
+  deps.publisher.failing.set(replyTo, failures)
+  deps.inflight.enter()
+  const delivered = delivery({ replyTo })
+  await settle(deps, { d: delivered.d, outcome, req: null, result: outcome.kind === 'reply' ? outcome.result : null })
+  await tick()
+  return { deps, ...delivered }
+}
+const REDELIVERY_LIMIT: Outcome = { kind: 'dead_letter', reason: 'redelivery_limit', code: 'RQ_ERR_REDELIVERY_LIMIT', detail: 'delivered 3 times' }
 
 describe('settle', () => {
   it('a reply: published to replyTo, acked once, the in-flight count released', async () => {
@@ -143,12 +158,7 @@ describe('settle', () => {
     assert.equal(ch.acks.length, 1)
   })
   it('a reply whose publish fails is tried again, the message held: the service is not called again, nothing goes back', async () => {
-    const deps = settleDeps()
-    deps.publisher.failing.set('relayq_results.x', 2)
-    deps.inflight.enter()
-    const { d, ch } = delivery({ replyTo: 'relayq_results.x' })
-    await settle(deps, { d, outcome: { kind: 'reply', result: response(200) }, req: null, result: response(200) })
-    await tick()
+    const { deps, d, ch } = await settleFailingReplies('relayq_results.x', 2, { kind: 'reply', result: response(200) })
     assert.equal(deps.publisher.attempts, 3)
     assert.equal(deps.publisher.sent.length, 1)
     assert.deepEqual(ch.acks, [d.msg.fields.deliveryTag])
@@ -176,27 +186,53 @@ describe('settle', () => {
     assert.equal(deps.inflight.count, 0)
   })
   it('a dead-lettered job: its error reply goes to the results queue before the copy goes to the DLQ, and is tried again', async () => {
-    const deps = settleDeps()
-    deps.publisher.failing.set('relayq_results.x', 1)
-    deps.inflight.enter()
-    const { d, ch } = delivery({ replyTo: 'relayq_results.x' })
-    await settle(deps, { d, outcome: { kind: 'dead_letter', reason: 'redelivery_limit', code: 'RQ_ERR_REDELIVERY_LIMIT', detail: 'delivered 3 times' }, req: null, result: null })
-    await tick()
+    const { deps, d, ch } = await settleFailingReplies('relayq_results.x', 1, REDELIVERY_LIMIT)
     assert.deepEqual(deps.publisher.sent.map((s) => s.key), ['relayq_results.x', 'unit_requests'])
     assert.equal((deps.publisher.sent[0]!.message.options.headers as Record<string, unknown>)['x-relayq-error'], 'RQ_ERR_REDELIVERY_LIMIT')
     assert.deepEqual(ch.acks, [d.msg.fields.deliveryTag])
   })
   it('a dead-lettered job whose results queue stays missing: the copy goes to the DLQ after a few seconds anyway, no loop', async () => {
-    const deps = settleDeps()
-    deps.publisher.failing.set('relayq_results.gone', 100)
-    deps.inflight.enter()
-    const { d, ch } = delivery({ replyTo: 'relayq_results.gone' })
-    await settle(deps, { d, outcome: { kind: 'dead_letter', reason: 'redelivery_limit', code: 'RQ_ERR_REDELIVERY_LIMIT', detail: 'delivered 3 times' }, req: null, result: null })
-    await tick()
+    const { deps, d, ch } = await settleFailingReplies('relayq_results.gone', 100, REDELIVERY_LIMIT)
     assert.deepEqual(deps.publisher.sent.map((s) => s.key), ['unit_requests'])
     assert.deepEqual([ch.acks, ch.nacks], [[d.msg.fields.deliveryTag], []])
     // The reply four times (waits of 0.5, 1 and 2 s fit the 5 s budget for a missing queue), then the copy.
     assert.equal(deps.publisher.attempts, 5)
+  })
+  it('a reply whose queue stays missing: dead-lettered as reply_unroutable after the wait, acked, not given back to be called again', async () => {
+    const { deps, d, ch } = await settleFailingReplies('relayq_results.gone', 100, { kind: 'reply', result: response(200) })
+    // The reply four times (waits of 0.5, 1 and 2 s fit the 5 s budget for a missing queue), then the copy, and no
+    // error reply to the missing queue.
+    assert.equal(deps.publisher.tries.get('relayq_results.gone'), 4)
+    assert.deepEqual(deps.publisher.sent.map((s) => [s.exchange, s.key]), [['relayq.dlx', 'unit_requests']])
+    const h = deps.publisher.sent[0]!.message.options.headers as Record<string, unknown>
+    assert.equal(h['x-relayq-dead-letter-reason'], 'reply_unroutable')
+    assert.equal(h['x-relayq-last-error-code'], 'RQ_ERR_REPLY_UNROUTABLE')
+    assert.deepEqual([ch.acks, ch.nacks], [[d.msg.fields.deliveryTag], []])
+    assert.equal(deps.inflight.count, 0)
+    assert.equal(deps.unroutableWaits.held, 0)
+  })
+  it('at most a quarter of the prefetch waits for missing queues: past that, a reply no queue takes is dead-lettered at once', async () => {
+    const deps = settleDeps({ unroutableWaits: new UnroutableWaits(4) })
+    deps.publisher.failing.set('gone.a', 100)
+    deps.publisher.failing.set('gone.b', 100)
+    const finished: string[] = []
+    const run = (key: string): Promise<void> => {
+      deps.inflight.enter()
+      const { d } = delivery({ replyTo: key })
+      return settle(deps, { d, outcome: { kind: 'reply', result: response(200) }, req: null, result: response(200) }).then(() => { finished.push(key) })
+    }
+    const a = run('gone.a')
+    await tick()
+    const b = run('gone.b')
+    await b
+    // The second found the one place taken: one try, straight to the dead-letter queue, while the first still waits.
+    assert.deepEqual(finished, ['gone.b'])
+    assert.equal(deps.publisher.tries.get('gone.b'), 1)
+    assert.equal(deps.unroutableWaits.held, 1)
+    await a
+    assert.equal(deps.publisher.tries.get('gone.a'), 4)
+    assert.equal(deps.unroutableWaits.held, 0)
+    assert.equal(deps.publisher.sent.filter((s) => s.key === 'unit_requests').length, 2)
   })
   it('a recount: a copy with one more attempt and lost delivery, signed with a key, and one suspect expected back', async () => {
     const control = new ControlHeaders('k'.repeat(32))
