@@ -172,8 +172,11 @@ function enqueuerMade5xx (): Set<string> {
   walk(join(ROOT, 'src/enqueuer'))
   walk(join(ROOT, 'src/http'))
   walk(join(ROOT, 'src/dequeuer'))
-  return new Set(ERROR_CODES.filter((c) => made.has(c) && is5xxFailure(c)).map(reasonOf))
+  return new Set(ERROR_CODES.filter((c) => made.has(c) && is5xxFailure(c) && !NEVER_ANSWERED.has(c)).map(reasonOf))
 }
+
+// Written only on a dead-lettered copy (its last error): no client is ever answered with it, so no enqueuer counts it.
+const NEVER_ANSWERED = new Set(['RQ_ERR_REPLY_UNROUTABLE'])
 
 // 501 is the answer to a client asking for a protocol upgrade: the client's doing, not a failure.
 const is5xxFailure = (code: (typeof ERROR_CODES)[number]): boolean => statusOf(code) >= 500 && statusOf(code) !== 501
