@@ -161,41 +161,35 @@ function carryOutPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, rep
 async function retryPatiently (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean, firstErr: unknown): Promise<void> {
   const waits = deps.unroutableWaits
   let holdsWait = false
-  try {
-    await retryLoop(deps, d, outcome, step, committed, firstErr, () => {
-      if (holdsWait) return true
-      if (waits.held >= waits.max) return false
-      waits.held++
-      holdsWait = true
-      return true
-    })
-  } finally {
-    if (holdsWait) waits.held--
-  }
-}
-
-/** retryPatiently's loop; `mayWaitUnroutable` takes one of the bounded places for waiting on a missing queue, or says there is none. */
-async function retryLoop (deps: SettleDeps, d: Delivery, outcome: Outcome, step: () => Promise<void>, committed: () => boolean, firstErr: unknown, mayWaitUnroutable: () => boolean): Promise<void> {
   const started = Date.now()
   let err = firstErr
-  for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, PUBLISH_RETRY_MAX_MS)) {
-    // Not again: what a retry cannot change (a message the encoder cannot carry), or a delivery the broker took back.
-    if (committed() || !(err instanceof PublishError) || !classify(err).retryable || !d.acker.alive) throw err
-    const unroutable = err.cause instanceof UnroutableError
-    const budget = unroutable ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
-    if (Date.now() + delay - started > budget) throw err
-    if (unroutable && !mayWaitUnroutable()) throw err
-    if (delay === PUBLISH_RETRY_FIRST_MS) {
-      deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
+  try {
+    for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, PUBLISH_RETRY_MAX_MS)) {
+      // Not again: what a retry cannot change (a message the encoder cannot carry), or a delivery the broker took back.
+      if (committed() || !(err instanceof PublishError) || !classify(err).retryable || !d.acker.alive) throw err
+      const unroutable = err.cause instanceof UnroutableError
+      const budget = unroutable ? UNROUTABLE_RETRY_BUDGET_MS : PUBLISH_RETRY_BUDGET_MS
+      if (Date.now() + delay - started > budget) throw err
+      if (unroutable && !holdsWait) {
+        // Only so many deliveries wait for missing queues at once (UnroutableWaits).
+        if (waits.held >= waits.max) throw err
+        waits.held++
+        holdsWait = true
+      }
+      if (delay === PUBLISH_RETRY_FIRST_MS) {
+        deps.logger.warn({ err: err.message, correlationId: d.msg.properties.correlationId, outcome: outcome.kind, ...(deps.tracing === null ? null : deps.tracing.logIds(d)) }, 'cannot publish what a message\'s outcome needs; holding the message and trying again')
+      }
+      deps.metrics.publishRetried()
+      await new Promise((resolve) => setTimeout(resolve, delay))
+      try {
+        await step()
+        return
+      } catch (next) {
+        err = next
+      }
     }
-    deps.metrics.publishRetried()
-    await new Promise((resolve) => setTimeout(resolve, delay))
-    try {
-      await step()
-      return
-    } catch (next) {
-      err = next
-    }
+  } finally {
+    if (holdsWait) waits.held--
   }
 }
 
