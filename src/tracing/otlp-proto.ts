@@ -308,6 +308,11 @@ function cachedKeyValue (k: string, value: unknown): Buffer | null {
   return kv
 }
 
+/** The cache's size, and how many values `key` has cached (null: none, or given up on): for the test of its bounds. */
+export function attributeCache (key: string): { keys: number, cachedValues: number | null } {
+  return { keys: KEY_VALUES.size, cachedValues: KEY_VALUES.get(key)?.values?.size ?? null }
+}
+
 function keyValue (w: Writer, k: string, value: unknown, field: number): void {
   w.tag(field, LEN)
   const kv = w.begin()

@@ -11,7 +11,7 @@ import { TraceState } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import { encodeSpans } from '../../src/tracing/otlp-proto'
+import { attributeCache, encodeSpans } from '../../src/tracing/otlp-proto'
 
 function provider (resource: Record<string, string | number>): { provider: TracerProvider, exporter: InMemorySpanExporter } {
   const exporter = new InMemorySpanExporter()
@@ -92,6 +92,20 @@ describe('OTLP/protobuf span encoding', () => {
     assert.equal(exporter.getFinishedSpans().length, 400)
     same(exporter.getFinishedSpans())
     same(exporter.getFinishedSpans().slice(0, 3))
+  })
+
+  it('caches the encoded attributes whose values repeat, gives up on a key whose values do not, and holds at most 512 keys', async () => {
+    const { provider: p, exporter } = provider({ 'service.name': 'relayq' })
+    const tracer = p.getTracer('relayq', '1')
+    for (let i = 0; i < 1000; i++) {
+      // A key of its own per span too: names a client controls must not grow the cache past its bound.
+      tracer.startSpan('s', { attributes: { 'cache.test.repeats': 'rabbitmq', 'cache.test.unique': randomBytes(8).toString('hex'), [`cache.test.key.${i}`]: 1 } }).end()
+    }
+    await p.forceFlush()
+    same(exporter.getFinishedSpans())
+    assert.equal(attributeCache('cache.test.repeats').cachedValues, 1, 'a repeated value is encoded once and kept')
+    assert.equal(attributeCache('cache.test.unique').cachedValues, null, 'a key whose values never repeat is given up on')
+    assert.ok(attributeCache('').keys <= 512, `${attributeCache('').keys} keys cached`)
   })
 
   it('times of every size: the nanoseconds are exact past 2^53 (as the SDK computes them)', async () => {
